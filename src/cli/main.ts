@@ -2,6 +2,7 @@
  * `deno task cli <command> ...`: the command-line door. Each command lives in its own
  * module under `commands/`; this file only dispatches and turns errors into one line.
  */
+import process from "node:process";
 import { LlmError } from "../errors.ts";
 import type { CliCommand } from "./command.ts";
 import { COMMANDS } from "./commands/index.ts";
@@ -38,7 +39,10 @@ function describeError(err: unknown): string {
   return String(err);
 }
 
-if (import.meta.main) {
-  const code = await main(Deno.args);
-  Deno.exit(code);
+
+// Entry point under Deno (`deno task cli`) and Node alike. Exit explicitly: every engine a
+// command created has been disposed and awaited by now, and the exit code must not wait
+// on a GPU runtime's idle handles.
+if (import.meta.url === `file://${process.argv[1]}` || (globalThis as { Deno?: { mainModule?: string } }).Deno?.mainModule === import.meta.url) {
+  process.exit(await main(process.argv.slice(2)));
 }

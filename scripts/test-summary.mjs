@@ -1,0 +1,41 @@
+// Sums the results of every suite that test/run-all.sh ran into one closing line,
+// `N passed, N failed`, and exits non-zero when anything failed or a suite left no result.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const dir = process.argv[2];
+const suites = [];
+
+for (const name of readdirSync(dir).filter((f) => f.startsWith("check-"))) {
+  const ok = readFileSync(join(dir, name), "utf8").trim() === "pass";
+  suites.push({ name: name.slice(6), passed: ok ? 1 : 0, failed: ok ? 0 : 1 });
+}
+
+const vitestFile = join(dir, "vitest.json");
+if (existsSync(vitestFile)) {
+  const v = JSON.parse(readFileSync(vitestFile, "utf8"));
+  // A test file that fails to load has no tests but must still count as a failure.
+  const brokenFiles = v.testResults.filter((f) => f.status === "failed" && f.assertionResults.length === 0).length;
+  suites.push({ name: "vitest", passed: v.numPassedTests, failed: v.numFailedTests + brokenFiles });
+} else {
+  suites.push({ name: "vitest (no report)", passed: 0, failed: 1 });
+}
+
+const denoFile = join(dir, "deno.txt");
+if (existsSync(denoFile)) {
+  // Deno ends with e.g. "ok | 12 passed (3 steps) | 0 failed (5s)"; strip colours first.
+  const text = readFileSync(denoFile, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+  const m = [...text.matchAll(/(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
+  if (m) suites.push({ name: "deno", passed: Number(m[1]), failed: Number(m[2]) });
+  else suites.push({ name: "deno (no summary)", passed: 0, failed: 1 });
+}
+
+let passed = 0;
+let failed = 0;
+for (const s of suites) {
+  console.log(`  ${s.name}: ${s.passed} passed, ${s.failed} failed`);
+  passed += s.passed;
+  failed += s.failed;
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 || passed === 0 ? 1 : 0);

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README and CI run it: installs what it needs (scripts/setup.sh),
+# then runs every suite and ends with one line `N passed, N failed` summing all of them.
+#   - typecheck: tsc (Node + browser code) and deno check (Deno entry points)
+#   - node:      vitest — GGUF, quants, tokenizers, CPU reference, llama.cpp cross-checks
+#   - deno:      deno test — WebGPU kernels and model on Mesa lavapipe
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+results=.cache/test-results
+rm -rf "$results"; mkdir -p "$results"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+
+run_check() { # name, command...: a check counts as one test
+  local name=$1; shift
+  echo "=== $name: $*"
+  if "$@"; then echo "pass" >"$results/check-$name"; else echo "fail" >"$results/check-$name"; fi
+}
+
+run_check tsc npx tsc --noEmit -p tsconfig.json
+run_check deno-check deno check src/cli/main.ts
+
+echo "=== node suites (vitest)"
+npx vitest run --reporter=default --reporter=json --outputFile.json="$results/vitest.json"
+
+echo "=== deno suites (WebGPU on $(deno eval 'const a = await navigator.gpu?.requestAdapter(); console.log(a?.info.description ?? "no adapter")' 2>/dev/null))"
+if ls test/deno/*.test.ts >/dev/null 2>&1; then
+  deno test -A --no-check=remote test/deno/ 2>&1 | tee "$results/deno.txt"
+fi
+
+node scripts/test-summary.mjs "$results"
