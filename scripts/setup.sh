@@ -28,6 +28,8 @@ if ! command -v deno >/dev/null || [[ "$(deno --version | head -1)" != "deno $DE
 fi
 
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  # `npm install` rather than `npm ci`: node-llama-cpp lists optional builds for other
+  # platforms that the registry does not serve, which `npm ci` refuses as a lock mismatch.
   echo "setup: installing npm packages" >&2
-  npm ci --omit=optional --no-audit --no-fund >&2
+  npm install --omit=optional --no-audit --no-fund >&2
 fi

@@ -88,3 +88,41 @@ function withLocation(message: string, where: GGUFErrorLocation): string {
   if (where.offset !== undefined) parts.push(`offset ${where.offset}`);
   return parts.length > 0 ? `${message} (${parts.join(", ")})` : message;
 }
+
+/** Why a GPU operation failed; see {@link GpuError}. */
+export type GpuErrorCode =
+  | "NO_WEBGPU"
+  | "NO_ADAPTER"
+  | "LIMIT_TOO_LOW"
+  | "OUT_OF_MEMORY"
+  | "DEVICE_LOST"
+  | "GPU_VALIDATION"
+  | "SHADER_COMPILE"
+  | "GPU_TIMEOUT"
+  | "GPU_UNSUPPORTED";
+
+/**
+ * WebGPU is missing, too small for the model, or failed at run time (allocation,
+ * validation, shader compilation, device loss). `limit`/`needed`/`available` are set for
+ * `LIMIT_TOO_LOW`; `label` names the buffer, pipeline variant or pass involved.
+ */
+export class GpuError extends LlmError {
+  declare readonly code: GpuErrorCode;
+  readonly label?: string;
+  readonly limit?: string;
+  readonly needed?: number;
+  readonly available?: number;
+
+  constructor(
+    code: GpuErrorCode,
+    message: string,
+    details: { label?: string; limit?: string; needed?: number; available?: number } = {},
+    options?: ErrorOptions,
+  ) {
+    super(code, message, options);
+    this.label = details.label;
+    this.limit = details.limit;
+    this.needed = details.needed;
+    this.available = details.available;
+  }
+}

@@ -3,6 +3,9 @@
  * pass (CPU or GPU) needs to know about shapes and constants lives here, so no other
  * code reads architecture-specific metadata keys.
  */
+import { ModelConfigError } from "../errors.ts";
+import { getArray, getNumber, getString, hasKey, type Metadata } from "../gguf/metadata.ts";
+import type { GGUFFile } from "../gguf/reader.ts";
 
 /** Architectures the runtime runs. */
 export type Architecture = "llama" | "qwen2" | "qwen3";
@@ -33,6 +36,14 @@ export interface RopeConfig {
 
 export interface ModelConfig {
   readonly arch: Architecture;
+  /**
+   * Name of a tensor of per-pair RoPE frequency divisors (`rope_freqs.weight`, ropeDims/2
+   * values), when the file has one. llama.cpp's converter stores Llama 3's frequency
+   * scaling this way, precomputed, instead of as metadata: the `llama3` parameters of
+   * {@link RopeScaling} cannot be recovered from a GGUF, so `rope.scaling` then stays
+   * what the metadata says (usually `none`) and the divisors come from this tensor.
+   */
+  readonly ropeFreqFactors?: string;
   /** `general.name`, or the file name when absent. */
   readonly name: string;
   readonly nLayers: number;
@@ -84,3 +95,191 @@ export const GLOBAL_TENSOR_NAMES = {
   outputNorm: "output_norm.weight",
   output: "output.weight",
 } as const;
+
+/** The tensor holding precomputed RoPE frequency divisors (Llama 3 scaling), when present. */
+export const ROPE_FREQS_TENSOR_NAME = "rope_freqs.weight";
+
+const ARCHITECTURES: readonly Architecture[] = ["llama", "qwen2", "qwen3"];
+
+function isArchitecture(s: string): s is Architecture {
+  return ARCHITECTURES.some((a) => a === s);
+}
+
+/**
+ * The {@link ModelConfig} of an opened GGUF model, from its `<arch>.*` metadata, checked
+ * against itself and against the shapes of every tensor the forward pass uses. Throws
+ * `ModelConfigError` naming the metadata key or tensor that is missing or inconsistent.
+ *
+ * Beyond the architecture's defaults: `qkvBias` is also set for a `llama` file that has
+ * `attn_q.bias` tensors (llama.cpp loads them when present), and `ropeFreqFactors` names
+ * `rope_freqs.weight` when the file has it.
+ */
+export function modelConfigFromGGUF(file: GGUFFile): ModelConfig {
+  const m = file.metadata;
+  const arch = getString(m, "general.architecture");
+  if (!isArchitecture(arch)) {
+    throw new ModelConfigError("general.architecture", `"${arch}" is not supported (${ARCHITECTURES.join(", ")})`);
+  }
+  const key = (suffix: string) => `${arch}.${suffix}`;
+  const count = (suffix: string, fallback?: number) => positiveInteger(m, key(suffix), fallback);
+
+  const nLayers = count("block_count");
+  const nEmbd = count("embedding_length");
+  const nHeads = count("attention.head_count");
+  const nKvHeads = count("attention.head_count_kv", nHeads);
+  if (nHeads % nKvHeads !== 0) {
+    throw new ModelConfigError(
+      key("attention.head_count_kv"),
+      `${nKvHeads} key/value heads do not divide ${key("attention.head_count")}=${nHeads}`,
+    );
+  }
+  if (!hasKey(m, key("attention.key_length")) && nEmbd % nHeads !== 0) {
+    throw new ModelConfigError(
+      key("attention.head_count"),
+      `${nHeads} heads do not divide ${key("embedding_length")}=${nEmbd}, and attention.key_length is absent`,
+    );
+  }
+  const headDim = count("attention.key_length", nEmbd / nHeads);
+  const valueLength = count("attention.value_length", headDim);
+  if (valueLength !== headDim) {
+    throw new ModelConfigError(key("attention.value_length"), `${valueLength} differs from key_length ${headDim}`);
+  }
+  const rope = ropeConfig(m, arch, headDim);
+  const vocabSize = vocabularySize(file, key("vocab_size"));
+  const config: ModelConfig = {
+    arch,
+    name: getString(m, "general.name", baseName(file.name)),
+    nLayers,
+    nEmbd,
+    nHeads,
+    nKvHeads,
+    headDim,
+    nFf: count("feed_forward_length"),
+    vocabSize,
+    contextLength: count("context_length"),
+    normEps: positiveNumber(m, key("attention.layer_norm_rms_epsilon")),
+    rope,
+    qkvBias: arch === "qwen2" || file.tensor(layerTensorNames(0).qBias) !== undefined,
+    qkNorm: arch === "qwen3",
+    tiedEmbeddings: file.tensor(GLOBAL_TENSOR_NAMES.output) === undefined,
+    ...(file.tensor(ROPE_FREQS_TENSOR_NAME) ? { ropeFreqFactors: ROPE_FREQS_TENSOR_NAME } : {}),
+  };
+  checkTensorShapes(file, config);
+  return config;
+}
+
+function positiveInteger(m: Metadata, key: string, fallback?: number): number {
+  const n = getNumber(m, key, fallback);
+  if (!Number.isSafeInteger(n) || n < 1) throw new ModelConfigError(key, `expected a positive whole number, found ${n}`);
+  return n;
+}
+
+function positiveNumber(m: Metadata, key: string, fallback?: number): number {
+  const n = getNumber(m, key, fallback);
+  if (!(n > 0) || !Number.isFinite(n)) throw new ModelConfigError(key, `expected a positive number, found ${n}`);
+  return n;
+}
+
+function baseName(name: string): string {
+  const last = name.split(/[?#]/)[0]?.split(/[\\/]/).pop() ?? name;
+  return last.replace(/\.gguf$/i, "") || name;
+}
+
+function ropeConfig(m: Metadata, arch: Architecture, headDim: number): RopeConfig {
+  const key = (suffix: string) => `${arch}.rope.${suffix}`;
+  const dims = positiveInteger(m, key("dimension_count"), headDim);
+  if (dims % 2 !== 0 || dims > headDim) {
+    throw new ModelConfigError(key("dimension_count"), `${dims} must be even and at most the head size ${headDim}`);
+  }
+  return {
+    // llama.cpp's rope type per architecture: LLAMA_ROPE_TYPE_NORM for llama, NEOX for qwen.
+    layout: arch === "llama" ? "normal" : "neox",
+    base: positiveNumber(m, key("freq_base"), 10000),
+    dims,
+    scaling: ropeScaling(m, arch),
+  };
+}
+
+function ropeScaling(m: Metadata, arch: Architecture): RopeScaling {
+  const typeKey = `${arch}.rope.scaling.type`;
+  const type = getString(m, typeKey, "none");
+  if (type === "linear") return { type: "linear", factor: positiveNumber(m, `${arch}.rope.scaling.factor`) };
+  if (type !== "none") throw new ModelConfigError(typeKey, `"${type}" is not supported (none, linear)`);
+  // Files from before rope.scaling.* stored a linear factor under this key.
+  const legacy = `${arch}.rope.scale_linear`;
+  if (hasKey(m, legacy)) {
+    const factor = positiveNumber(m, legacy);
+    if (factor !== 1) return { type: "linear", factor };
+  }
+  return { type: "none" };
+}
+
+function vocabularySize(file: GGUFFile, vocabKey: string): number {
+  const embd = file.tensor(GLOBAL_TENSOR_NAMES.embedding);
+  if (!embd) throw new ModelConfigError(GLOBAL_TENSOR_NAMES.embedding, "tensor is missing");
+  const fromTensor = embd.shape[1] ?? 1;
+  const tokensKey = "tokenizer.ggml.tokens";
+  if (hasKey(file.metadata, tokensKey)) {
+    const n = getArray(file.metadata, tokensKey).length;
+    if (n !== fromTensor) {
+      throw new ModelConfigError(tokensKey, `${n} tokens, but ${embd.name} has shape [${embd.shape.join(", ")}]`);
+    }
+  }
+  if (hasKey(file.metadata, vocabKey)) {
+    const n = positiveInteger(file.metadata, vocabKey);
+    if (n !== fromTensor) throw new ModelConfigError(vocabKey, `${n}, but ${embd.name} has shape [${embd.shape.join(", ")}]`);
+  }
+  return fromTensor;
+}
+
+/** Every tensor the forward pass reads, with the shape (`ne`, innermost first) the config implies. */
+function expectedShapes(c: ModelConfig): Map<string, readonly number[]> {
+  const q = c.nHeads * c.headDim;
+  const kv = c.nKvHeads * c.headDim;
+  const shapes = new Map<string, readonly number[]>([
+    [GLOBAL_TENSOR_NAMES.embedding, [c.nEmbd, c.vocabSize]],
+    [GLOBAL_TENSOR_NAMES.outputNorm, [c.nEmbd]],
+  ]);
+  if (!c.tiedEmbeddings) shapes.set(GLOBAL_TENSOR_NAMES.output, [c.nEmbd, c.vocabSize]);
+  if (c.ropeFreqFactors) shapes.set(c.ropeFreqFactors, [c.rope.dims / 2]);
+  for (let l = 0; l < c.nLayers; l++) {
+    const n = layerTensorNames(l);
+    shapes.set(n.attnNorm, [c.nEmbd]);
+    shapes.set(n.q, [c.nEmbd, q]);
+    shapes.set(n.k, [c.nEmbd, kv]);
+    shapes.set(n.v, [c.nEmbd, kv]);
+    shapes.set(n.o, [q, c.nEmbd]);
+    shapes.set(n.ffnNorm, [c.nEmbd]);
+    shapes.set(n.gate, [c.nEmbd, c.nFf]);
+    shapes.set(n.up, [c.nEmbd, c.nFf]);
+    shapes.set(n.down, [c.nFf, c.nEmbd]);
+    if (c.qkvBias) {
+      shapes.set(n.qBias, [q]);
+      shapes.set(n.kBias, [kv]);
+      shapes.set(n.vBias, [kv]);
+    }
+    if (c.qkNorm) {
+      shapes.set(n.qNorm, [c.headDim]);
+      shapes.set(n.kNorm, [c.headDim]);
+    }
+  }
+  return shapes;
+}
+
+/** Drops trailing 1s: `[n]` and `[n, 1]` describe the same vector. */
+function squeeze(shape: readonly number[]): string {
+  const s = [...shape];
+  while (s.length > 1 && s[s.length - 1] === 1) s.pop();
+  return s.join(", ");
+}
+
+function checkTensorShapes(file: GGUFFile, c: ModelConfig): void {
+  const dims = `n_embd=${c.nEmbd}, heads=${c.nHeads}, kv_heads=${c.nKvHeads}, head_dim=${c.headDim}, n_ff=${c.nFf}, vocab=${c.vocabSize}`;
+  for (const [name, expected] of expectedShapes(c)) {
+    const t = file.tensor(name);
+    if (!t) throw new ModelConfigError(name, `tensor is missing (required by ${c.arch} with ${c.nLayers} layers)`);
+    if (squeeze(t.shape) !== squeeze(expected)) {
+      throw new ModelConfigError(name, `shape [${t.shape.join(", ")}], expected [${expected.join(", ")}] from ${dims}`);
+    }
+  }
+}

@@ -1,4 +1,9 @@
 import type { CliCommand } from "../command.ts";
+import { generateCommand } from "./generate.ts";
+import { inspectCommand } from "./inspect.ts";
 
 /** Every CLI command, in the order `--help` lists them. Add new commands here. */
-export const COMMANDS: readonly CliCommand[] = [];
+export const COMMANDS: readonly CliCommand[] = [
+  generateCommand,
+  inspectCommand,
+];

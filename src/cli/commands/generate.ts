@@ -1,0 +1,102 @@
+/**
+ * `deno task cli generate --prompt TEXT [...]`: generates text with the engine, streaming
+ * it to stdout as it is produced; `--json` prints one object at the end instead.
+ */
+import process from "node:process";
+import type { GenerateOptions, GenerationResult } from "../../engine/types.ts";
+import { parseArgs } from "../args.ts";
+import type { CliCommand } from "../command.ts";
+import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
+import { onInterrupt } from "../interrupt.ts";
+
+const SPEC = {
+  name: "generate",
+  summary: "Generates a continuation of a prompt with the embedded model or --model.",
+  flags: {
+    ...ENGINE_FLAGS,
+    prompt: { type: "string", short: "p", required: true, placeholder: "text", description: "the prompt" },
+    maxTokens: { type: "number", integer: true, min: 1, placeholder: "n", description: "most tokens to generate (default 256)" },
+    temperature: { type: "number", min: 0, placeholder: "t", description: "0 = greedy (default 0.8)" },
+    topK: { type: "number", integer: true, min: 0, placeholder: "k", description: "0 = off (default 40)" },
+    topP: { type: "number", placeholder: "p", description: "in (0, 1]; 1 = off (default 0.95)" },
+    minP: { type: "number", placeholder: "p", description: "in [0, 1); 0 = off (default 0.05)" },
+    repeatPenalty: { type: "number", placeholder: "r", description: "1 = off (default 1)" },
+    repeatLastN: { type: "number", integer: true, min: 0, placeholder: "n", description: "tokens the penalties look at (default 64)" },
+    presencePenalty: { type: "number", placeholder: "x", description: "in [-2, 2] (default 0)" },
+    frequencyPenalty: { type: "number", placeholder: "x", description: "in [-2, 2] (default 0)" },
+    seed: { type: "number", integer: true, min: 0, placeholder: "n", description: "same seed, same output (default: random)" },
+    stop: { type: "strings", placeholder: "s", description: "stop string (repeat for several)" },
+    ignoreEos: { type: "boolean", description: "keep going past end-of-generation tokens" },
+    noStream: { type: "boolean", description: "print the text once, at the end" },
+    json: { type: "boolean", description: "print one JSON object with ids, text, finish reason and timings" },
+  },
+} as const;
+
+/** The JSON printed by `generate --json`. */
+export function generationJson(result: GenerationResult): Record<string, unknown> {
+  return {
+    prompt_tokens: result.promptTokens,
+    tokens: result.tokens,
+    text: result.text,
+    finish_reason: result.finishReason,
+    usage: {
+      prompt_tokens: result.usage.promptTokens,
+      completion_tokens: result.usage.completionTokens,
+      total_tokens: result.usage.totalTokens,
+    },
+    timings: {
+      queued_ms: result.timings.queuedMs,
+      ttft_ms: result.timings.timeToFirstTokenMs,
+      prefill_ms: result.timings.prefillMs,
+      decode_ms: result.timings.decodeMs,
+      prefill_tok_s: result.timings.prefillTokensPerSecond,
+      decode_tok_s: result.timings.decodeTokensPerSecond,
+    },
+  };
+}
+
+export const generateCommand: CliCommand = {
+  name: "generate",
+  summary: "generate text from a prompt (streams to stdout)",
+  async run(args) {
+    const parsed = parseArgs(args, SPEC);
+    if (parsed.help) {
+      console.log(parsed.text);
+      return 0;
+    }
+    const f = parsed.flags;
+    const { engine, loaded } = engineFromFlags(f);
+    const abort = new AbortController();
+    const stopListening = onInterrupt(() => abort.abort());
+    try {
+      await loaded;
+      const options: GenerateOptions = {
+        maxTokens: f.maxTokens,
+        temperature: f.temperature,
+        topK: f.topK,
+        topP: f.topP,
+        minP: f.minP,
+        repeatPenalty: f.repeatPenalty,
+        penaltyWindow: f.repeatLastN,
+        presencePenalty: f.presencePenalty,
+        frequencyPenalty: f.frequencyPenalty,
+        seed: f.seed,
+        stop: f.stop.length > 0 ? f.stop : undefined,
+        ignoreEos: f.ignoreEos,
+        signal: abort.signal,
+      };
+      const stream = engine.generate(f.prompt, options);
+      if (!f.json && !f.noStream) {
+        for await (const chunk of stream) process.stdout.write(chunk.text);
+      }
+      const result = await stream.result;
+      if (f.json) console.log(JSON.stringify(generationJson(result)));
+      else if (f.noStream) console.log(result.text);
+      else process.stdout.write("\n");
+      return 0;
+    } finally {
+      stopListening();
+      await engine.dispose();
+    }
+  },
+};

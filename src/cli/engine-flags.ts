@@ -1,0 +1,58 @@
+/**
+ * The flags every model-running command shares, and the one way the CLI builds an engine
+ * from them: through `createEngine`, like every other door.
+ */
+import { createEngine, type Engine, type EngineOptions } from "../engine/engine.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import type { FlagSpec } from "./args.ts";
+import { DEFAULT_MODEL_PATH, DEFAULT_MODEL_RELATIVE } from "./default-model.ts";
+import { loadProgressBar } from "./progress.ts";
+
+export const ENGINE_FLAGS = {
+  model: {
+    type: "string",
+    short: "m",
+    placeholder: "path|url",
+    description: `GGUF file, first shard, or http(s) URL (default: ${DEFAULT_MODEL_RELATIVE})`,
+  },
+  backend: {
+    type: "string",
+    default: "webgpu",
+    placeholder: "webgpu|cpu",
+    description: "webgpu, or cpu (the reference implementation, for checking)",
+  },
+  context: { type: "number", integer: true, min: 1, placeholder: "n", description: "context per sequence (default: the model's)" },
+  lookahead: {
+    type: "number",
+    integer: true,
+    min: 1,
+    placeholder: "n",
+    description: "decode steps submitted before one readback (default 4)",
+  },
+} as const satisfies Record<string, FlagSpec>;
+
+/** Parsed values of {@link ENGINE_FLAGS}. */
+export interface EngineFlagValues {
+  readonly model: string | undefined;
+  readonly backend: string;
+  readonly context: number | undefined;
+  readonly lookahead: number | undefined;
+}
+
+/** Creates the engine the flags describe, with a progress bar on a terminal. */
+export function engineFromFlags(flags: EngineFlagValues, extra: EngineOptions = {}): { engine: Engine; loaded: Promise<void> } {
+  if (flags.backend !== "webgpu" && flags.backend !== "cpu") {
+    throw new InvalidArgumentError("--backend", `must be webgpu or cpu, got "${flags.backend}"`);
+  }
+  const progress = loadProgressBar();
+  const engine = createEngine(flags.model ?? DEFAULT_MODEL_PATH, {
+    backend: flags.backend,
+    contextLength: flags.context,
+    lookahead: flags.lookahead,
+    onProgress: progress.onProgress,
+    ...extra,
+  });
+  const loaded = engine.ready.finally(progress.done);
+  loaded.catch(() => {});
+  return { engine, loaded };
+}

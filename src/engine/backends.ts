@@ -1,0 +1,42 @@
+/**
+ * Chooses and loads the runner behind an engine: the WebGPU model, or the CPU reference.
+ * Kept apart from the engine so the scheduler never knows which one it drives.
+ */
+import type { GGUFFile } from "../gguf/reader.ts";
+import { InvalidRequestError } from "./errors.ts";
+import { CpuRunner } from "./cpu-runner.ts";
+import type { ModelRunner } from "./runner.ts";
+import type { LoadProgress } from "./types.ts";
+
+/** A model to load: a path or URL, a `Blob`/`File`, or the file's bytes. */
+export type ModelSource = string | URL | Blob | Uint8Array;
+
+/** Which backend runs the model, and with which GPU. */
+export interface RunnerChoice {
+  /** `webgpu` (default) or `cpu` (the reference, for checking). */
+  readonly backend?: "webgpu" | "cpu";
+  /** A WebGPU entry point (e.g. Dawn's in Node); default `navigator.gpu`. */
+  readonly gpu?: GPU;
+  /** A ready device; the engine then leaves its destruction to the caller. */
+  readonly device?: GPUDevice;
+  /** For URL sources: the fetch to use. */
+  readonly fetch?: typeof fetch;
+}
+
+/** Sizes and hooks the engine passes to every runner. */
+export interface RunnerSizes {
+  readonly maxSlots: number;
+  readonly contextLength?: number;
+  readonly maxBatchTokens: number;
+  readonly onProgress?: (progress: LoadProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+export async function loadRunner(file: GGUFFile, choice: RunnerChoice, sizes: RunnerSizes): Promise<ModelRunner> {
+  const backend = choice.backend ?? "webgpu";
+  if (backend === "cpu") return CpuRunner.load(file, sizes);
+  if (backend === "webgpu") {
+    throw new InvalidRequestError("backend", "the WebGPU backend is not wired into the engine yet", "BACKEND_UNAVAILABLE");
+  }
+  throw new InvalidRequestError("backend", `unknown backend "${String(backend)}" (webgpu or cpu)`);
+}

@@ -1,0 +1,485 @@
+/**
+ * The engine: one way to create, use and dispose a model, for every door (library, CLI,
+ * server, browser worker).
+ *
+ * `createEngine` returns at once and loads in the background; requests made meanwhile
+ * wait in the queue and are served once the model is there. The inference loop is one
+ * async task governed by an AbortController. `dispose()` settles every request with
+ * EngineDisposedError, aborts the loop, awaits its exit, then releases every GPU buffer
+ * (and the device, when the engine made it). Nothing waits on a timer.
+ */
+import { openGGUF, type GGUFFile } from "../gguf/reader.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { renderChat, type Tokenizer, tokenizerFromMetadata } from "../tokenizer/index.ts";
+import { loadRunner, type ModelSource, type RunnerChoice } from "./backends.ts";
+import { EngineDisposedError, EngineFailedError, InvalidRequestError } from "./errors.ts";
+import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
+import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
+import type { BatchEntry, ModelRunner } from "./runner.ts";
+import type { ChatMessage, EngineState, GenerateOptions, GenerationStream, LoadProgress } from "./types.ts";
+
+/** How an engine is built. Every field is optional. */
+export interface EngineOptions extends RunnerChoice {
+  /** Sequences decoded together (continuous batching); each holds a KV slot. Default 4. */
+  readonly maxSequences?: number;
+  /** Most tokens one step feeds, prompt chunks and decode tokens together. Default 256. */
+  readonly maxBatchTokens?: number;
+  /** Context per sequence; default and maximum: the model's. */
+  readonly contextLength?: number;
+  /** Decode steps submitted before one readback, unless a request asks otherwise. Default 4. */
+  readonly lookahead?: number;
+  /** Load progress: bytes read and tensors uploaded. */
+  readonly onProgress?: (progress: LoadProgress) => void;
+}
+
+/** What the engine is doing now, for metrics and tests. */
+export interface EngineStats {
+  readonly state: EngineState;
+  readonly queued: number;
+  readonly active: number;
+  readonly freeSlots: number;
+  /** Whether the inference loop task is running. */
+  readonly loopRunning: boolean;
+}
+
+/** Wakes the loop when work arrives; a wake-up before the wait is not lost. */
+class Wakeup {
+  #pending = false;
+  #resolve: (() => void) | undefined;
+
+  notify(): void {
+    this.#pending = true;
+    this.#resolve?.();
+    this.#resolve = undefined;
+  }
+
+  wait(): Promise<void> {
+    if (this.#pending) {
+      this.#pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.#resolve = () => {
+        this.#pending = false;
+        resolve();
+      };
+    });
+  }
+}
+
+/** One scheduled step: the entries, and the request behind each. */
+interface ScheduledStep {
+  readonly entries: BatchEntry[];
+  readonly requests: Request[];
+  readonly extraSteps: number;
+}
+
+export class Engine implements AsyncDisposable {
+  readonly #options: EngineOptions;
+  readonly #controller = new AbortController();
+  readonly #wakeup = new Wakeup();
+  readonly #queue: Request[] = [];
+  readonly #active: Request[] = [];
+  #freeSlots: number[] = [];
+  #state: EngineState = "loading";
+  #failure: unknown;
+  #file: GGUFFile | undefined;
+  #runner: ModelRunner | undefined;
+  #tokenizer: Tokenizer | undefined;
+  #loopRunning = true;
+  readonly #loop: Promise<void>;
+  readonly #ready: Promise<void>;
+  #disposing: Promise<void> | undefined;
+  /** `logits()` calls in progress: they borrow slot 0, so no request is admitted meanwhile. */
+  #borrowed = 0;
+
+  /** Use {@link createEngine}. */
+  constructor(source: ModelSource, options: EngineOptions = {}) {
+    this.#options = options;
+    let markReady!: () => void;
+    let markFailed!: (e: unknown) => void;
+    this.#ready = new Promise((resolve, reject) => {
+      markReady = resolve;
+      markFailed = reject;
+    });
+    this.#ready.catch(() => {});
+    this.#loop = this.#run(source, markReady, markFailed).finally(() => (this.#loopRunning = false));
+  }
+
+  /** Resolves once the model is loaded; rejects if loading failed or the engine was disposed first. */
+  get ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  get state(): EngineState {
+    return this.#state;
+  }
+
+  /** The model's description (after `ready`). */
+  get config(): ModelConfig {
+    return this.#loaded().config;
+  }
+
+  /** The model's tokenizer (after `ready`). */
+  get tokenizer(): Tokenizer {
+    if (!this.#tokenizer) throw this.#notReadyError();
+    return this.#tokenizer;
+  }
+
+  /** Backend, provider and adapter of the loaded model (after `ready`). */
+  get description(): string {
+    return this.#loaded().description;
+  }
+
+  /** Sequences that can run at once, and the context each has (after `ready`). */
+  get limits(): { maxSequences: number; contextLength: number; maxBatchTokens: number } {
+    const r = this.#loaded();
+    return { maxSequences: r.maxSlots, contextLength: r.contextLength, maxBatchTokens: r.maxBatchTokens };
+  }
+
+  /** GPU buffers and bytes the engine holds (its own accounting); zeros once disposed. */
+  memory(): { liveBuffers: number; liveBytes: number } {
+    const m = this.#runner?.memory();
+    return { liveBuffers: m?.liveBuffers ?? 0, liveBytes: m?.liveBytes ?? 0 };
+  }
+
+  stats(): EngineStats {
+    return {
+      state: this.#state,
+      queued: this.#queue.length,
+      active: this.#active.length,
+      freeSlots: this.#freeSlots.length,
+      loopRunning: this.#loopRunning,
+    };
+  }
+
+  /**
+   * Generates from a prompt (plain text, tokenized with the model's BOS rules) or from chat
+   * messages (rendered with the model's chat template). Iterate the result for chunks, or
+   * await its `result`. Errors (invalid options, prompt too long, abort, disposal) reject
+   * the stream and `result` with a typed error.
+   */
+  generate(input: string | readonly ChatMessage[], options: GenerateOptions = {}): GenerationStream {
+    const request = new Request(input, options);
+    try {
+      validateGenerateOptions(options);
+      if (typeof input !== "string" && !Array.isArray(input)) {
+        throw new InvalidRequestError("input", "must be a string or an array of chat messages");
+      }
+    } catch (e) {
+      request.fail(e);
+      return request;
+    }
+    if (this.#state === "disposed") request.fail(new EngineDisposedError());
+    else if (this.#state === "failed") request.fail(this.#failedError());
+    else if (options.signal?.aborted) request.failAborted();
+    else this.#enqueue(request);
+    return request;
+  }
+
+  /**
+   * Full-vocabulary logits at every position of `ids` (fed as given, BOS included if
+   * wanted), on slot 0 while no request runs. For perplexity and checks.
+   */
+  async logits(ids: readonly number[]): Promise<Float32Array[]> {
+    await this.#ready;
+    const runner = this.#loaded();
+    if (this.#active.length > 0 || this.#queue.length > 0) {
+      throw new InvalidRequestError("logits", "the engine is busy with requests", "ENGINE_BUSY");
+    }
+    if (ids.length > runner.contextLength) {
+      throw new InvalidRequestError("ids", `${ids.length} tokens exceed the context of ${runner.contextLength}`, "PROMPT_TOO_LONG");
+    }
+    this.#borrowed++;
+    try {
+      runner.resetSlot(0);
+      return await runner.logits(0, 0, ids);
+    } finally {
+      this.#borrowed--;
+      this.#wakeup.notify();
+    }
+  }
+
+  /** Disposes the engine: see the file's comment. Safe to call more than once. */
+  dispose(): Promise<void> {
+    this.#disposing ??= this.#dispose();
+    return this.#disposing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  async #dispose(): Promise<void> {
+    const wasFailed = this.#state === "failed";
+    this.#state = "disposed";
+    this.#failAll(new EngineDisposedError());
+    this.#controller.abort();
+    this.#wakeup.notify();
+    await this.#loop;
+    // The disposed runner is kept: its accounting is what `memory()` reports from now on.
+    await this.#runner?.dispose();
+    await this.#file?.close();
+    this.#file = undefined;
+    if (wasFailed) this.#failure = undefined;
+  }
+
+  #enqueue(request: Request): void {
+    const signal = request.options.signal;
+    if (signal) {
+      const onAbort = () => {
+        request.failAborted();
+        this.#wakeup.notify();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      request.result.then(
+        () => signal.removeEventListener("abort", onAbort),
+        () => signal.removeEventListener("abort", onAbort),
+      );
+    }
+    this.#queue.push(request);
+    this.#wakeup.notify();
+  }
+
+  async #run(source: ModelSource, markReady: () => void, markFailed: (e: unknown) => void): Promise<void> {
+    try {
+      await this.#load(source);
+    } catch (e) {
+      markFailed(this.#state === "disposed" ? new EngineDisposedError() : e);
+      if (this.#state !== "disposed") this.#fail(e);
+      return;
+    }
+    if (this.#state === "disposed") {
+      markFailed(new EngineDisposedError());
+      return;
+    }
+    this.#state = "ready";
+    markReady();
+    await this.#serve();
+  }
+
+  async #load(source: ModelSource): Promise<void> {
+    const signal = this.#controller.signal;
+    const o = this.#options;
+    this.#file = await openGGUF(source, { signal, fetch: o.fetch });
+    const tensorsTotal = this.#file.tensors.length;
+    const bytesTotal = this.#file.fileSize;
+    o.onProgress?.({ phase: "open", bytesLoaded: 0, bytesTotal, tensorsLoaded: 0, tensorsTotal });
+    this.#tokenizer = tokenizerFromMetadata(this.#file.metadata);
+    const maxSequences = o.maxSequences ?? 4;
+    this.#runner = await loadRunner(this.#file, o, {
+      maxSlots: maxSequences,
+      contextLength: o.contextLength,
+      maxBatchTokens: Math.max(o.maxBatchTokens ?? 256, maxSequences),
+      onProgress: o.onProgress,
+      signal,
+    });
+    this.#runner.onFailure?.((error) => this.#fail(error));
+    o.onProgress?.({ phase: "ready", bytesLoaded: bytesTotal, bytesTotal, tensorsLoaded: tensorsTotal, tensorsTotal });
+    this.#freeSlots = Array.from({ length: this.#runner.maxSlots }, (_, i) => this.#runner!.maxSlots - 1 - i);
+  }
+
+  /** The loop: admit, schedule, run one step, deliver its ids; sleep only on an empty queue. */
+  async #serve(): Promise<void> {
+    const runner = this.#runner!;
+    while (!this.#controller.signal.aborted && this.#state === "ready") {
+      this.#releaseFinished();
+      this.#admit();
+      const step = this.#schedule();
+      if (!step) {
+        await this.#wakeup.wait();
+        continue;
+      }
+      let ids: Int32Array[];
+      try {
+        ids = await runner.step(step.entries, step.extraSteps);
+      } catch (e) {
+        this.#fail(e);
+        return;
+      }
+      if (this.#controller.signal.aborted) return;
+      this.#deliver(step, ids);
+    }
+  }
+
+  #releaseFinished(): void {
+    for (let i = this.#active.length - 1; i >= 0; i--) {
+      const r = this.#active[i]!;
+      if (!r.done) continue;
+      this.#active.splice(i, 1);
+      this.#freeSlots.push(r.slot);
+    }
+    for (let i = this.#queue.length - 1; i >= 0; i--) if (this.#queue[i]!.done) this.#queue.splice(i, 1);
+  }
+
+  #admit(): void {
+    if (this.#borrowed > 0) return;
+    while (this.#queue.length > 0 && this.#freeSlots.length > 0) {
+      const request = this.#queue.shift()!;
+      if (request.done) continue;
+      try {
+        request.prepare(this.#resolve(request), this.#tokenizer!);
+      } catch (e) {
+        request.fail(e);
+        continue;
+      }
+      const slot = this.#freeSlots.pop()!;
+      this.#runner!.resetSlot(slot);
+      request.admit(slot);
+      this.#active.push(request);
+    }
+  }
+
+  /** Tokenizes a request's input and fills in its settings. */
+  #resolve(request: Request): ResolvedRequest {
+    const runner = this.#runner!;
+    const o = request.options;
+    const promptIds = this.#tokenize(request.input, o);
+    if (promptIds.length === 0) throw new InvalidRequestError("prompt", "the prompt is empty");
+    if (promptIds.length >= runner.contextLength) {
+      throw new InvalidRequestError(
+        "prompt",
+        `${promptIds.length} tokens leave no room to generate in a context of ${runner.contextLength}`,
+        "PROMPT_TOO_LONG",
+      );
+    }
+    return {
+      promptIds,
+      sampling: samplingParamsOf(o),
+      maxTokens: o.maxTokens ?? 256,
+      stop: stopStringsOf(o),
+      ignoreEos: o.ignoreEos ?? false,
+      lookahead: o.lookahead ?? this.#options.lookahead ?? 4,
+    };
+  }
+
+  #tokenize(input: RequestInput, o: GenerateOptions): number[] {
+    const tokenizer = this.#tokenizer!;
+    if (typeof input === "string") return tokenizer.encode(input);
+    const text = renderChat(this.#file!.metadata, input, { addGenerationPrompt: o.addGenerationPrompt ?? true });
+    const ids = tokenizer.encode(text);
+    // Templates that write the BOS themselves would otherwise get a second one.
+    if (ids.length > 1 && tokenizer.bos !== undefined && ids[0] === tokenizer.bos && ids[1] === tokenizer.bos) ids.shift();
+    return ids;
+  }
+
+  /**
+   * Decode tokens first (one each, fed from the device), then prompt chunks within the
+   * token budget. Lookahead only when no prompt finishes in this step, so the first
+   * token of a new request is read back as soon as it exists.
+   */
+  #schedule(): ScheduledStep | undefined {
+    const runner = this.#runner!;
+    const entries: BatchEntry[] = [];
+    const requests: Request[] = [];
+    let budget = runner.maxBatchTokens;
+    for (const r of this.#active) {
+      if (r.phase !== "decode" || r.done) continue;
+      entries.push({ slot: r.slot, pos: r.pos, tokens: [], sampling: r.settings.sampling, sampleIndex: r.generated.length });
+      requests.push(r);
+      budget--;
+    }
+    let prefilling = false;
+    for (const r of this.#active) {
+      if (r.phase !== "prefill" || r.done || budget <= 0) continue;
+      const prompt = r.settings.promptIds;
+      const n = Math.min(prompt.length - r.fed, budget);
+      const last = r.fed + n === prompt.length;
+      entries.push({
+        slot: r.slot,
+        pos: r.pos,
+        tokens: prompt.slice(r.fed, r.fed + n),
+        sampling: last ? r.settings.sampling : undefined,
+        sampleIndex: 0,
+      });
+      requests.push(r);
+      budget -= n;
+      prefilling = true;
+    }
+    if (entries.length === 0) return undefined;
+    return { entries, requests, extraSteps: prefilling ? 0 : this.#extraSteps(requests) };
+  }
+
+  /** Lookahead for a decode-only step: the smallest asked for, never past a context's end. */
+  #extraSteps(requests: readonly Request[]): number {
+    const contextLength = this.#runner!.contextLength;
+    let extra = Infinity;
+    let wanted = 0;
+    for (const r of requests) {
+      extra = Math.min(extra, r.settings.lookahead - 1, contextLength - 1 - r.pos);
+      wanted = Math.max(wanted, r.remaining - 1);
+    }
+    return Math.max(0, Math.min(extra, wanted));
+  }
+
+  #deliver(step: ScheduledStep, ids: readonly Int32Array[]): void {
+    const contextLength = this.#runner!.contextLength;
+    step.entries.forEach((entry, i) => {
+      const r = step.requests[i]!;
+      const fed = Math.max(1, entry.tokens.length);
+      if (r.phase === "prefill") r.fed += entry.tokens.length;
+      if (!entry.sampling || r.done) {
+        r.pos += entry.tokens.length;
+        return;
+      }
+      r.phase = "decode";
+      const sampled = ids[i]!;
+      r.pos = entry.pos + fed + (sampled.length - 1);
+      for (let k = 0; k < sampled.length; k++) {
+        // The k-th id would be fed at entry.pos + fed + k: past the context, it is the last.
+        if (!r.accept(sampled[k]!, entry.pos + fed + k >= contextLength)) break;
+      }
+    });
+  }
+
+  #fail(error: unknown): void {
+    if (this.#state === "disposed" || this.#state === "failed") return;
+    this.#state = "failed";
+    this.#failure = error;
+    this.#failAll(this.#failedError());
+    this.#wakeup.notify();
+  }
+
+  #failAll(error: unknown): void {
+    for (const r of [...this.#queue, ...this.#active]) r.fail(error);
+    this.#queue.length = 0;
+  }
+
+  #failedError(): EngineFailedError {
+    const cause = this.#failure;
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    return new EngineFailedError(reason, { cause });
+  }
+
+  #loaded(): ModelRunner {
+    if (!this.#runner || this.#state === "disposed") throw this.#notReadyError();
+    return this.#runner;
+  }
+
+  #notReadyError(): Error {
+    if (this.#state === "disposed") return new EngineDisposedError();
+    if (this.#state === "failed") return this.#failedError();
+    return new InvalidRequestError("engine", "the model is still loading; await engine.ready", "ENGINE_LOADING");
+  }
+}
+
+/**
+ * Creates an engine for a model: a path or URL (string or `URL`), a `Blob`/`File`, or the
+ * file's bytes. Returns at once; `await engine.ready` to wait for the load, or just start
+ * generating: requests made before the model is ready are queued and served.
+ */
+export function createEngine(source: ModelSource, options: EngineOptions = {}): Engine {
+  return new Engine(source, options);
+}
+
+/** {@link createEngine}, resolved once the model is loaded (rejects, after cleaning up, if it cannot be). */
+export async function loadEngine(source: ModelSource, options: EngineOptions = {}): Promise<Engine> {
+  const engine = createEngine(source, options);
+  try {
+    await engine.ready;
+  } catch (e) {
+    await engine.dispose();
+    throw e;
+  }
+  return engine;
+}

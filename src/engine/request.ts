@@ -1,0 +1,181 @@
+/**
+ * One generation request inside the engine: its settings, where it is (queued, feeding
+ * its prompt, decoding, done), the text it has streamed, and how it settles.
+ */
+import type { StreamDecoder, Tokenizer } from "../tokenizer/index.ts";
+import { Channel } from "./channel.ts";
+import { RequestAbortedError } from "./errors.ts";
+import type { SamplingParams } from "./runner.ts";
+import { StopStringMatcher } from "./stop-strings.ts";
+import type {
+  ChatMessage,
+  FinishReason,
+  GenerateOptions,
+  GenerationChunk,
+  GenerationResult,
+  GenerationStream,
+} from "./types.ts";
+
+/** A request's options after validation and defaults. */
+export interface ResolvedRequest {
+  readonly promptIds: readonly number[];
+  readonly sampling: SamplingParams;
+  readonly maxTokens: number;
+  readonly stop: readonly string[];
+  readonly ignoreEos: boolean;
+  readonly lookahead: number;
+}
+
+export type RequestPhase = "queued" | "prefill" | "decode" | "done";
+
+/** What the caller asked for, kept until the model is loaded and can tokenize it. */
+export type RequestInput = string | readonly ChatMessage[];
+
+export class Request implements GenerationStream {
+  readonly input: RequestInput;
+  readonly options: GenerateOptions;
+  readonly result: Promise<GenerationResult>;
+  phase: RequestPhase = "queued";
+  /** KV slot while the request holds one. */
+  slot = -1;
+  /** Prompt tokens fed so far. */
+  fed = 0;
+  /** Position of the next token to feed. */
+  pos = 0;
+  readonly generated: number[] = [];
+
+  #settings: ResolvedRequest | undefined;
+  #tokenizer: Tokenizer | undefined;
+  #decoder: StreamDecoder | undefined;
+  #stops = new StopStringMatcher([]);
+  readonly #channel = new Channel<GenerationChunk>();
+  #text = "";
+  #resolve!: (r: GenerationResult) => void;
+  #reject!: (e: unknown) => void;
+  readonly #t = { created: performance.now(), admitted: 0, firstToken: 0, last: 0 };
+
+  constructor(input: RequestInput, options: GenerateOptions) {
+    this.input = input;
+    this.options = options;
+    this.result = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    // The caller may only iterate, or only await `result`: neither may be reported unhandled.
+    this.result.catch(() => {});
+  }
+
+  /** Settings resolved once the model (and so the tokenizer) is there. */
+  get settings(): ResolvedRequest {
+    if (!this.#settings) throw new Error("request used before it was prepared");
+    return this.#settings;
+  }
+
+  get prepared(): boolean {
+    return this.#settings !== undefined;
+  }
+
+  /** Binds the request to the loaded model's tokenizer, with its prompt tokenized. */
+  prepare(settings: ResolvedRequest, tokenizer: Tokenizer): void {
+    this.#settings = settings;
+    this.#tokenizer = tokenizer;
+    this.#decoder = tokenizer.createStreamDecoder();
+    this.#stops = new StopStringMatcher(settings.stop);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
+    return this.#channel[Symbol.asyncIterator]();
+  }
+
+  get done(): boolean {
+    return this.phase === "done";
+  }
+
+
+  /** Tokens still allowed before `maxTokens`. */
+  get remaining(): number {
+    return this.settings.maxTokens - this.generated.length;
+  }
+
+  admit(slot: number): void {
+    this.slot = slot;
+    this.phase = "prefill";
+    this.#t.admitted = performance.now();
+  }
+
+  /**
+   * Takes the next sampled id. Returns false once the request has finished (the id may
+   * have been dropped: an end-of-generation token, or one sampled past a stop).
+   */
+  accept(id: number, contextFull: boolean): boolean {
+    if (this.done) return false;
+    if (this.generated.length === 0) this.#t.firstToken = performance.now();
+    this.#t.last = performance.now();
+    if (!this.settings.ignoreEos && this.#tokenizer!.isEog(id)) {
+      this.finish("stop");
+      return false;
+    }
+    this.generated.push(id);
+    const { emit, stopped } = this.#stops.push(this.#decoder!.push(id));
+    this.#emit([id], emit);
+    if (stopped) this.finish("stop", false);
+    else if (this.remaining <= 0 || contextFull) this.finish("length");
+    return !this.done;
+  }
+
+  /**
+   * Ends the generation normally. Text held back (an incomplete character, or the start
+   * of what might have been a stop string) is released, unless a stop string matched.
+   */
+  finish(reason: FinishReason, releaseHeld = true): void {
+    if (this.done) return;
+    this.phase = "done";
+    if (releaseHeld) this.#emit([], this.#stops.push(this.#decoder?.flush() ?? "").emit + this.#stops.flush());
+    this.#channel.push({ tokens: [], text: "", finishReason: reason });
+    this.#channel.close();
+    this.#resolve(this.#result(reason));
+  }
+
+  /** Ends the generation with an error (disposal, abort, device failure). */
+  fail(error: unknown): void {
+    if (this.done) return;
+    this.phase = "done";
+    this.#channel.fail(error);
+    this.#reject(error);
+  }
+
+  /** Settles an aborted request with the abort's reason. */
+  failAborted(): void {
+    this.fail(new RequestAbortedError(this.options.signal?.reason));
+  }
+
+  #emit(tokens: number[], text: string): void {
+    this.#text += text;
+    if (tokens.length > 0 || text.length > 0) this.#channel.push({ tokens, text });
+  }
+
+  #result(finishReason: FinishReason): GenerationResult {
+    const t = this.#t;
+    const first = t.firstToken || performance.now();
+    const last = t.last || first;
+    const promptTokens = this.settings.promptIds.length;
+    const completionTokens = this.generated.length;
+    const prefillMs = first - (t.admitted || first);
+    const decodeMs = last - first;
+    return {
+      text: this.#text,
+      tokens: [...this.generated],
+      promptTokens: [...this.settings.promptIds],
+      finishReason,
+      usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens },
+      timings: {
+        queuedMs: (t.admitted || first) - t.created,
+        timeToFirstTokenMs: first - t.created,
+        prefillMs,
+        decodeMs,
+        prefillTokensPerSecond: prefillMs > 0 ? (promptTokens / prefillMs) * 1000 : 0,
+        decodeTokensPerSecond: decodeMs > 0 ? ((completionTokens - 1) / decodeMs) * 1000 : 0,
+      },
+    };
+  }
+}

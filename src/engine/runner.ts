@@ -1,0 +1,111 @@
+/**
+ * The contract between the engine's scheduler and whatever runs the model (the WebGPU
+ * model, or the CPU reference for checking). The scheduler decides *what* runs each step;
+ * a runner decides *how*.
+ *
+ * Design points (why the interface looks like this):
+ * - A step is a batch of entries from several sequences at once (continuous batching):
+ *   prompt chunks and single decode tokens mixed, each tagged with its KV slot and the
+ *   position of its first token.
+ * - Sampling happens where the logits are (on the GPU for the WebGPU runner), so a step
+ *   returns sampled ids, never logits.
+ * - A step can run `extraSteps` further decode steps for the entries that sample, each
+ *   feeding the id sampled in the previous one straight from device memory, all in one
+ *   submission with one readback ("lookahead"): Deno's WebGPU answers every readback
+ *   about 11 ms late, so reading each token back caps decode near 88 tokens/s.
+ * - Randomness is a pure function of (seed, sampleIndex), so any lookahead, any batch
+ *   composition and any runner draw the same tokens.
+ */
+import type { ModelConfig } from "../model/config.ts";
+
+/** How one request samples; every field is honoured by every runner. */
+export interface SamplingParams {
+  /** 0 means greedy (argmax); otherwise logits are divided by it. */
+  readonly temperature: number;
+  /** Keep only the k most likely tokens; 0 = off. */
+  readonly topK: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p; 1 = off. */
+  readonly topP: number;
+  /** Drop tokens whose probability is below minP × the top probability; 0 = off. */
+  readonly minP: number;
+  /** llama.cpp-style repetition penalty on tokens in the window (>1 discourages); 1 = off. */
+  readonly repeatPenalty: number;
+  /** How many of the most recent tokens (prompt and generated) the penalties look at. */
+  readonly penaltyWindow: number;
+  /** OpenAI-style: subtracted once from the logit of every token present in the window. */
+  readonly presencePenalty: number;
+  /** OpenAI-style: subtracted per occurrence in the window. */
+  readonly frequencyPenalty: number;
+  /** Seed of the counter-based random generator (a u32). */
+  readonly seed: number;
+}
+
+/** One sequence's part of a step. */
+export interface BatchEntry {
+  /** KV-cache slot of the sequence (0 ≤ slot < runner.maxSlots). */
+  readonly slot: number;
+  /** Position of the first token fed in this step. */
+  readonly pos: number;
+  /**
+   * Tokens fed at positions pos, pos+1, …: a prompt chunk or a known token. Empty means
+   * "feed the token this runner sampled last for this slot", which stays on the device.
+   */
+  readonly tokens: readonly number[];
+  /** Sample a token after the last fed one; absent for a prompt chunk before the end. */
+  readonly sampling?: SamplingParams;
+  /** Index of the token this step samples within its request (the generator's counter). */
+  readonly sampleIndex: number;
+}
+
+/** A runner's own accounting of device memory. */
+export interface RunnerMemory {
+  readonly liveBuffers: number;
+  readonly liveBytes: number;
+  /** The most bytes live at once since the runner was made. */
+  readonly peakBytes: number;
+}
+
+/** A model ready to run steps over a slotted KV cache. */
+export interface ModelRunner {
+  readonly config: ModelConfig;
+  /** How many sequences can hold KV state at once. */
+  readonly maxSlots: number;
+  /** Positions each slot can hold. */
+  readonly contextLength: number;
+  /** Most tokens one step may feed, over all entries. */
+  readonly maxBatchTokens: number;
+  /** A short description for logs and `bench`: backend, provider, adapter. */
+  readonly description: string;
+
+  /**
+   * Clears a slot's penalty history before a new sequence uses it, seeding it with the
+   * tokens that the sequence already has (none for a fresh prompt: they arrive as it is fed).
+   */
+  resetSlot(slot: number): void;
+
+  /**
+   * Runs one step over `batch`, then `extraSteps` decode steps for the entries that
+   * sample, each fed with the previous step's sampled id. Resolves to the sampled ids:
+   * `result[i]` holds `1 + extraSteps` ids for an entry with `sampling`, none otherwise.
+   * One submission, one readback.
+   */
+  step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]>;
+
+  /**
+   * Feeds `tokens` to `slot` from `pos` and returns the full-vocabulary logits at every
+   * fed position. For perplexity and correctness checks, not for generation.
+   */
+  logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]>;
+
+  /** GPU buffers this runner made and has not destroyed yet (zeros on the CPU). */
+  memory(): RunnerMemory;
+
+  /**
+   * Registers a listener for failures outside any step (a lost device, an uncaptured GPU
+   * error): the engine then fails its requests and says so in its state.
+   */
+  onFailure?(listener: (error: Error) => void): void;
+
+  /** Releases everything the runner made; resolves once it is all gone. Safe to call twice. */
+  dispose(): Promise<void>;
+}

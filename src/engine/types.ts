@@ -1,0 +1,107 @@
+/** The public shapes of the engine's API: options, chunks, results. */
+
+/** One chat message, rendered through the model's chat template. */
+export interface ChatMessage {
+  readonly role: "system" | "user" | "assistant" | (string & {});
+  readonly content: string;
+}
+
+/** Why a generation ended. */
+export type FinishReason =
+  /** An end-of-generation token or a stop string. */
+  | "stop"
+  /** `maxTokens` reached, or the context is full. */
+  | "length";
+
+/** Per-request options; every one is honoured, defaults are llama.cpp's where it has one. */
+export interface GenerateOptions {
+  /** Most tokens to generate (default 256; never past the context). */
+  readonly maxTokens?: number;
+  /** 0 = greedy (default 0.8). */
+  readonly temperature?: number;
+  /** 0 = off (default 40). */
+  readonly topK?: number;
+  /** In (0, 1]; 1 = off (default 0.95). */
+  readonly topP?: number;
+  /** In [0, 1); 0 = off (default 0.05). */
+  readonly minP?: number;
+  /** ≥ 0; 1 = off (default 1). */
+  readonly repeatPenalty?: number;
+  /** Tokens the penalties look back over (default 64). */
+  readonly penaltyWindow?: number;
+  /** In [-2, 2] (default 0). */
+  readonly presencePenalty?: number;
+  /** In [-2, 2] (default 0). */
+  readonly frequencyPenalty?: number;
+  /** Same seed, same output; random when absent. */
+  readonly seed?: number;
+  /** Strings that end the generation; they are not part of the text. */
+  readonly stop?: string | readonly string[];
+  /** Keep going past end-of-generation tokens (for benchmarks). */
+  readonly ignoreEos?: boolean;
+  /** Aborting ends the stream at once and frees the request's KV slot. */
+  readonly signal?: AbortSignal;
+  /** Decode steps submitted before one readback (default: the engine's). */
+  readonly lookahead?: number;
+  /** For chat input: end the rendered prompt with the assistant's turn (default true). */
+  readonly addGenerationPrompt?: boolean;
+}
+
+/** A piece of a streamed generation. */
+export interface GenerationChunk {
+  /** Token ids produced since the previous chunk. */
+  readonly tokens: readonly number[];
+  /** Text produced since the previous chunk (complete UTF-8 characters only). */
+  readonly text: string;
+  /** Set on the last chunk. */
+  readonly finishReason?: FinishReason;
+}
+
+export interface Usage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly totalTokens: number;
+}
+
+export interface Timings {
+  /** From the call to the request getting a KV slot. */
+  readonly queuedMs: number;
+  /** From the call to the first generated token being known. */
+  readonly timeToFirstTokenMs: number;
+  /** From getting a slot to the first token (the prompt's processing). */
+  readonly prefillMs: number;
+  /** From the first token to the last. */
+  readonly decodeMs: number;
+  readonly prefillTokensPerSecond: number;
+  readonly decodeTokensPerSecond: number;
+}
+
+/** What a finished generation produced. */
+export interface GenerationResult {
+  readonly text: string;
+  /** Generated token ids (end-of-generation token excluded). */
+  readonly tokens: readonly number[];
+  /** The ids fed to the model, BOS included. */
+  readonly promptTokens: readonly number[];
+  readonly finishReason: FinishReason;
+  readonly usage: Usage;
+  readonly timings: Timings;
+}
+
+/** A running generation: iterate it for chunks, or await `result`. */
+export interface GenerationStream extends AsyncIterable<GenerationChunk> {
+  /** Settles when the generation ends; rejects with the error that ended it. */
+  readonly result: Promise<GenerationResult>;
+}
+
+/** Load progress, reported through `EngineOptions.onProgress`. */
+export interface LoadProgress {
+  readonly phase: "open" | "weights" | "ready";
+  readonly bytesLoaded: number;
+  readonly bytesTotal: number;
+  readonly tensorsLoaded: number;
+  readonly tensorsTotal: number;
+}
+
+/** Where the engine is in its life. */
+export type EngineState = "loading" | "ready" | "failed" | "disposed";

@@ -1,0 +1,258 @@
+/**
+ * Matrix kernels over quantized weights (shaders/matvec.wgsl, shaders/matmul.wgsl,
+ * shaders/quant.wgsl), for every type in GPU_WEIGHT_LAYOUTS.
+ *
+ * ```ts
+ * const mk = new MatrixKernels(ctx);
+ * await mk.prepare([wq, wk, wv], { bias: true });      // compile variants before recording
+ * mk.matvec(step, wq, x, q);                          // q[rows]     = W · x
+ * mk.matvec(step, wq, x, q, { bias: bq });            //            + bias
+ * mk.matmul(step, wq, xs, qs, n);                     // qs[n×rows] = xs[n×cols] · Wᵀ
+ * mk.matmul(step, wq, xs, qs, n, { xOffset, xStride, yOffset, yStride });
+ * ```
+ *
+ * Buffers hold f32. Offsets and strides count f32 elements; by default X rows are `cols`
+ * apart and Y rows `rows` apart. A weight split into parts (weights.ts) becomes one dispatch
+ * per part, each writing its own row range of Y. A buffer larger than the device's storage
+ * binding limit is bound through a window around the elements a dispatch touches.
+ * `matmul` with n = 1 records a matvec.
+ */
+import { GpuError } from "../../errors.ts";
+import { ggmlTypeName, type GGMLType } from "../../gguf/ggml-type.ts";
+import type { GpuContext } from "../device.ts";
+import type { KernelVariant } from "../pipelines.ts";
+import { splitWorkgroups, type GpuStep } from "../step.ts";
+import { CHUNK_VALUES, type GpuWeight } from "../weights.ts";
+
+/** Typed key of a matrix kernel variant. */
+export interface MatrixKernelKey {
+  readonly family: "matvec" | "matmul";
+  readonly type: GGMLType;
+  readonly bias: boolean;
+  /** Float weights whose `cols` is not a multiple of 16 (x is read with bounds checks). */
+  readonly padCols: boolean;
+  /** matvec only: threads per work-group and rows per work-group. */
+  readonly workgroupSize: number;
+  readonly rowsPerWorkgroup: number;
+  /** matvec only: reduce with subgroup operations. */
+  readonly subgroups: boolean;
+}
+
+/** The variant (name, file, defines) of a key. */
+export function matrixVariant(key: MatrixKernelKey): KernelVariant {
+  const typeName = ggmlTypeName(key.type);
+  const base = { [typeName]: true, BIAS: key.bias };
+  if (key.family === "matmul") {
+    return { name: `matmul_${typeName}${key.bias ? "_bias" : ""}`, file: "matmul.wgsl", defines: base };
+  }
+  const name = [
+    `matvec_${typeName}_wg${key.workgroupSize}_r${key.rowsPerWorkgroup}`,
+    key.bias ? "_bias" : "",
+    key.padCols ? "_pad" : "",
+    key.subgroups ? "_sg" : "",
+  ].join("");
+  return {
+    name,
+    file: "matvec.wgsl",
+    defines: {
+      ...base,
+      WG: key.workgroupSize,
+      ROWS: key.rowsPerWorkgroup,
+      PAD_COLS: key.padCols,
+      SUBGROUPS: key.subgroups,
+    },
+  };
+}
+
+/** Options of {@link MatrixKernels}. */
+export interface MatrixKernelsOptions {
+  /** matvec threads per work-group (power of two); default 64. */
+  matvecWorkgroupSize?: number;
+  /** matvec rows per work-group; default 4 (x is loaded once for all of them). */
+  matvecRows?: number;
+  /** Use subgroup reductions when the device has them; default true. */
+  subgroups?: boolean;
+}
+
+/** Placement of one product's operands. Offsets and strides are in f32 elements. */
+export interface MatrixOptions {
+  /** Added to each output row (`rows` f32 from `biasOffset`). */
+  bias?: GPUBuffer;
+  biasOffset?: number;
+  xOffset?: number;
+  yOffset?: number;
+}
+
+/** Placement for {@link MatrixKernels.matmul}. */
+export interface MatmulOptions extends MatrixOptions {
+  /** Elements between rows of X; default `weight.cols`. */
+  xStride?: number;
+  /** Elements between rows of Y; default `weight.rows`. */
+  yStride?: number;
+}
+
+/** Tile sizes of matmul.wgsl (TN × TM outputs per work-group). */
+const MATMUL_TILE_ROWS = 64;
+const MATMUL_TILE_N = 64;
+
+/** Records matrix-vector and matrix-matrix products into a {@link GpuStep}. */
+export class MatrixKernels {
+  readonly ctx: GpuContext;
+  private readonly workgroupSize: number;
+  private readonly rowsPerWorkgroup: number;
+  private readonly subgroups: boolean;
+
+  constructor(ctx: GpuContext, options: MatrixKernelsOptions = {}) {
+    this.ctx = ctx;
+    this.workgroupSize = options.matvecWorkgroupSize ?? 64;
+    this.rowsPerWorkgroup = options.matvecRows ?? 4;
+    this.subgroups = (options.subgroups ?? true) && ctx.features.subgroups;
+    const wg = this.workgroupSize;
+    if (wg < 1 || (wg & (wg - 1)) !== 0 || wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
+      throw new GpuError("GPU_UNSUPPORTED", `matvecWorkgroupSize ${wg} must be a power of two ≤ ${ctx.limits.maxComputeInvocationsPerWorkgroup}`);
+    }
+  }
+
+  /** The key of the variant a product with this weight records. */
+  key(family: "matvec" | "matmul", weight: GpuWeight, bias: boolean): MatrixKernelKey {
+    return {
+      family,
+      type: weight.type,
+      bias,
+      padCols: family === "matvec" && weight.cols % CHUNK_VALUES !== 0,
+      workgroupSize: this.workgroupSize,
+      rowsPerWorkgroup: this.rowsPerWorkgroup,
+      subgroups: family === "matvec" && this.subgroups,
+    };
+  }
+
+  /** Compiles (checked) the matvec and matmul variants these weights need. */
+  async prepare(weights: Iterable<GpuWeight>, options: { bias?: boolean; families?: readonly ("matvec" | "matmul")[] } = {}): Promise<void> {
+    const variants = new Map<string, KernelVariant>();
+    for (const weight of weights) {
+      for (const family of options.families ?? (["matvec", "matmul"] as const)) {
+        for (const bias of options.bias ? [false, true] : [false]) {
+          const variant = matrixVariant(this.key(family, weight, bias));
+          variants.set(variant.name, variant);
+        }
+      }
+    }
+    await Promise.all([...variants.values()].map((v) => this.ctx.pipelines.getAsync(v)));
+  }
+
+  /** y[yOffset + r] = Σ_k W[r, k] · x[xOffset + k] (+ bias[biasOffset + r]) for every row r. */
+  matvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, options: MatrixOptions = {}): void {
+    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matvec", weight, options.bias !== undefined)));
+    const xOffset = options.xOffset ?? 0;
+    const yOffset = options.yOffset ?? 0;
+    const biasOffset = options.biasOffset ?? 0;
+    const xWin = this.window(x, xOffset, weight.cols, "x");
+    const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    for (const part of weight.parts) {
+      const yWin = this.window(y, yOffset + part.firstRow, part.rows, "y");
+      const groups = splitWorkgroups(Math.ceil(part.rows / this.rowsPerWorkgroup), maxGroups);
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: part.buffer } },
+        { binding: 1, resource: xWin.resource },
+        { binding: 2, resource: yWin.resource },
+      ];
+      let biasBase = 0;
+      if (options.bias) {
+        const bWin = this.window(options.bias, biasOffset + part.firstRow, part.rows, "bias");
+        entries.push({ binding: 4, resource: bWin.resource });
+        biasBase = bWin.base;
+      }
+      const params = new Uint32Array([
+        part.rows,
+        weight.chunksPerRow,
+        weight.cols,
+        weight.rowWords,
+        part.scaleWord,
+        weight.blocksPerRow,
+        xWin.base,
+        yWin.base,
+        biasBase,
+        groups[0],
+      ]);
+      entries.push({ binding: 3, resource: step.params(params) });
+      step.dispatch(pipeline, entries, groups);
+    }
+  }
+
+  /**
+   * Y[yOffset + m·yStride + r] = Σ_k X[xOffset + m·xStride + k] · W[r, k] (+ bias[biasOffset + r])
+   * for m < n and every row r.
+   */
+  matmul(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions = {}): void {
+    if (!Number.isInteger(n) || n < 0) throw new GpuError("GPU_UNSUPPORTED", `matmul of ${weight.name}: n = ${n}`);
+    if (n === 0) return;
+    if (n === 1) {
+      this.matvec(step, weight, x, y, options);
+      return;
+    }
+    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matmul", weight, options.bias !== undefined)));
+    const xOffset = options.xOffset ?? 0;
+    const yOffset = options.yOffset ?? 0;
+    const xStride = options.xStride ?? weight.cols;
+    const yStride = options.yStride ?? weight.rows;
+    const biasOffset = options.biasOffset ?? 0;
+    const xWin = this.window(x, xOffset, (n - 1) * xStride + weight.cols, "x");
+    for (const part of weight.parts) {
+      const yWin = this.window(y, yOffset + part.firstRow, (n - 1) * yStride + part.rows, "y");
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: part.buffer } },
+        { binding: 1, resource: xWin.resource },
+        { binding: 2, resource: yWin.resource },
+      ];
+      let biasBase = 0;
+      if (options.bias) {
+        const bWin = this.window(options.bias, biasOffset + part.firstRow, part.rows, "bias");
+        entries.push({ binding: 4, resource: bWin.resource });
+        biasBase = bWin.base;
+      }
+      const params = new Uint32Array([
+        part.rows,
+        weight.chunksPerRow,
+        weight.cols,
+        weight.rowWords,
+        part.scaleWord,
+        weight.blocksPerRow,
+        n,
+        xWin.base,
+        xStride,
+        yWin.base,
+        yStride,
+        biasBase,
+      ]);
+      entries.push({ binding: 3, resource: step.params(params) });
+      step.dispatch(pipeline, entries, [Math.ceil(part.rows / MATMUL_TILE_ROWS), Math.ceil(n / MATMUL_TILE_N)]);
+    }
+  }
+
+  /**
+   * A binding for f32 elements [first, first + count) of `buffer`: the whole buffer when it
+   * fits in one storage binding, else an aligned window; `base` is `first` relative to it.
+   */
+  private window(buffer: GPUBuffer, first: number, count: number, what: string): { resource: GPUBufferBinding; base: number } {
+    const end = (first + count) * 4;
+    if (end > buffer.size) {
+      throw new GpuError("GPU_UNSUPPORTED", `${what} buffer "${buffer.label}" has ${buffer.size} bytes, the product reads up to byte ${end}`, {
+        label: buffer.label,
+      });
+    }
+    const limit = this.ctx.limits.maxStorageBufferBindingSize;
+    if (buffer.size <= limit) return { resource: { buffer }, base: first };
+    const align = this.ctx.limits.minStorageBufferOffsetAlignment;
+    const offset = Math.floor((first * 4) / align) * align;
+    const size = end - offset;
+    if (size > limit) {
+      throw new GpuError("LIMIT_TOO_LOW", `${what} of buffer "${buffer.label}" spans ${size} bytes, more than one storage binding (${limit})`, {
+        label: buffer.label,
+        limit: "maxStorageBufferBindingSize",
+        needed: size,
+        available: limit,
+      });
+    }
+    return { resource: { buffer, offset, size }, base: first - offset / 4 };
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Compiled compute pipelines, cached by variant.
+ *
+ * A kernel family turns its typed key (say `{ type: GGMLType.Q4_0, bias: true }`) into a
+ * {@link KernelVariant}: a unique name (also the pipeline's label, so errors and GPU
+ * captures name it), the shader file and the defines. The cache compiles each name once.
+ *
+ * ```ts
+ * const variant: KernelVariant = { name: "matvec_Q4_0_wg128_r4", file: "matvec.wgsl", defines: { Q4_0: true } };
+ * const pipeline = await ctx_pipelines.getAsync(variant); // compile errors → GpuError SHADER_COMPILE
+ * const same = ctx_pipelines.get(variant);                // sync; cached
+ * ```
+ *
+ * `getAsync` is the checked path (compilation messages and validation errors become a
+ * GpuError naming the variant); `get` compiles synchronously when a variant was not
+ * prepared, and its errors then surface as uncaptured errors on the context. Kernels offer
+ * a `prepare()` that awaits every variant they will record, before recording starts.
+ */
+import { GpuError } from "../errors.ts";
+import { preprocessShader, type ShaderDefines } from "./shader-source.ts";
+
+/** One concrete kernel: everything needed to compile it. */
+export interface KernelVariant {
+  /** Unique across all families; used as the cache key and as the pipeline label. */
+  readonly name: string;
+  /** Embedded shader file, e.g. `matvec.wgsl`. */
+  readonly file: string;
+  readonly defines: ShaderDefines;
+  /** Defaults to `main`. */
+  readonly entryPoint?: string;
+}
+
+/** Caches pipelines by variant name for one device. */
+export class PipelineCache {
+  readonly device: GPUDevice;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pending = new Map<string, Promise<GPUComputePipeline>>();
+
+  constructor(device: GPUDevice) {
+    this.device = device;
+  }
+
+  /** Number of compiled pipelines. */
+  get size(): number {
+    return this.pipelines.size;
+  }
+
+  /** The WGSL text of a variant (for reading or dumping). */
+  source(variant: KernelVariant): string {
+    return preprocessShader(variant.file, variant.defines);
+  }
+
+  /** Returns the cached pipeline, compiling it synchronously if needed (errors are uncaptured). */
+  get(variant: KernelVariant): GPUComputePipeline {
+    const cached = this.pipelines.get(variant.name);
+    if (cached) return cached;
+    const module = this.device.createShaderModule({ label: variant.name, code: this.source(variant) });
+    const pipeline = this.device.createComputePipeline({
+      label: variant.name,
+      layout: "auto",
+      compute: { module, entryPoint: variant.entryPoint ?? "main" },
+    });
+    this.pipelines.set(variant.name, pipeline);
+    return pipeline;
+  }
+
+  /** Compiles (once) and returns the pipeline; throws GpuError SHADER_COMPILE naming the variant. */
+  getAsync(variant: KernelVariant): Promise<GPUComputePipeline> {
+    const cached = this.pipelines.get(variant.name);
+    if (cached) return Promise.resolve(cached);
+    let pending = this.pending.get(variant.name);
+    if (!pending) {
+      pending = this.compile(variant).finally(() => this.pending.delete(variant.name));
+      this.pending.set(variant.name, pending);
+    }
+    return pending;
+  }
+
+  private async compile(variant: KernelVariant): Promise<GPUComputePipeline> {
+    const code = this.source(variant);
+    this.device.pushErrorScope("validation");
+    const module = this.device.createShaderModule({ label: variant.name, code });
+    const info = await module.getCompilationInfo();
+    const scopeError = await this.device.popErrorScope();
+    const errors = info.messages.filter((m) => m.type === "error");
+    if (errors.length > 0 || scopeError) {
+      const detail = errors.map((m) => `line ${m.lineNum}:${m.linePos}: ${m.message}`).join("\n") || scopeError?.message;
+      throw new GpuError("SHADER_COMPILE", `shader variant ${variant.name} (${variant.file}) failed to compile:\n${detail}`, {
+        label: variant.name,
+      });
+    }
+    let pipeline: GPUComputePipeline;
+    try {
+      pipeline = await this.device.createComputePipelineAsync({
+        label: variant.name,
+        layout: "auto",
+        compute: { module, entryPoint: variant.entryPoint ?? "main" },
+      });
+    } catch (cause) {
+      throw new GpuError("SHADER_COMPILE", `pipeline ${variant.name} (${variant.file}) failed: ${String(cause)}`, { label: variant.name }, { cause });
+    }
+    this.pipelines.set(variant.name, pipeline);
+    return pipeline;
+  }
+}

@@ -1,0 +1,335 @@
+/**
+ * Synthetic models: GGUF files with random weights but the real tensor names, shapes and
+ * metadata of an architecture, so llama.cpp loads them and the runtime can be checked
+ * against it without downloading a model. Presets mirror real models (Llama-3.2-1B,
+ * Qwen2.5-0.5B, Qwen3-0.6B) or are tiny, for tests.
+ *
+ * The weights are scaled so that the logits are peaked (the top token typically holds a
+ * third of the probability or more), which makes top-1 agreement a meaningful check; with
+ * uniform-ish logits any noise would flip the argmax.
+ *
+ * Tensors are generated lazily, each from its own seeded stream, so writing a 1B model
+ * never holds more than one tensor in memory.
+ */
+import { InvalidArgumentError } from "../errors.ts";
+import { quantize } from "../gguf/quant/index.ts";
+import { fileTypeOfMix, type QuantMix, tensorTypeForMix } from "../gguf/quant-mix.ts";
+import { type MetaEntry, meta, type TensorSpec, writeGGUFFile } from "../gguf/writer.ts";
+import { syntheticTokenizerMetadata } from "../tokenizer/synthetic.ts";
+import {
+  type Architecture,
+  GLOBAL_TENSOR_NAMES,
+  layerTensorNames,
+  type ModelConfig,
+  ROPE_FREQS_TENSOR_NAME,
+} from "./config.ts";
+import { llama3RopeDivisors } from "./reference-rope.ts";
+
+/** Model shapes a synthetic file can take. */
+export const SYNTHETIC_PRESETS = ["tiny", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b"] as const;
+/** A synthetic model shape: `tiny` for tests, or the shape of a real model. */
+export type SyntheticPreset = (typeof SYNTHETIC_PRESETS)[number];
+
+
+/** Architectures a synthetic file can have. */
+export const SYNTHETIC_ARCHS: readonly Architecture[] = ["llama", "qwen2", "qwen3"];
+
+/** What to write. */
+export interface SyntheticModelSpec {
+  readonly arch: Architecture;
+  readonly preset: SyntheticPreset;
+  /** Weight types, as llama.cpp's quantize names its mixes (norms and biases stay F32). */
+  readonly quant: QuantMix;
+  /** Seed of the weights (default 1): the same spec and seed give the same bytes. */
+  readonly seed?: number;
+}
+
+/** The architecture a real preset belongs to (`tiny` exists for every architecture). */
+const PRESET_ARCH: Readonly<Record<Exclude<SyntheticPreset, "tiny">, Architecture>> = {
+  "llama-3.2-1b": "llama",
+  "qwen2.5-0.5b": "qwen2",
+  "qwen3-0.6b": "qwen3",
+};
+
+/** The architecture of a real preset, or undefined for `tiny`. */
+export function presetArchitecture(preset: SyntheticPreset): Architecture | undefined {
+  return preset === "tiny" ? undefined : PRESET_ARCH[preset];
+}
+
+/**
+ * The model config of a synthetic preset. Tiny presets keep every matrix's input width a
+ * multiple of 256, so K-quants apply to all of them, and each exercises a different path:
+ * tiny llama has a separate output matrix and Llama 3 RoPE scaling whose three frequency
+ * bands all fall inside its 512-token context; tiny qwen2 has Q/K/V biases, tied
+ * embeddings and linear RoPE scaling; tiny qwen3 has Q/K norms and a head width (128)
+ * that is not nEmbd / nHeads (64).
+ */
+export function syntheticModelConfig(arch: Architecture, preset: SyntheticPreset): ModelConfig {
+  const owner = presetArchitecture(preset);
+  if (owner !== undefined && owner !== arch) {
+    throw new InvalidArgumentError("preset", `${preset} is a ${owner} model, not ${arch}`);
+  }
+  const name = `synthetic-${preset}-${arch}`;
+  switch (preset) {
+    case "tiny":
+      return tinyConfig(arch, name);
+    case "llama-3.2-1b":
+      return {
+        arch, name, nLayers: 16, nEmbd: 2048, nHeads: 32, nKvHeads: 8, headDim: 64, nFf: 8192,
+        vocabSize: 128256, contextLength: 131072, normEps: 1e-5,
+        rope: {
+          layout: "normal", base: 500000, dims: 64,
+          scaling: { type: "llama3", factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalContextLength: 8192 },
+        },
+        qkvBias: false, qkNorm: false, tiedEmbeddings: true,
+      };
+    case "qwen2.5-0.5b":
+      return {
+        arch, name, nLayers: 24, nEmbd: 896, nHeads: 14, nKvHeads: 2, headDim: 64, nFf: 4864,
+        vocabSize: 151936, contextLength: 32768, normEps: 1e-6,
+        rope: { layout: "neox", base: 1e6, dims: 64, scaling: { type: "none" } },
+        qkvBias: true, qkNorm: false, tiedEmbeddings: true,
+      };
+    case "qwen3-0.6b":
+      return {
+        arch, name, nLayers: 28, nEmbd: 1024, nHeads: 16, nKvHeads: 8, headDim: 128, nFf: 3072,
+        vocabSize: 151936, contextLength: 40960, normEps: 1e-6,
+        rope: { layout: "neox", base: 1e6, dims: 128, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: true, tiedEmbeddings: true,
+      };
+  }
+}
+
+function tinyConfig(arch: Architecture, name: string): ModelConfig {
+  const common = { arch, name, nLayers: 2, nEmbd: 256, nHeads: 4, nKvHeads: 2, nFf: 512, vocabSize: 1000, contextLength: 512 };
+  switch (arch) {
+    case "llama":
+      return {
+        ...common, headDim: 64, normEps: 1e-5,
+        rope: {
+          layout: "normal", base: 10000, dims: 64,
+          // Wavelengths below 128 keep their frequency, above 512 are slowed 8x, between blend.
+          scaling: { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContextLength: 512 },
+        },
+        qkvBias: false, qkNorm: false, tiedEmbeddings: false,
+      };
+    case "qwen2":
+      return {
+        ...common, headDim: 64, normEps: 1e-6,
+        rope: { layout: "neox", base: 1e6, dims: 64, scaling: { type: "linear", factor: 2 } },
+        qkvBias: true, qkNorm: false, tiedEmbeddings: true,
+      };
+    case "qwen3":
+      return {
+        ...common, headDim: 128, normEps: 1e-6,
+        rope: { layout: "neox", base: 1e6, dims: 128, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: true, tiedEmbeddings: true,
+      };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Random numbers: xoshiro128** seeded through splitmix32, normals by Box–Muller. Each
+// tensor has its own stream, derived from the model seed and the tensor's name, so its
+// values do not depend on the order in which tensors are generated.
+
+function splitmix32(state: { s: number }): number {
+  state.s = (state.s + 0x9e3779b9) | 0;
+  let z = state.s;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+/** FNV-1a hash of a string, to turn a tensor name into a seed. */
+function hashString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** A deterministic stream of uniform and normal numbers. */
+export class SeededRandom {
+  #a: number;
+  #b: number;
+  #c: number;
+  #d: number;
+  #spare: number | null = null;
+
+  /** Seeds the stream from a number and an optional label (e.g. a tensor name). */
+  constructor(seed: number, label = "") {
+    const state = { s: (seed ^ hashString(label)) | 0 };
+    this.#a = splitmix32(state);
+    this.#b = splitmix32(state);
+    this.#c = splitmix32(state);
+    this.#d = splitmix32(state) | 1; // xoshiro's state must not be all zero
+  }
+
+  /** A uniform 32-bit unsigned integer (xoshiro128**). */
+  nextUint32(): number {
+    const result = Math.imul(rotl(Math.imul(this.#b, 5), 7), 9) >>> 0;
+    const t = this.#b << 9;
+    this.#c ^= this.#a;
+    this.#d ^= this.#b;
+    this.#b ^= this.#c;
+    this.#a ^= this.#d;
+    this.#c ^= t;
+    this.#d = rotl(this.#d, 11);
+    return result;
+  }
+
+  /** A uniform number in (0, 1), never 0 (its logarithm must be finite). */
+  uniform(): number {
+    return (this.nextUint32() + 0.5) / 4294967296;
+  }
+
+  /** A standard normal number. */
+  normal(): number {
+    if (this.#spare !== null) {
+      const spare = this.#spare;
+      this.#spare = null;
+      return spare;
+    }
+    const r = Math.sqrt(-2 * Math.log(this.uniform()));
+    const theta = 2 * Math.PI * this.uniform();
+    this.#spare = r * Math.sin(theta);
+    return r * Math.cos(theta);
+  }
+
+  /** `n` normal values of the given mean and standard deviation. */
+  normals(n: number, std: number, mean = 0): Float32Array {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = mean + std * this.normal();
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tensors.
+
+/**
+ * Standard deviation of the token embeddings (GPT-2's initialization). Small next to what
+ * each layer adds to the residual stream (norm ≈ 10–15): with tied embeddings a token's own
+ * embedding in the stream raises its own logit by about |e|² / |x| · √nEmbd standard
+ * deviations, and at a larger scale every greedy continuation would repeat its input token.
+ * The output norm's gain makes up for the small scale in the logits.
+ */
+const EMBEDDING_STD = 0.02;
+/**
+ * Target standard deviation of the logits across the vocabulary. The output norm's gain is
+ * chosen to reach it: about 4 makes the top token typically hold > 30% of the probability.
+ */
+const LOGIT_STD = 4;
+
+/** One synthetic tensor: GGUF name, shape (`ne`, innermost first) and its f32 values on demand. */
+export interface SyntheticTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  values(): Float32Array;
+}
+
+/** Every tensor of a synthetic model, in file order, with lazily generated f32 values. */
+export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[] {
+  const qDim = c.nHeads * c.headDim;
+  const kvDim = c.nKvHeads * c.headDim;
+  const tensors: SyntheticTensor[] = [];
+  const add = (name: string, shape: number[], make: (rng: SeededRandom, n: number) => Float32Array) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    tensors.push({ name, shape, values: () => make(new SeededRandom(seed, name), n) });
+  };
+  // A matrix of ne = [in, out]: unit-variance outputs for unit-variance inputs.
+  const matrix = (name: string, nIn: number, nOut: number) =>
+    add(name, [nIn, nOut], (rng, n) => rng.normals(n, 1 / Math.sqrt(nIn)));
+  const norm = (name: string, n: number, gain = 1) => add(name, [n], (rng, len) => rng.normals(len, 0.1 * gain, gain));
+  const bias = (name: string, n: number) => add(name, [n], (rng, len) => rng.normals(len, 0.3));
+
+  add(GLOBAL_TENSOR_NAMES.embedding, [c.nEmbd, c.vocabSize], (rng, n) => rng.normals(n, EMBEDDING_STD));
+  if (c.rope.scaling.type === "llama3") {
+    // llama.cpp applies Llama 3 scaling only through this tensor, as its converter writes it.
+    const scaling = c.rope.scaling;
+    add(ROPE_FREQS_TENSOR_NAME, [c.rope.dims / 2], () => llama3RopeDivisors(scaling, c.rope.base, c.rope.dims));
+  }
+  for (let l = 0; l < c.nLayers; l++) {
+    const n = layerTensorNames(l);
+    norm(n.attnNorm, c.nEmbd);
+    matrix(n.q, c.nEmbd, qDim);
+    matrix(n.k, c.nEmbd, kvDim);
+    matrix(n.v, c.nEmbd, kvDim);
+    if (c.qkvBias) {
+      bias(n.qBias, qDim);
+      bias(n.kBias, kvDim);
+      bias(n.vBias, kvDim);
+    }
+    if (c.qkNorm) {
+      norm(n.qNorm, c.headDim);
+      norm(n.kNorm, c.headDim);
+    }
+    matrix(n.o, qDim, c.nEmbd);
+    norm(n.ffnNorm, c.nEmbd);
+    matrix(n.gate, c.nEmbd, c.nFf);
+    matrix(n.up, c.nEmbd, c.nFf);
+    matrix(n.down, c.nFf, c.nEmbd);
+  }
+  // logit = output row · (rmsnorm(x) * gain); rmsnorm(x) has norm √nEmbd, so a row of
+  // standard deviation s gives logits of standard deviation s · gain · √nEmbd.
+  const outputStd = c.tiedEmbeddings ? EMBEDDING_STD : 1;
+  norm(GLOBAL_TENSOR_NAMES.outputNorm, c.nEmbd, LOGIT_STD / (outputStd * Math.sqrt(c.nEmbd)));
+  if (!c.tiedEmbeddings) {
+    add(GLOBAL_TENSOR_NAMES.output, [c.nEmbd, c.vocabSize], (rng, n) => rng.normals(n, outputStd));
+  }
+  return tensors;
+}
+
+// ---------------------------------------------------------------------------------------
+// Metadata and the file.
+
+/** The GGUF metadata of a synthetic model: architecture hyperparameters, then a tokenizer. */
+export function syntheticMetadata(c: ModelConfig, quant: QuantMix): [string, MetaEntry][] {
+  const a = c.arch;
+  const entries: [string, MetaEntry][] = [
+    ["general.architecture", meta.str(a)],
+    ["general.name", meta.str(c.name)],
+    ["general.file_type", meta.u32(fileTypeOfMix(quant))],
+    ["general.quantization_version", meta.u32(2)],
+    [`${a}.context_length`, meta.u32(c.contextLength)],
+    [`${a}.embedding_length`, meta.u32(c.nEmbd)],
+    [`${a}.block_count`, meta.u32(c.nLayers)],
+    [`${a}.feed_forward_length`, meta.u32(c.nFf)],
+    [`${a}.attention.head_count`, meta.u32(c.nHeads)],
+    [`${a}.attention.head_count_kv`, meta.u32(c.nKvHeads)],
+    [`${a}.attention.layer_norm_rms_epsilon`, meta.f32(c.normEps)],
+    [`${a}.rope.freq_base`, meta.f32(c.rope.base)],
+    [`${a}.rope.dimension_count`, meta.u32(c.rope.dims)],
+    [`${a}.vocab_size`, meta.u32(c.vocabSize)],
+  ];
+  if (c.headDim !== c.nEmbd / c.nHeads) {
+    entries.push([`${a}.attention.key_length`, meta.u32(c.headDim)], [`${a}.attention.value_length`, meta.u32(c.headDim)]);
+  }
+  if (c.rope.scaling.type === "linear") {
+    entries.push([`${a}.rope.scaling.type`, meta.str("linear")], [`${a}.rope.scaling.factor`, meta.f32(c.rope.scaling.factor)]);
+  }
+  // Llama 3 scaling has no metadata in llama.cpp's files (its `rope.scaling.type` would be
+  // refused): the `rope_freqs.weight` tensor carries it.
+  // Both families use byte-level BPE; they differ in the pre-tokenizer.
+  entries.push(...syntheticTokenizerMetadata("gpt2", c.vocabSize, { pre: a === "llama" ? "llama-bpe" : "qwen2" }));
+  return entries;
+}
+
+/** Tensor specs for the writer: each tensor generated and quantized only when written. */
+export function syntheticTensorSpecs(spec: SyntheticModelSpec): TensorSpec[] {
+  const config = syntheticModelConfig(spec.arch, spec.preset);
+  return syntheticTensors(config, spec.seed ?? 1).map((t) => {
+    const type = tensorTypeForMix(spec.quant, t.name, t.shape, config.nLayers, { tiedEmbeddings: config.tiedEmbeddings });
+    return { name: t.name, type, shape: t.shape, data: () => quantize(type, t.values()) };
+  });
+}
+
+/** Writes a synthetic model to `path` (tensors streamed one at a time). */
+export async function writeSyntheticModel(path: string, spec: SyntheticModelSpec): Promise<void> {
+  const config = syntheticModelConfig(spec.arch, spec.preset);
+  await writeGGUFFile(path, { metadata: syntheticMetadata(config, spec.quant), tensors: syntheticTensorSpecs(spec) });
+}
