@@ -31,6 +31,8 @@ export const GGUF_MAX_KV = 100_000;
 const MIN_KV_BYTES = 8 + 4 + 1;
 const MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8;
 const FIXED_HEADER_BYTES = 4 + 4 + 8 + 8;
+/** `@huggingface/gguf` reads in chunks of this size (its `HTTP_CHUNK_SIZE`). */
+const PARSER_CHUNK_BYTES = 2_000_000;
 
 /** One tensor of a GGUF file. */
 export interface GGUFTensorInfo {
@@ -249,7 +251,10 @@ function assemble(shards: readonly ParsedShard[], expectedTensors?: number): GGU
 /** Parses one file's header and checks everything that can be checked without reading data. */
 async function parseShard(source: ByteSource, signal?: AbortSignal): Promise<ParsedShard> {
   const file = source.name;
-  const head = await source.read(0, Math.min(source.size, FIXED_HEADER_BYTES), signal);
+  // The parser's first request is this chunk: read it once, check the fixed header in it,
+  // and serve the parser from it (one request less on a URL).
+  const firstChunk = await source.read(0, Math.min(source.size, PARSER_CHUNK_BYTES), signal);
+  const head = firstChunk.subarray(0, FIXED_HEADER_BYTES);
   checkMagic(head, file);
   if (head.byteLength < FIXED_HEADER_BYTES) {
     throw new GGUFError("GGUF_TRUNCATED", `the file ends inside the ${FIXED_HEADER_BYTES}-byte fixed header`, {
@@ -261,7 +266,7 @@ async function parseShard(source: ByteSource, signal?: AbortSignal): Promise<Par
   const version = checkVersion(view, file);
   checkCounts(view.getBigUint64(8, true), view.getBigUint64(16, true), source.size, file);
 
-  const parsed = await parseWithLibrary(source, signal);
+  const parsed = await parseWithLibrary(source, firstChunk, signal);
   const [, headerEnd] = parsed.tensorInfoByteRange;
   if (headerEnd > source.size) {
     throw new GGUFError(
@@ -346,7 +351,11 @@ function parseTyped(uri: string, fetchFn: typeof fetch) {
  * so a second one means the header runs off the file, and stops the parse there
  * (instead of letting a bogus length walk through megabytes of zeros).
  */
-async function parseWithLibrary(source: ByteSource, signal?: AbortSignal): Promise<LibraryResult> {
+async function parseWithLibrary(
+  source: ByteSource,
+  firstChunk: Uint8Array,
+  signal?: AbortSignal,
+): Promise<LibraryResult> {
   const file = source.name;
   let chunksPastEnd = 0;
   let bytesServed = 0;
@@ -364,7 +373,7 @@ async function parseWithLibrary(source: ByteSource, signal?: AbortSignal): Promi
       }
       return new Response(null, { status: 206, headers: { "content-range": `bytes */${source.size}` } });
     }
-    const bytes = await source.read(start, stop - start, signal);
+    const bytes = stop <= firstChunk.byteLength ? firstChunk.subarray(start, stop) : await source.read(start, stop - start, signal);
     bytesServed += bytes.byteLength;
     return new Response(bytes.slice(), {
       status: 206,

@@ -88,10 +88,10 @@ export function memorySource(input: Uint8Array, name = "memory"): ByteSource {
   return {
     name,
     size: bytes.byteLength,
-    read(offset, length, signal) {
+    async read(offset, length, signal) {
       signal?.throwIfAborted();
       checkReadRange(name, bytes.byteLength, offset, length);
-      return Promise.resolve(bytes.subarray(offset, offset + length));
+      return bytes.subarray(offset, offset + length);
     },
     close: () => Promise.resolve(),
   };

@@ -306,16 +306,20 @@ class ByteWriter {
   }
 
   u8(n: number): void {
-    this.#view.setUint8(this.#reserve(1), n);
+    const [view, at] = this.#at(1);
+    view.setUint8(at, n);
   }
   u32(n: number): void {
-    this.#view.setUint32(this.#reserve(4), n, true);
+    const [view, at] = this.#at(4);
+    view.setUint32(at, n, true);
   }
   u64(n: number | bigint): void {
-    this.#view.setBigUint64(this.#reserve(8), BigInt.asUintN(64, BigInt(n)), true);
+    const [view, at] = this.#at(8);
+    view.setBigUint64(at, BigInt.asUintN(64, BigInt(n)), true);
   }
   bytes(b: Uint8Array): void {
-    this.#buf.set(b, this.#reserve(b.byteLength));
+    const at = this.#reserve(b.byteLength);
+    this.#buf.set(b, at);
   }
   str(s: string): void {
     const b = utf8.encode(s);
@@ -325,25 +329,40 @@ class ByteWriter {
   padTo(alignment: number): void {
     this.#reserve(alignUp(this.length, alignment) - this.length);
   }
+  /** Reserves `n` bytes and returns the view and offset to write them at (after any growth). */
+  #at(n: number): [DataView, number] {
+    const at = this.#reserve(n);
+    return [this.#view, at];
+  }
+
   scalar(type: GGUFValueType, v: MetadataValue): void {
-    const view = () => this.#view;
     switch (type) {
       case T.UINT8:
-      case T.INT8:
-        return view().setUint8(this.#reserve(1), Number(v) & 0xff);
+      case T.INT8: {
+        const [view, at] = this.#at(1);
+        return view.setUint8(at, Number(v) & 0xff);
+      }
       case T.UINT16:
-      case T.INT16:
-        return view().setUint16(this.#reserve(2), Number(v) & 0xffff, true);
+      case T.INT16: {
+        const [view, at] = this.#at(2);
+        return view.setUint16(at, Number(v) & 0xffff, true);
+      }
       case T.UINT32:
-      case T.INT32:
-        return view().setUint32(this.#reserve(4), Number(v) >>> 0, true);
+      case T.INT32: {
+        const [view, at] = this.#at(4);
+        return view.setUint32(at, Number(v) >>> 0, true);
+      }
       case T.UINT64:
       case T.INT64:
         return this.u64(typeof v === "bigint" ? v : Number(v));
-      case T.FLOAT32:
-        return view().setFloat32(this.#reserve(4), Number(v), true);
-      case T.FLOAT64:
-        return view().setFloat64(this.#reserve(8), Number(v), true);
+      case T.FLOAT32: {
+        const [view, at] = this.#at(4);
+        return view.setFloat32(at, Number(v), true);
+      }
+      case T.FLOAT64: {
+        const [view, at] = this.#at(8);
+        return view.setFloat64(at, Number(v), true);
+      }
       case T.BOOL:
         return this.u8(v === true ? 1 : 0);
       case T.STRING:

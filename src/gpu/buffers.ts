@@ -138,8 +138,8 @@ export class GpuAllocator {
   }
 
   /** Queues an upload of `data` at `offset` (both padded to 4 bytes as WebGPU requires). */
-  writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBufferView<ArrayBuffer>): void {
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    const bytes = plainBytes(data);
     if (bytes.byteLength % 4 === 0) {
       this.device.queue.writeBuffer(buffer, offset, bytes);
       return;
@@ -195,6 +195,14 @@ export class GpuAllocator {
       needed: size,
     });
   }
+}
+
+/** The bytes of `data` over a plain ArrayBuffer (WebGPU refuses SharedArrayBuffer views): a view, or a copy. */
+function plainBytes(data: ArrayBufferView): Uint8Array<ArrayBuffer> {
+  if (data.buffer instanceof ArrayBuffer) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const copy = new Uint8Array(data.byteLength);
+  copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  return copy;
 }
 
 /** Rounds `n` up to a multiple of `alignment`. */

@@ -154,10 +154,10 @@ function attrOfType(type: number): number {
 }
 
 // Token texts llama.cpp takes as end-of-turn when no `eot_token_id` key says otherwise.
-const EOT_TEXTS = new Set([
+const EOT_TEXTS = [
   "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
   "<｜end▁of▁sentence｜>", "<end_of_utterance>",
-]);
+];
 
 // Token texts that end generation (llama.cpp's list, by text, since GGUF has no flag for it).
 const EOG_TEXTS = new Set([
@@ -271,16 +271,15 @@ export function readVocab(meta: TokenizerMetadata): Vocab {
     }
     if (id !== undefined) eogIds.add(id);
   }
-  for (let id = 0; id < n; id++) {
-    const text = tokens[id] as string;
-    if (eot === undefined && EOT_TEXTS.has(text)) {
-      eot = id;
-      markControl(id);
-    }
-    if (eom === undefined && text === "<|eom_id|>") {
-      eom = id;
-      markControl(id);
-    }
+  // llama.cpp takes the first match in hash-map order; the list's order is the stable
+  // choice (and picks `<|im_end|>` over `<|endoftext|>` for ChatML, as llama.cpp does there).
+  if (eot === undefined) {
+    eot = EOT_TEXTS.map((t) => tokenToId.get(t)).find((id) => id !== undefined);
+    if (eot !== undefined) markControl(eot);
+  }
+  if (eom === undefined) {
+    eom = tokenToId.get("<|eom_id|>");
+    if (eom !== undefined) markControl(eom);
   }
   for (let id = 0; id < n; id++) {
     const a = attrs[id] as number;

@@ -1,9 +1,15 @@
 import type { CliCommand } from "../command.ts";
 import { generateCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
+import { serveCommand } from "./serve.ts";
+import { makeModelCommand } from "./make-model.ts";
+import { perplexityCommand } from "./perplexity.ts";
 
 /** Every CLI command, in the order `--help` lists them. Add new commands here. */
 export const COMMANDS: readonly CliCommand[] = [
   generateCommand,
   inspectCommand,
+  serveCommand,
+  makeModelCommand,
+  perplexityCommand,
 ];

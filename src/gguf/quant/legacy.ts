@@ -60,7 +60,7 @@ export function dequantizeQ5_0(src: Uint8Array, nBlocks: number, out: Float32Arr
     for (let j = 0; j < 16; j++) {
       const q = src[o + 6 + j];
       const h0 = ((qh >>> j) & 1) << 4;
-      const h1 = ((qh >>> (j + 16)) & 1) << 4;
+      const h1 = ((qh >>> (j + 15)) & 1) << 4;
       out[y + j] = (((q & 0xf) | h0) - 16) * d;
       out[y + j + 16] = (((q >>> 4) | h1) - 16) * d;
     }

@@ -1,0 +1,172 @@
+/**
+ * OpenAI request bodies → engine options, and engine results → OpenAI response bodies.
+ * Every field is checked for type and range; a wrong one is a 400 naming it.
+ */
+import type { ChatMessage, FinishReason, GenerateOptions, GenerationResult } from "../engine/types.ts";
+import { badRequest, HttpError } from "./errors.ts";
+
+type Json = Record<string, unknown>;
+
+/** What a completion request asks for, once parsed. */
+export interface ParsedCompletionRequest {
+  readonly kind: "chat" | "text";
+  readonly input: string | ChatMessage[];
+  readonly model: string | undefined;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+  readonly options: GenerateOptions;
+}
+
+function optionalNumber(body: Json, key: string, min: number, max: number): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v)) throw badRequest(key, `must be a number, got ${JSON.stringify(v)}`, "invalid_type");
+  if (v < min || v > max) throw badRequest(key, `must be between ${min} and ${max}, got ${v}`);
+  return v;
+}
+
+function optionalInteger(body: Json, key: string, min: number, max: number): number | undefined {
+  const v = optionalNumber(body, key, min, max);
+  if (v !== undefined && !Number.isInteger(v)) throw badRequest(key, `must be an integer, got ${v}`, "invalid_type");
+  return v;
+}
+
+function optionalBoolean(body: Json, key: string): boolean | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "boolean") throw badRequest(key, `must be a boolean, got ${JSON.stringify(v)}`, "invalid_type");
+  return v;
+}
+
+function parseStop(body: Json): string[] | undefined {
+  const v = body.stop;
+  if (v === undefined || v === null) return undefined;
+  const list = typeof v === "string" ? [v] : v;
+  if (!Array.isArray(list) || !list.every((s) => typeof s === "string")) {
+    throw badRequest("stop", "must be a string or an array of strings", "invalid_type");
+  }
+  if (list.length > 4) throw badRequest("stop", `at most 4 stop sequences, got ${list.length}`);
+  return list as string[];
+}
+
+function parseContent(content: unknown, index: number): string {
+  if (typeof content === "string") return content;
+  if (Array.isArray(content)) {
+    return content
+      .map((part, j) => {
+        const p = part as Json;
+        if (typeof p !== "object" || p === null || p.type !== "text" || typeof p.text !== "string") {
+          throw badRequest(`messages[${index}].content[${j}]`, "only text parts are supported", "invalid_type");
+        }
+        return p.text;
+      })
+      .join("");
+  }
+  throw badRequest(`messages[${index}].content`, "must be a string or an array of text parts", "invalid_type");
+}
+
+function parseMessages(body: Json): ChatMessage[] {
+  const messages = body.messages;
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw badRequest("messages", "must be a non-empty array", messages === undefined ? "missing_required_parameter" : "invalid_type");
+  }
+  return messages.map((m, i) => {
+    if (typeof m !== "object" || m === null) throw badRequest(`messages[${i}]`, "must be an object", "invalid_type");
+    const role = (m as Json).role;
+    if (typeof role !== "string" || !["system", "developer", "user", "assistant"].includes(role)) {
+      throw badRequest(`messages[${i}].role`, `must be system, developer, user or assistant, got ${JSON.stringify(role)}`);
+    }
+    return { role: role === "developer" ? "system" : role, content: parseContent((m as Json).content, i) };
+  });
+}
+
+function parsePrompt(body: Json): string {
+  const p = body.prompt;
+  if (typeof p === "string") return p;
+  if (Array.isArray(p) && p.length === 1 && typeof p[0] === "string") return p[0];
+  if (p === undefined) throw badRequest("prompt", "is required", "missing_required_parameter");
+  throw badRequest("prompt", "must be a string (or an array of exactly one string)", "invalid_type");
+}
+
+/** Parses and checks a `/v1/chat/completions` or `/v1/completions` body. */
+export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): ParsedCompletionRequest {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new HttpError(400, "the request body must be a JSON object", { code: "invalid_type" });
+  }
+  const body = raw as Json;
+  const model = body.model;
+  if (model !== undefined && typeof model !== "string") throw badRequest("model", "must be a string", "invalid_type");
+  const n = optionalInteger(body, "n", 1, 128);
+  if (n !== undefined && n !== 1) throw badRequest("n", "only n = 1 is supported");
+  const streamOptions = body.stream_options;
+  if (streamOptions !== undefined && streamOptions !== null && (typeof streamOptions !== "object" || Array.isArray(streamOptions))) {
+    throw badRequest("stream_options", "must be an object", "invalid_type");
+  }
+  const includeUsage = streamOptions ? optionalBoolean(streamOptions as Json, "include_usage") ?? false : false;
+  const maxTokens = optionalInteger(body, "max_completion_tokens", 1, 1 << 30) ?? optionalInteger(body, "max_tokens", 1, 1 << 30);
+  const options: GenerateOptions = {
+    maxTokens,
+    temperature: optionalNumber(body, "temperature", 0, 2),
+    topP: optionalNumber(body, "top_p", Number.MIN_VALUE, 1),
+    topK: optionalInteger(body, "top_k", 0, 1 << 30),
+    minP: optionalNumber(body, "min_p", 0, 0.999999),
+    repeatPenalty: optionalNumber(body, "repeat_penalty", Number.MIN_VALUE, 100),
+    presencePenalty: optionalNumber(body, "presence_penalty", -2, 2),
+    frequencyPenalty: optionalNumber(body, "frequency_penalty", -2, 2),
+    seed: optionalInteger(body, "seed", 0, 2 ** 32 - 1),
+    stop: parseStop(body),
+  };
+  return {
+    kind,
+    input: kind === "chat" ? parseMessages(body) : parsePrompt(body),
+    model,
+    stream: optionalBoolean(body, "stream") ?? false,
+    includeUsage,
+    options,
+  };
+}
+
+/** Identifies one response: `chatcmpl-…` / `cmpl-…`. */
+export function completionId(kind: "chat" | "text"): string {
+  const hex = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${kind === "chat" ? "chatcmpl" : "cmpl"}-${hex}`;
+}
+
+export function usageJson(r: GenerationResult): Json {
+  return { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.totalTokens };
+}
+
+/** The non-streaming response body. */
+export function completionJson(kind: "chat" | "text", id: string, model: string, created: number, r: GenerationResult): Json {
+  const choice = kind === "chat"
+    ? { index: 0, message: { role: "assistant", content: r.text }, logprobs: null, finish_reason: r.finishReason }
+    : { index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason };
+  return {
+    id,
+    object: kind === "chat" ? "chat.completion" : "text_completion",
+    created,
+    model,
+    choices: [choice],
+    usage: usageJson(r),
+  };
+}
+
+/** One streamed chunk's body. */
+export function chunkJson(
+  kind: "chat" | "text",
+  id: string,
+  model: string,
+  created: number,
+  delta: { role?: string; text?: string },
+  finishReason: FinishReason | null,
+): Json {
+  const choice = kind === "chat"
+    ? {
+      index: 0,
+      delta: { ...(delta.role ? { role: delta.role } : {}), ...(delta.text !== undefined ? { content: delta.text } : {}) },
+      logprobs: null,
+      finish_reason: finishReason,
+    }
+    : { index: 0, text: delta.text ?? "", logprobs: null, finish_reason: finishReason };
+  return { id, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model, choices: [choice] };
+}
