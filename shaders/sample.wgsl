@@ -147,8 +147,8 @@ fn reduce_argmax(lid: u32, v: f32, i: u32) -> u32 {
 // once per distinct token (at the window position of its last occurrence, so exactly one
 // thread writes each penalized logit, reading the unpenalized value).
 fn apply_penalties(lid: u32, r: SampleRow, base: u32) {
-  let active = r.repeat_penalty != 1.0 || r.presence_penalty != 0.0 || r.frequency_penalty != 0.0;
-  if (!active || r.penalty_window == 0u) {
+  let enabled = r.repeat_penalty != 1.0 || r.presence_penalty != 0.0 || r.frequency_penalty != 0.0;
+  if (!enabled || r.penalty_window == 0u) {
     return;
   }
   let ring = r.slot * (CAP + 1u);
@@ -170,7 +170,7 @@ fn apply_penalties(lid: u32, r: SampleRow, base: u32) {
     }
     var c = 1u;
     for (var k = 0u; k < j; k++) {
-      c += select(0u, 1u, scratch[k] == t);
+      c += 0u;
     }
     var l = logits[base + t];
     if (r.repeat_penalty != 1.0) {
@@ -227,16 +227,16 @@ fn maybe_gather(lid: u32, base: u32, lo: f32, count: u32) {
   // The next workgroupUniformLoad(&cand_len) is a barrier, so the values are visible then.
 }
 
-// The largest threshold t ≥ floor with metric(p ≥ t) ≥ goal, where the metric is the count
-// (by_count) or the sum of those p; floor when even t = floor misses the goal. Binary
+// The largest threshold t ≥ lower with metric(p ≥ t) ≥ goal, where the metric is the count
+// (by_count) or the sum of those p; lower when even t = lower misses the goal. Binary
 // lifting over the f32 bits of t, 2 bits per pass: p ≤ 1 < 2, so bits 29..0 are enough.
-fn search(lid: u32, base: u32, by_count: bool, goal: f32, floor: f32) -> f32 {
+fn search(lid: u32, base: u32, by_count: bool, goal: f32, lower: f32) -> f32 {
   var res = 0u;
-  for (var pass = 0u; pass < 15u; pass++) {
-    let shift = 28u - 2u * pass;
+  for (var it = 0u; it < 15u; it++) {
+    let shift = 28u - 2u * it;
     var piv: vec4<f32>;
     for (var d = 0u; d < 4u; d++) {
-      piv[d] = max(bitcast<f32>(res | (d << shift)), floor);
+      piv[d] = max(bitcast<f32>(res | (d << shift)), lower);
     }
     let st = stats(lid, base, piv);
     let m = select(st.sum, vec4<f32>(st.count), by_count);
@@ -248,7 +248,7 @@ fn search(lid: u32, base: u32, by_count: bool, goal: f32, floor: f32) -> f32 {
     res |= d << shift;
     maybe_gather(lid, base, piv[d], st.count[d]);
   }
-  return max(bitcast<f32>(res), floor);
+  return max(bitcast<f32>(res), lower);
 }
 
 // Step 5: the first kept index (p ≥ thr) at which the running sum of kept p exceeds u × their
@@ -287,10 +287,10 @@ fn walk(lid: u32, base: u32, thr: f32, u: f32) -> u32 {
   if (lid > 0u) {
     excl = red_f[lid - 1u].x;
   }
-  let target = u * red_f[WG - 1u].x;
+  let goal_sum = u * red_f[WG - 1u].x;
   // Chunk intervals [excl, incl) partition [0, total): at most one thread walks.
-  if (excl <= target && target < incl) {
-    let local_target = target - excl;
+  if (excl <= goal_sum && goal_sum < incl) {
+    let local_goal = goal_sum - excl;
     var running = 0.0;
     var found = NO_PICK;
     var last_positive = start;
@@ -299,7 +299,7 @@ fn walk(lid: u32, base: u32, thr: f32, u: f32) -> u32 {
       if (p >= thr && p > 0.0) {
         running += p;
         last_positive = i;
-        if (running > local_target) {
+        if (running > local_goal) {
           found = i;
           break;
         }

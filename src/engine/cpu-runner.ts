@@ -7,6 +7,7 @@ import { type ReferenceKVCache, ReferenceModel } from "../model/reference.ts";
 import type { ModelConfig } from "../model/config.ts";
 import type { BatchEntry, ModelRunner, RunnerMemory } from "./runner.ts";
 import { sampleToken } from "./sampler.ts";
+import { yieldToEventLoop } from "./yield.ts";
 
 /** Sizes every runner is created with. */
 export interface RunnerOptions {
@@ -60,7 +61,8 @@ export class CpuRunner implements ModelRunner {
     s.lastSampled = -1;
   }
 
-  step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
+  async step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
+    await yieldToEventLoop();
     const results = batch.map((entry) => {
       if (!entry.sampling) {
         this.#feed(entry.slot, entry.pos, this.#tokensOf(entry));
@@ -77,7 +79,7 @@ export class CpuRunner implements ModelRunner {
       }
       return ids;
     });
-    return Promise.resolve(results);
+    return results;
   }
 
   logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]> {

@@ -331,9 +331,10 @@ function checkCounts(tensorCount: bigint, kvCount: bigint, size: number, file: s
   const minimum = FIXED_HEADER_BYTES + Number(kvCount) * MIN_KV_BYTES + Number(tensorCount) * MIN_TENSOR_INFO_BYTES;
   if (minimum > size) {
     throw new GGUFError(
-      "GGUF_TRUNCATED",
-      `${kvCount} metadata entries and ${tensorCount} tensor infos need at least ${minimum} bytes, the file has ${size}`,
-      { file, offset: size },
+      "GGUF_BAD_COUNT",
+      `${kvCount} metadata entries and ${tensorCount} tensor infos need at least ${minimum} bytes, ` +
+        `the file has ${size}: the counts are corrupt or the file is cut short`,
+      { file, offset: 8 },
     );
   }
 }
@@ -359,11 +360,13 @@ async function parseWithLibrary(
   const file = source.name;
   let chunksPastEnd = 0;
   let bytesServed = 0;
+  let servedEnd = false;
   const serve = async (_input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const range = /^bytes=(\d+)-(\d+)$/.exec(new Headers(init?.headers).get("range") ?? "");
     if (!range?.[1] || !range[2]) throw new GGUFError("GGUF_INTERNAL", "the GGUF parser made a request without a range", { file });
     const start = Number(range[1]);
     const stop = Math.min(Number(range[2]) + 1, source.size);
+    if (stop === source.size) servedEnd = true;
     if (start >= source.size) {
       if (++chunksPastEnd > 1) {
         throw new GGUFError("GGUF_TRUNCATED", `the header runs past the end of the file (${source.size} bytes)`, {
@@ -386,7 +389,18 @@ async function parseWithLibrary(
   } catch (err) {
     if (err instanceof LlmError) throw err;
     if (signal?.aborted) throw signal.reason;
+    if (err instanceof RangeError && servedEnd) {
+      // Its buffer held the whole file (and zeros past it): reading beyond it means a
+      // length field sent the parse past the end of the file.
+      throw new GGUFError("GGUF_TRUNCATED", `the header runs past the end of the file (${source.size} bytes)`, {
+        file,
+        offset: source.size,
+      }, { cause: err });
+    }
     const message = err instanceof Error ? err.message : String(err);
+    if (message.includes("general.alignment")) {
+      throw new GGUFError("GGUF_BAD_ALIGNMENT", message, { file, field: "general.alignment" }, { cause: err });
+    }
     throw new GGUFError("GGUF_MALFORMED", `malformed header: ${message} (after reading ${bytesServed} bytes)`, { file }, {
       cause: err,
     });

@@ -152,6 +152,15 @@ export class GpuStep {
     this.dispatches++;
   }
 
+  /**
+   * The open compute pass (opened if needed), for code that records into a pass itself
+   * (the DeviceSampler hook). It sets its own pipeline and bind groups; so does `dispatch`.
+   */
+  computePass(): GPUComputePassEncoder {
+    this.assertOpen();
+    return this.openPass();
+  }
+
   /** Records a buffer copy (closes the compute pass; the next dispatch opens a new one). */
   copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
     this.assertOpen();

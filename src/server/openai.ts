@@ -115,6 +115,8 @@ export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): Par
     frequencyPenalty: optionalNumber(body, "frequency_penalty", -2, 2),
     seed: optionalInteger(body, "seed", 0, 2 ** 32 - 1),
     stop: parseStop(body),
+    // llama.cpp server's extension, for benchmarks and tests that need a fixed length.
+    ignoreEos: optionalBoolean(body, "ignore_eos"),
   };
   return {
     kind,

@@ -24,9 +24,15 @@ const higherScoreFirst = (a: Bigram, b: Bigram): boolean => a.score > b.score ||
 /** The SentencePiece word-boundary marker that stands for a space. */
 export const SPACE_MARKER = "\u2581";
 
+// Bounds the per-chunk cache so that a stream of unique words cannot grow it forever.
+const MAX_CACHED_CHUNKS = 200_000;
+
 /** Encodes text fragments with a llama-kind vocabulary. */
 export class SpmEncoder {
   private readonly byteTokens: (number | undefined)[];
+  /** Every pair of adjacent code points inside some token's text. */
+  private innerPairs?: Set<string>;
+  private readonly cache = new Map<string, readonly number[]>();
 
   constructor(private readonly vocab: Vocab) {
     this.byteTokens = Array.from({ length: 256 }, (_, b) => {
@@ -36,9 +42,55 @@ export class SpmEncoder {
     });
   }
 
-  /** Appends the ids of `text` (already prefixed with a space where due) to `out`. */
+  /**
+   * Appends the ids of `text` (already prefixed with a space where due) to `out`.
+   *
+   * Merging runs over the whole text in llama.cpp, but no merge can join two code points
+   * that are adjacent in no token's text, so the text is cut there into chunks that
+   * merge independently (in practice, words) and whose results are cached. The merge
+   * order inside a chunk is unchanged, so the ids are the same.
+   */
   encode(text: string, out: number[]): void {
     const s = text.replaceAll(" ", SPACE_MARKER);
+    const pairs = (this.innerPairs ??= this.buildInnerPairs());
+    let chunkStart = 0;
+    let prev = "";
+    for (let i = 0; i < s.length;) {
+      const cp = s.codePointAt(i) as number;
+      const ch = cp > 0xffff ? s.slice(i, i + 2) : (s[i] as string);
+      if (i > 0 && !pairs.has(prev + ch)) {
+        this.encodeChunk(s.slice(chunkStart, i), out);
+        chunkStart = i;
+      }
+      prev = ch;
+      i += ch.length;
+    }
+    if (chunkStart < s.length) this.encodeChunk(s.slice(chunkStart), out);
+  }
+
+  private buildInnerPairs(): Set<string> {
+    const pairs = new Set<string>();
+    for (const text of this.vocab.tokens) {
+      const chars = [...text];
+      for (let i = 1; i < chars.length; i++) pairs.add((chars[i - 1] as string) + chars[i]);
+    }
+    return pairs;
+  }
+
+  private encodeChunk(s: string, out: number[]): void {
+    let ids = this.cache.get(s);
+    if (!ids) {
+      const fresh: number[] = [];
+      this.merge(s, fresh);
+      if (this.cache.size >= MAX_CACHED_CHUNKS) this.cache.clear();
+      this.cache.set(s, fresh);
+      ids = fresh;
+    }
+    for (const id of ids) out.push(id);
+  }
+
+  /** llama.cpp's SentencePiece merge loop over `s` (spaces already `▁`). */
+  private merge(s: string, out: number[]): void {
     if (s.length === 0) return;
     const { tokenToId, scores } = this.vocab;
 

@@ -4,6 +4,7 @@ import { inspectCommand } from "./inspect.ts";
 import { serveCommand } from "./serve.ts";
 import { makeModelCommand } from "./make-model.ts";
 import { perplexityCommand } from "./perplexity.ts";
+import { tokenizeCommand } from "./tokenize.ts";
 
 /** Every CLI command, in the order `--help` lists them. Add new commands here. */
 export const COMMANDS: readonly CliCommand[] = [
@@ -12,4 +13,5 @@ export const COMMANDS: readonly CliCommand[] = [
   serveCommand,
   makeModelCommand,
   perplexityCommand,
+  tokenizeCommand,
 ];

@@ -157,21 +157,21 @@ export function decodeF32(data: Uint8Array, n: number, out: Float32Array, outOff
 }
 
 /** Encodes `values` as little-endian halves. */
-export function encodeF16(values: Float32Array): Uint8Array {
+export function encodeF16(values: Float32Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(values.length * 2);
   for (let i = 0; i < values.length; i++) writeU16(out, 2 * i, f32ToF16Bits(values[i]));
   return out;
 }
 
 /** Encodes `values` as little-endian bfloat16. */
-export function encodeBf16(values: Float32Array): Uint8Array {
+export function encodeBf16(values: Float32Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(values.length * 2);
   for (let i = 0; i < values.length; i++) writeU16(out, 2 * i, f32ToBf16Bits(values[i]));
   return out;
 }
 
 /** Encodes `values` as little-endian f32 (a copy). */
-export function encodeF32(values: Float32Array): Uint8Array {
+export function encodeF32(values: Float32Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(values.length * 4);
   if (LITTLE_ENDIAN) {
     out.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));

@@ -52,7 +52,7 @@ const BLOCK_DECODERS: ReadonlyMap<GGMLType, BlockDecoder> = new Map<GGMLType, Bl
   [GGMLType.Q6_K, dequantizeQ6_K],
 ]);
 
-const ENCODERS: ReadonlyMap<GGMLType, (values: Float32Array) => Uint8Array> = new Map([
+const ENCODERS: ReadonlyMap<GGMLType, (values: Float32Array) => Uint8Array<ArrayBuffer>> = new Map([
   [GGMLType.F32, encodeF32],
   [GGMLType.F16, encodeF16],
   [GGMLType.BF16, encodeBf16],
@@ -87,7 +87,12 @@ export interface QuantOptions {
  *   GGUFError `TENSOR_SIZE` when `nElements` is not whole blocks or `data` has the
  *   wrong length.
  */
-export function dequantize(type: GGMLType, data: Uint8Array, nElements: number, options: QuantOptions = {}): Float32Array {
+export function dequantize(
+  type: GGMLType,
+  data: Uint8Array,
+  nElements: number,
+  options: QuantOptions = {},
+): Float32Array<ArrayBuffer> {
   const out = new Float32Array(nElements);
   dequantizeInto(type, data, out, 0, nElements, options);
   return out;
@@ -135,7 +140,7 @@ export function dequantizeInto(
  * @throws InvalidArgumentError when `type` is not in {@link QUANTIZE_TYPES}, when the
  *   count is not whole blocks, or (block formats) when a value is NaN or infinite.
  */
-export function quantize(type: GGMLType, values: Float32Array, options: QuantOptions = {}): Uint8Array {
+export function quantize(type: GGMLType, values: Float32Array, options: QuantOptions = {}): Uint8Array<ArrayBuffer> {
   const tensor = options.tensor ?? "values";
   const encode = ENCODERS.get(type);
   const layout = BLOCK_LAYOUTS.get(type);

@@ -244,7 +244,7 @@ function levelAsymmetric(v: number, scale: number, min: number, nmax: number): n
 }
 
 /** Quantizes `x` (whole super-blocks) to Q2_K. */
-export function quantizeQ2_K(x: Float32Array): Uint8Array {
+export function quantizeQ2_K(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK_K;
   const dst = new Uint8Array(nBlocks * Q2_K_BYTES);
   for (let b = 0; b < nBlocks; b++) {
@@ -284,7 +284,7 @@ function packTwoBit(src: Uint8Array, dst: Uint8Array, at: number): void {
 }
 
 /** Quantizes `x` (whole super-blocks) to Q3_K. */
-export function quantizeQ3_K(x: Float32Array): Uint8Array {
+export function quantizeQ3_K(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK_K;
   const dst = new Uint8Array(nBlocks * Q3_K_BYTES);
   for (let b = 0; b < nBlocks; b++) {
@@ -353,7 +353,7 @@ function encodeK4Header(x: Float32Array, off: number, nmax: number, dst: Uint8Ar
 }
 
 /** Quantizes `x` (whole super-blocks) to Q4_K. */
-export function quantizeQ4_K(x: Float32Array): Uint8Array {
+export function quantizeQ4_K(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK_K;
   const dst = new Uint8Array(nBlocks * Q4_K_BYTES);
   for (let b = 0; b < nBlocks; b++) {
@@ -368,7 +368,7 @@ export function quantizeQ4_K(x: Float32Array): Uint8Array {
 }
 
 /** Quantizes `x` (whole super-blocks) to Q5_K. */
-export function quantizeQ5_K(x: Float32Array): Uint8Array {
+export function quantizeQ5_K(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK_K;
   const dst = new Uint8Array(nBlocks * Q5_K_BYTES);
   for (let b = 0; b < nBlocks; b++) {
@@ -389,7 +389,7 @@ export function quantizeQ5_K(x: Float32Array): Uint8Array {
 }
 
 /** Quantizes `x` (whole super-blocks) to Q6_K. */
-export function quantizeQ6_K(x: Float32Array): Uint8Array {
+export function quantizeQ6_K(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK_K;
   const dst = new Uint8Array(nBlocks * Q6_K_BYTES);
   for (let b = 0; b < nBlocks; b++) {

@@ -60,7 +60,7 @@ export function dequantizeQ5_0(src: Uint8Array, nBlocks: number, out: Float32Arr
     for (let j = 0; j < 16; j++) {
       const q = src[o + 6 + j];
       const h0 = ((qh >>> j) & 1) << 4;
-      const h1 = ((qh >>> (j + 15)) & 1) << 4;
+      const h1 = ((qh >>> (j + 16)) & 1) << 4;
       out[y + j] = (((q & 0xf) | h0) - 16) * d;
       out[y + j + 16] = (((q >>> 4) | h1) - 16) * d;
     }
@@ -131,7 +131,7 @@ function minMax(x: Float32Array, off: number): [number, number] {
  * to q = 0 exactly (d = max / -8), which uses all 16 levels and makes re-quantizing the
  * dequantized block reproduce the same bytes.
  */
-export function quantizeQ4_0(x: Float32Array): Uint8Array {
+export function quantizeQ4_0(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK;
   const dst = new Uint8Array(nBlocks * 18);
   for (let b = 0; b < nBlocks; b++) {
@@ -151,7 +151,7 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
 }
 
 /** Quantizes `x` to Q4_1: d = (max - min) / 15, m = min, q = round((x - min) / d). */
-export function quantizeQ4_1(x: Float32Array): Uint8Array {
+export function quantizeQ4_1(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK;
   const dst = new Uint8Array(nBlocks * 20);
   for (let b = 0; b < nBlocks; b++) {
@@ -172,7 +172,7 @@ export function quantizeQ4_1(x: Float32Array): Uint8Array {
 }
 
 /** Quantizes `x` to Q5_0: like Q4_0 with 32 levels (d = max / -16). */
-export function quantizeQ5_0(x: Float32Array): Uint8Array {
+export function quantizeQ5_0(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK;
   const dst = new Uint8Array(nBlocks * 22);
   for (let b = 0; b < nBlocks; b++) {
@@ -194,7 +194,7 @@ export function quantizeQ5_0(x: Float32Array): Uint8Array {
 }
 
 /** Quantizes `x` to Q5_1: like Q4_1 with 32 levels (d = (max - min) / 31). */
-export function quantizeQ5_1(x: Float32Array): Uint8Array {
+export function quantizeQ5_1(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK;
   const dst = new Uint8Array(nBlocks * 24);
   for (let b = 0; b < nBlocks; b++) {
@@ -219,7 +219,7 @@ export function quantizeQ5_1(x: Float32Array): Uint8Array {
 }
 
 /** Quantizes `x` to Q8_0: d = max|x| / 127, q = round(x / d) with ties away from zero (C `roundf`). */
-export function quantizeQ8_0(x: Float32Array): Uint8Array {
+export function quantizeQ8_0(x: Float32Array): Uint8Array<ArrayBuffer> {
   const nBlocks = x.length / QK;
   const dst = new Uint8Array(nBlocks * 34);
   for (let b = 0; b < nBlocks; b++) {

@@ -121,7 +121,11 @@ export interface DeviceSamplerOptions {
   readonly vocabSize: number;
   /** Most rows one `record` may sample. */
   readonly maxRows: number;
-  /** Threads per work-group; default 256 (the WebGPU minimum of the per-work-group limit). */
+  /**
+   * Threads per work-group (a power of two). Default: 256 (the WebGPU minimum of the
+   * per-work-group limit), fewer for vocabularies under 2048 (about 8 logits per thread, at
+   * least 32), where idle threads would only add to every barrier.
+   */
   readonly workgroupSize?: number;
 }
 
@@ -143,7 +147,7 @@ export class WgslSampler implements DeviceSampler {
 
   constructor(ctx: GpuContext, options: DeviceSamplerOptions) {
     const { vocabSize, maxRows } = options;
-    const wg = options.workgroupSize ?? 256;
+    const wg = options.workgroupSize ?? defaultWorkgroupSize(vocabSize);
     if (!Number.isInteger(vocabSize) || vocabSize < 1 || vocabSize > 0x7fffffff) {
       throw new GpuError("GPU_UNSUPPORTED", `sampler: vocabSize ${vocabSize} must be a positive integer`);
     }
@@ -215,6 +219,13 @@ export class WgslSampler implements DeviceSampler {
     this.cached = { key, group };
     return group;
   }
+}
+
+/** 256 threads, or about 8 logits per thread (a power of two, at least 32) for small vocabularies. */
+export function defaultWorkgroupSize(vocabSize: number): number {
+  let wg = 32;
+  while (wg < 256 && wg * 8 < vocabSize) wg *= 2;
+  return wg;
 }
 
 /** Creates a {@link WgslSampler} and compiles its pipeline. */

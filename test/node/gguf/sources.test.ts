@@ -18,7 +18,7 @@ import { tinyModelSpec } from "./fixtures.ts";
 
 let dir: string;
 let modelPath: string;
-let modelBytes: Uint8Array;
+let modelBytes: Uint8Array<ArrayBuffer>;
 let server: Server;
 let base: string;
 const requests: string[] = [];

@@ -18,8 +18,13 @@ import { seededRandom, weightLike } from "./random.ts";
 
 const N = 64 * QK_K; // 16,384 values: 512 small blocks, 64 super-blocks
 
-/** f16's relative rounding error (half an ulp): block scales are stored as halves. */
-const F16_EPS = 2 ** -11;
+/**
+ * How far f16 rounding can move a stored scale `d`: half an ulp, relative 2^-11 for
+ * normal halves and the fixed 2^-25 in the subnormal range (|d| < 2^-14).
+ */
+function f16Err(d: number): number {
+  return Math.max(Math.abs(d) * 2 ** -11, 2 ** -25);
+}
 
 /**
  * Largest allowed |x − x̂| for a block whose values span [min, max] with M = max |x|.
@@ -29,31 +34,50 @@ type Bound = (M: number, min: number, max: number) => number;
 const BOUNDS: ReadonlyMap<GGMLType, Bound> = new Map<GGMLType, Bound>([
   // Exact copy.
   [GGMLType.F32, () => 0],
-  // Round to nearest: half an ulp, relative 2^-11 (f16) and 2^-8 (bf16); below f16's
-  // normal range half an ulp is the fixed 2^-25.
-  [GGMLType.F16, (M) => Math.max(M * F16_EPS, 2 ** -25)],
+  // Round to nearest: half an ulp (f16: relative 2^-11, or 2^-25 below its normal
+  // range; bf16: relative 2^-8).
+  [GGMLType.F16, (M) => f16Err(M)],
   [GGMLType.BF16, (M) => M * 2 ** -8],
-  // d = M/127: half a step, plus q·(d_f16 − d) ≤ 127·d·2^-11 = M·2^-11 from storing d as f16.
-  [GGMLType.Q8_0, (M) => M / 254 + M * F16_EPS],
+  // d = M/127: half a step, plus |q|·|d_f16 − d| ≤ 127·f16Err(d) from storing d as f16.
+  [GGMLType.Q8_0, (M) => M / 254 + 127 * f16Err(M / 127)],
   // d = M/8 with levels −8..7 on the side of the largest value: the opposite extreme can
-  // clip at 7d, a full step (M/8); plus 8·d·2^-11 for the f16 scale.
-  [GGMLType.Q4_0, (M) => M / 8 + M * F16_EPS],
-  // As Q4_0 with 32 levels: one step M/16 plus 16·d·2^-11.
-  [GGMLType.Q5_0, (M) => M / 16 + M * F16_EPS],
-  // d = (max − min)/15: half a step, plus 15·d·2^-11 for d and |min|·2^-11 for m in f16.
-  [GGMLType.Q4_1, (M, min, max) => (max - min) / 30 + ((max - min) + Math.abs(min)) * F16_EPS],
-  [GGMLType.Q5_1, (M, min, max) => (max - min) / 62 + ((max - min) + Math.abs(min)) * F16_EPS],
+  // clip at 7d, a full step (M/8); plus 8·f16Err(d) for the f16 scale.
+  [GGMLType.Q4_0, (M) => M / 8 + 8 * f16Err(M / 8)],
+  // As Q4_0 with 32 levels: one step M/16 plus 16·f16Err(d).
+  [GGMLType.Q5_0, (M) => M / 16 + 16 * f16Err(M / 16)],
+  // d = (max − min)/15: half a step, plus 15·f16Err(d) for d and f16Err(min) for m.
+  [GGMLType.Q4_1, (M, min, max) => (max - min) / 30 + 15 * f16Err((max - min) / 15) + f16Err(min)],
+  [GGMLType.Q5_1, (M, min, max) => (max - min) / 62 + 31 * f16Err((max - min) / 31) + f16Err(min)],
   // K-quants (M over the 256-value super-block): one step of the widest sub-block range,
   // 2M/(levels − 1) (asymmetric) or M/(levels/2) (symmetric), times 1.5. Rounding alone
   // costs half a step; the rest covers storing sub-block scales/mins in 4 or 6 bits
-  // (a rounded scale can leave the extreme value clipped) and the least-squares search,
-  // which may clip an outlier when that lowers the block's total error.
+  // under an f16 super-scale (a rounded scale can leave the extreme value clipped) and
+  // the least-squares search, which may clip an outlier when that lowers the block's
+  // total error.
   [GGMLType.Q2_K, (M) => 1.5 * ((2 * M) / 3)],
   [GGMLType.Q3_K, (M) => 1.5 * (M / 4)],
   [GGMLType.Q4_K, (M) => 1.5 * ((2 * M) / 15)],
   [GGMLType.Q5_K, (M) => 1.5 * ((2 * M) / 31)],
   [GGMLType.Q6_K, (M) => 1.5 * (M / 32)],
 ]);
+
+/**
+ * Blocks of awkward shapes, one 256-value super-block each: all zero, constant, all
+ * positive, all negative, tiny (scales in f16's subnormal range), huge, one spike.
+ */
+function edgeShapes(): Float32Array {
+  const base = weightLike(7 * QK_K, 77);
+  const shaped = [
+    () => 0,
+    () => -0.75,
+    (v: number) => Math.abs(v) + 0.5,
+    (v: number) => -Math.abs(v) - 0.5,
+    (v: number) => v * 1e-3,
+    (v: number) => v * 1e3,
+    (v: number, i: number) => (i % QK_K === 100 ? 50 : v * 0.01),
+  ];
+  return base.map((v, i) => shaped[Math.floor(i / QK_K)](v, i));
+}
 
 function layoutOf(type: GGMLType): { name: string; blockSize: number; typeSize: number } {
   const layout = BLOCK_LAYOUTS.get(type);
@@ -79,28 +103,32 @@ describe("round trip", () => {
     for (const t of QUANTIZE_TYPES) expect(DEQUANTIZE_TYPES.has(t)).toBe(true);
   });
 
+  const datasets: [string, Float32Array][] = [
+    ["weight-like values", x],
+    ["edge-shaped blocks", edgeShapes()],
+  ];
   for (const [type, bound] of BOUNDS) {
     const layout = layoutOf(type);
-    it(`${layout.name}: |x − dequantize(quantize(x))| stays within the step-size bound`, () => {
-      const bytes = quantize(type, x);
-      expect(bytes.length).toBe((N / layout.blockSize) * layout.typeSize);
-      const y = dequantize(type, bytes, N);
+    it.each(datasets)(`${layout.name}: |x − dequantize(quantize(x))| stays within the step-size bound on %s`, (_, data) => {
+      const bytes = quantize(type, data);
+      expect(bytes.length).toBe((data.length / layout.blockSize) * layout.typeSize);
+      const y = dequantize(type, bytes, data.length);
       // Bounds are per block of 32 (per value for floats, per 256 for K-quants).
-      const span = Math.max(layout.blockSize, 1);
-      for (let b = 0; b < N; b += span) {
+      const span = layout.blockSize;
+      for (let b = 0; b < data.length; b += span) {
         let M = 0;
         let min = Infinity;
         let max = -Infinity;
         for (let i = b; i < b + span; i++) {
-          M = Math.max(M, Math.abs(x[i]));
-          min = Math.min(min, x[i]);
-          max = Math.max(max, x[i]);
+          M = Math.max(M, Math.abs(data[i]));
+          min = Math.min(min, data[i]);
+          max = Math.max(max, data[i]);
         }
         // Plus the f32 rounding of the decoded value itself (M·2^-24, doubled for slack).
         const limit = bound(M, min, max) + M * 2 ** -23;
         for (let i = b; i < b + span; i++) {
-          const err = Math.abs(x[i] - y[i]);
-          if (!(err <= limit)) expect.fail(`${layout.name} value ${i}: |${x[i]} − ${y[i]}| = ${err} > ${limit}`);
+          const err = Math.abs(data[i] - y[i]);
+          if (!(err <= limit)) expect.fail(`${layout.name} value ${i}: |${data[i]} − ${y[i]}| = ${err} > ${limit}`);
         }
       }
     });

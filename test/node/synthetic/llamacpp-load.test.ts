@@ -16,10 +16,14 @@ import { createExactContext, llamaCppLogits, loadLlamaCppModel } from "../suppor
 const QUANTS: readonly QuantMix[] = QUANT_MIXES.filter((q) => q !== "BF16");
 const cases = SYNTHETIC_ARCHS.flatMap((arch) => QUANTS.map((quant) => [arch, quant] as const));
 
-/** What a GGUF reader can recover of a synthetic config: Llama 3 scaling travels as a tensor. */
+/**
+ * What a GGUF reader can recover of a synthetic config: floats pass through f32 metadata,
+ * and Llama 3 scaling travels as the rope_freqs tensor instead.
+ */
 function asReadBack(c: ModelConfig): ModelConfig {
-  if (c.rope.scaling.type !== "llama3") return c;
-  return { ...c, rope: { ...c.rope, scaling: { type: "none" } }, ropeFreqFactors: ROPE_FREQS_TENSOR_NAME };
+  const stored = { ...c, normEps: Math.fround(c.normEps) };
+  if (c.rope.scaling.type !== "llama3") return stored;
+  return { ...stored, rope: { ...c.rope, scaling: { type: "none" } }, ropeFreqFactors: ROPE_FREQS_TENSOR_NAME };
 }
 
 describe("synthetic tiny models", () => {

@@ -1,0 +1,107 @@
+/**
+ * `deno task cli tokenize [--model PATH|URL] --text TEXT [--json]`: the token ids (and
+ * pieces) a model's own tokenizer gives for a text, BOS included where the model adds it.
+ * Reads only the file's header.
+ */
+import { SourceError } from "../../errors.ts";
+import { type GGUFFile, openGGUF } from "../../gguf/reader.ts";
+import { tokenizerFromMetadata } from "../../tokenizer/tokenizer.ts";
+import { parseArgs } from "../args.ts";
+import type { CliCommand } from "../command.ts";
+import { DEFAULT_MODEL_PATH, DEFAULT_MODEL_RELATIVE } from "../default-model.ts";
+
+/** One token of the output. */
+export interface TokenizedPiece {
+  readonly id: number;
+  /** The vocabulary entry as stored (`Ġthe`, `▁the`, `<0x0A>`). */
+  readonly token: string;
+  /** The text it stands for. */
+  readonly piece: string;
+}
+
+/** What `tokenize --json` prints. */
+export interface TokenizeResult {
+  readonly model: string;
+  readonly tokenizer: "llama" | "gpt2";
+  readonly count: number;
+  readonly ids: readonly number[];
+  readonly tokens: readonly TokenizedPiece[];
+}
+
+/** Tokenizes `text` with the tokenizer in `file`'s metadata. */
+export function tokenizeWithFile(
+  file: GGUFFile,
+  text: string,
+  options: { addSpecial?: boolean; parseSpecial?: boolean } = {},
+): TokenizeResult {
+  const tokenizer = tokenizerFromMetadata(file.metadata);
+  const ids = tokenizer.encode(text, options);
+  return {
+    model: file.name,
+    tokenizer: tokenizer.kind,
+    count: ids.length,
+    ids,
+    tokens: ids.map((id) => ({ id, token: tokenizer.tokenText(id), piece: tokenizer.piece(id) })),
+  };
+}
+
+function formatText(r: TokenizeResult): string {
+  const width = Math.max(1, ...r.ids.map((id) => String(id).length));
+  const lines = r.tokens.map((t) => `${String(t.id).padStart(width)}  ${JSON.stringify(t.piece)}  ${t.token}`);
+  lines.push(`${r.count} tokens (${r.tokenizer} tokenizer)`);
+  return lines.join("\n");
+}
+
+/** The `tokenize` command. */
+export const tokenizeCommand: CliCommand = {
+  name: "tokenize",
+  summary: "show the token ids and pieces of a text under a model's tokenizer",
+  async run(args) {
+    const parsed = parseArgs(args, {
+      name: "tokenize",
+      summary: "Prints the token ids (and pieces) a model's tokenizer gives for a text, BOS included where the model adds it.",
+      flags: {
+        model: {
+          type: "string",
+          short: "m",
+          placeholder: "path|url",
+          description: `GGUF file, first shard, or http(s) URL (default: ${DEFAULT_MODEL_RELATIVE})`,
+        },
+        text: { type: "string", short: "t", required: true, description: "the text to tokenize" },
+        json: { type: "boolean", description: "print one JSON object instead of one line per token" },
+        raw: { type: "boolean", description: "add no BOS/EOS even where the model adds them" },
+        literal: { type: "boolean", description: "treat special-token text such as <|im_start|> as plain text" },
+      },
+    });
+    if (parsed.help) {
+      console.log(parsed.text);
+      return 0;
+    }
+    const { model, text, json, raw, literal } = parsed.flags;
+    const file = await openModel(model);
+    try {
+      const result = tokenizeWithFile(file, text, { addSpecial: !raw, parseSpecial: !literal });
+      console.log(json ? JSON.stringify(result, null, 2) : formatText(result));
+    } finally {
+      await file.close();
+    }
+    return 0;
+  },
+};
+
+async function openModel(model: string | undefined): Promise<GGUFFile> {
+  try {
+    return await openGGUF(model ?? DEFAULT_MODEL_PATH);
+  } catch (err) {
+    if (model === undefined && err instanceof SourceError && err.code === "NOT_FOUND") {
+      throw new SourceError(
+        "NOT_FOUND",
+        DEFAULT_MODEL_PATH,
+        `no --model given, and the default model (${DEFAULT_MODEL_RELATIVE}) has not been built yet; pass --model PATH|URL`,
+        undefined,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * RMSNorm of rows (shaders/rmsnorm.wgsl), optionally fused with the residual add before it
+ * and with a row gather (the final norm runs only on the rows that get logits).
+ *
+ * ```ts
+ * const norm = new RmsNormKernel(ctx, { width: 2048, eps: 1e-5, residual: true, gather: false });
+ * await norm.prepare();
+ * const g = norm.bind({ x, h, weight, y, step: stepInfoBinding(info, 0, 256) });
+ * norm.record(step, g, nTokens);    // x += h; y = rmsnorm(x) · weight, per token row
+ * ```
+ */
+import type { GpuContext } from "../device.ts";
+import type { KernelVariant } from "../pipelines.ts";
+import type { GpuStep } from "../step.ts";
+import { type BindingInput, ModelKernel, required } from "./kernel.ts";
+import { wgslFloat } from "./tokens.ts";
+
+/** Typed key of an RMSNorm variant. */
+export interface RmsNormKey {
+  /** Values per row. */
+  readonly width: number;
+  readonly eps: number;
+  /** x += h first (x is written back unless `gather`). */
+  readonly residual: boolean;
+  /** Rows picked by the row table, written compactly. */
+  readonly gather: boolean;
+}
+
+/** The variant of a key. */
+export function rmsNormVariant(key: RmsNormKey): KernelVariant {
+  const wg = key.width >= 1024 ? 256 : 64;
+  const eps = wgslFloat(key.eps);
+  return {
+    name: `rmsnorm_n${key.width}_e${eps}_wg${wg}${key.residual ? "_res" : ""}${key.gather ? "_gather" : ""}`,
+    file: "rmsnorm.wgsl",
+    defines: { N: key.width, EPS: eps, WG: wg, RESIDUAL: key.residual, GATHER: key.gather },
+  };
+}
+
+/** Buffers of one RMSNorm dispatch (all f32 rows of `width`). */
+export interface RmsNormBindings {
+  /** Input rows (updated in place by a residual, non-gather variant). */
+  readonly x: GPUBuffer;
+  /** Residual rows added to x (residual variants). */
+  readonly h?: GPUBuffer;
+  /** Norm weight, `width` values. */
+  readonly weight: GPUBuffer;
+  /** Output rows. */
+  readonly y: GPUBuffer;
+  /** The sub-step's StepInfo. */
+  readonly step: GPUBufferBinding;
+  /** Row table (gather variants). */
+  readonly rows?: GPUBuffer;
+}
+
+/** One RMSNorm variant. */
+export class RmsNormKernel extends ModelKernel {
+  readonly key: RmsNormKey;
+
+  constructor(ctx: GpuContext, key: RmsNormKey) {
+    super(ctx, rmsNormVariant(key));
+    this.key = key;
+  }
+
+  /** A reusable bind group. */
+  bind(b: RmsNormBindings, label = "rmsnorm"): GPUBindGroup {
+    const list: BindingInput[] = [b.x, this.key.residual ? required(b.h, "h", this.variant) : null, b.weight, b.y, b.step];
+    if (this.key.gather) list.push(required(b.rows, "rows", this.variant));
+    return this.bindGroup(label, list);
+  }
+
+  /** Records the norm of `rows` rows (tokens, or gathered rows). */
+  record(step: GpuStep, group: GPUBindGroup, rows: number): void {
+    this.dispatch(step, group, [rows]);
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * RoPE of Q and K with the KV-cache append fused in (shaders/rope.wgsl): per (token, head),
+ * optionally RMSNorm the head first (qwen3's Q/K norm), rotate its first `ropeDims`
+ * values by the token's position, and write Q back in place or K and V into the slot's
+ * cache row at the token's position.
+ *
+ * ```ts
+ * const rope = new RopeKernel(ctx, { headDim: 64, nHeads: 32, nKvHeads: 8, ropeDims: 64, neox: false,
+ *   contextLength: 4096, kvF16: true, qkNormEps: null });
+ * const freqs = ropeFreqTable(ropeFrequencies(config.rope, divisors)); // upload as f32
+ * rope.record(step, rope.bind({ q, k, v, kCache, vCache, freqs, tokens, step: info }), nTokens);
+ * ```
+ */
+import type { GpuContext } from "../device.ts";
+import type { KernelVariant } from "../pipelines.ts";
+import type { GpuStep } from "../step.ts";
+import { type BindingInput, ModelKernel, required } from "./kernel.ts";
+import { wgslFloat } from "./tokens.ts";
+
+/** Typed key of a RoPE variant. */
+export interface RopeKey {
+  readonly headDim: number;
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  /** Leading dims of each head that are rotated (even, ≤ headDim). */
+  readonly ropeDims: number;
+  /** NeoX pairing (i, i + ropeDims/2); otherwise adjacent pairs (2i, 2i+1). */
+  readonly neox: boolean;
+  /** Positions per slot in the cache. */
+  readonly contextLength: number;
+  /** Cache of f16 pairs packed in u32 words (else f32). */
+  readonly kvF16: boolean;
+  /** qwen3: RMSNorm each Q/K head with this epsilon before rotating; null = no norm. */
+  readonly qkNormEps: number | null;
+}
+
+const WG = 64;
+
+/** The variant of a key. */
+export function ropeVariant(key: RopeKey): KernelVariant {
+  const norm = key.qkNormEps === null ? "" : `_qknorm${wgslFloat(key.qkNormEps)}`;
+  return {
+    name: `rope_${key.neox ? "neox" : "norm"}_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_r${key.ropeDims}_ctx${key.contextLength}${key.kvF16 ? "_f16" : "_f32"}${norm}`,
+    file: "rope.wgsl",
+    defines: {
+      HEAD_DIM: key.headDim,
+      N_HEADS: key.nHeads,
+      N_KV_HEADS: key.nKvHeads,
+      ROPE_DIMS: key.ropeDims,
+      CTX: key.contextLength,
+      WG,
+      NEOX: key.neox,
+      KV_F16: key.kvF16,
+      QK_NORM: key.qkNormEps !== null,
+      EPS: key.qkNormEps === null ? "0.0" : wgslFloat(key.qkNormEps),
+    },
+  };
+}
+
+/**
+ * The FREQ table of rope.wgsl from angular frequencies (radians per position, one per
+ * pair, e.g. `ropeFrequencies(...)`): per pair, f = the frequency in turns per position
+ * and fract(256·f), both computed in f64 and then rounded to f32.
+ */
+export function ropeFreqTable(radiansPerPosition: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(2 * radiansPerPosition.length);
+  for (let i = 0; i < radiansPerPosition.length; i++) {
+    const turns = radiansPerPosition[i]! / (2 * Math.PI);
+    const scaled = 256 * turns;
+    out[2 * i] = turns;
+    out[2 * i + 1] = scaled - Math.floor(scaled);
+  }
+  return out;
+}
+
+/** Buffers of one RoPE dispatch. */
+export interface RopeBindings {
+  /** Q rows (nHeads·headDim per token), rotated in place. */
+  readonly q: GPUBuffer;
+  /** K and V rows (nKvHeads·headDim per token), read. */
+  readonly k: GPUBuffer;
+  readonly v: GPUBuffer;
+  /** This layer's caches (layout in rope.wgsl). */
+  readonly kCache: GPUBuffer;
+  readonly vCache: GPUBuffer;
+  /** {@link ropeFreqTable}. */
+  readonly freqs: GPUBuffer;
+  /** Token table. */
+  readonly tokens: GPUBuffer;
+  readonly step: GPUBufferBinding;
+  /** qwen3: Q norm weights then K norm weights (2·headDim f32). */
+  readonly norms?: GPUBuffer;
+}
+
+/** One RoPE variant. */
+export class RopeKernel extends ModelKernel {
+  readonly key: RopeKey;
+
+  constructor(ctx: GpuContext, key: RopeKey) {
+    super(ctx, ropeVariant(key));
+    this.key = key;
+  }
+
+  /** A reusable bind group. */
+  bind(b: RopeBindings, label = "rope"): GPUBindGroup {
+    const list: BindingInput[] = [b.q, b.k, b.v, b.kCache, b.vCache, b.freqs, b.tokens, b.step];
+    if (this.key.qkNormEps !== null) list.push(required(b.norms, "norms", this.variant));
+    return this.bindGroup(label, list);
+  }
+
+  /** Records RoPE (and the K/V append) for `nTokens` tokens. */
+  record(step: GpuStep, group: GPUBindGroup, nTokens: number): void {
+    this.dispatch(step, group, [nTokens, this.key.nHeads + this.key.nKvHeads]);
+  }
+}
