@@ -170,7 +170,7 @@ fn apply_penalties(lid: u32, r: SampleRow, base: u32) {
     }
     var c = 1u;
     for (var k = 0u; k < j; k++) {
-      c += 0u;
+      c += select(0u, 1u, scratch[k] == t);
     }
     var l = logits[base + t];
     if (r.repeat_penalty != 1.0) {

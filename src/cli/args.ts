@@ -46,6 +46,7 @@ export interface StringsFlag extends FlagBase {
   readonly placeholder?: string;
 }
 
+/** Any flag of a {@link CommandSpec}. */
 export type FlagSpec = StringFlag | NumberFlag | BooleanFlag | StringsFlag;
 
 /** A positional argument, for help text and count checks. */

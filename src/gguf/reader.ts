@@ -21,10 +21,11 @@ export const GGUF_DEFAULT_ALIGNMENT = 32;
 export const GGUF_MAX_DIMS = 4;
 
 /**
- * Caps on header counts, far above any real model (a 405B llama has about 1,100 tensors
- * and 40 keys) and below what would make a bogus header cost real time or memory (CWE-400).
+ * Most tensors a header may declare: far above any real model (a 405B llama has about
+ * 1,100) and below what would make a bogus count cost real time or memory (CWE-400).
  */
 export const GGUF_MAX_TENSORS = 1_000_000;
+/** Most metadata entries a header may declare (real models: a few dozen); CWE-400 as above. */
 export const GGUF_MAX_KV = 100_000;
 
 /** The smallest encodings of one key/value pair and one tensor info (v2/v3): see {@link checkCounts}. */
@@ -103,15 +104,21 @@ export async function openGGUF(
     const head = await parseShard(first, options.signal);
     const split = splitInfo(head, first.name, 0);
     if (split.count === 1) return assemble([head]);
-    if (!shardNames || shardNames.length !== split.count) {
-      const where = shardNames ? `its name says ${shardNames.length}` : "its name does not follow -00001-of-0000N.gguf";
+    if (split.index !== 0 || !shardNames || shardNames.length !== split.count) {
+      const where =
+        split.index !== 0
+          ? "it is not the first"
+          : shardNames
+            ? `its name says ${shardNames.length}`
+            : "its name does not follow -00001-of-0000N.gguf";
       throw new GGUFError(
         "GGUF_SPLIT",
         `this is shard ${split.index + 1} of ${split.count} (split.count), but ${where}; open the first shard by its original name`,
         { file: first.name, field: "split.count" },
       );
     }
-    const rest = await Promise.all(
+    // allSettled, not all: every source opened must be in `opened` before any is closed.
+    const results = await Promise.allSettled(
       shardNames.slice(1).map(async (name, i) => {
         const source = await openSource(name, options);
         opened.push(source);
@@ -127,6 +134,11 @@ export async function openGGUF(
         return shard;
       }),
     );
+    const rest: ParsedShard[] = [];
+    for (const r of results) {
+      if (r.status === "rejected") throw r.reason;
+      rest.push(r.value);
+    }
     return assemble([head, ...rest], split.tensorCount);
   } catch (err) {
     await Promise.allSettled(opened.map((s) => s.close()));
@@ -331,10 +343,10 @@ function checkCounts(tensorCount: bigint, kvCount: bigint, size: number, file: s
   const minimum = FIXED_HEADER_BYTES + Number(kvCount) * MIN_KV_BYTES + Number(tensorCount) * MIN_TENSOR_INFO_BYTES;
   if (minimum > size) {
     throw new GGUFError(
-      "GGUF_BAD_COUNT",
+      "GGUF_TRUNCATED",
       `${kvCount} metadata entries and ${tensorCount} tensor infos need at least ${minimum} bytes, ` +
         `the file has ${size}: the counts are corrupt or the file is cut short`,
-      { file, offset: 8 },
+      { file, offset: size },
     );
   }
 }

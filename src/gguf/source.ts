@@ -266,6 +266,10 @@ async function openHttpSource(url: string, fetchFn: typeof fetch, signal?: Abort
           cause: err,
         });
       }
+      const sentStart = /^bytes (\d+)-/.exec(res.headers.get("content-range") ?? "")?.[1];
+      if (sentStart !== undefined && Number(sentStart) !== offset) {
+        throw new SourceError("FETCH_FAILED", url, `asked for bytes at offset ${offset}, the server sent them from ${sentStart}`, 206);
+      }
       if (bytes.byteLength !== length) {
         throw new SourceError(
           "FETCH_FAILED",

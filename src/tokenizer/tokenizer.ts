@@ -64,6 +64,16 @@ export function tokenizerFromMetadata(metadata: TokenizerMetadata): Tokenizer {
   return new GgufTokenizer(readVocab(metadata));
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * The text with lone surrogates replaced by U+FFFD: what its UTF-8 (and so llama.cpp)
+ * holds in their place, so every later step sees the same characters llama.cpp does.
+ */
+function wellFormed(text: string): string {
+  return text.replace(LONE_SURROGATE, "\uFFFD");
+}
+
 class GgufTokenizer implements Tokenizer {
   readonly kind: "llama" | "gpt2";
   readonly vocabSize: number;
@@ -103,7 +113,7 @@ class GgufTokenizer implements Tokenizer {
     // Built on first use: a 150k-token vocabulary takes a moment to index.
     this.matchers ??= specialMatchers(this.vocab);
     const matcher = parseSpecial ? this.matchers.all : this.matchers.userDefined;
-    const fragments: Fragment[] = matcher.partition(text);
+    const fragments: Fragment[] = matcher.partition(wellFormed(text));
     // SentencePiece puts a space before text at the start and after each special token.
     let afterSpecial = true;
     for (const f of fragments) {

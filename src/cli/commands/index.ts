@@ -1,4 +1,5 @@
 import type { CliCommand } from "../command.ts";
+import { chatCommand } from "./chat.ts";
 import { generateCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { serveCommand } from "./serve.ts";
@@ -9,6 +10,7 @@ import { tokenizeCommand } from "./tokenize.ts";
 /** Every CLI command, in the order `--help` lists them. Add new commands here. */
 export const COMMANDS: readonly CliCommand[] = [
   generateCommand,
+  chatCommand,
   inspectCommand,
   serveCommand,
   makeModelCommand,

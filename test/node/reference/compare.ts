@@ -2,7 +2,34 @@
  * Measures of how far two sets of logits are apart, for the llama.cpp cross-checks. All
  * in f64, with log-softmax computed stably.
  */
+import type { ControlledEvaluateInputItem, LlamaContext, Token } from "node-llama-cpp";
 import { SeededRandom } from "../../../src/model/synthetic.ts";
+
+/** Sampling options under which node-llama-cpp reports the logits unchanged (no temperature, no filters). */
+const RAW_LOGITS = { temperature: 1, topK: 0, topP: 1, minP: 0 } as const;
+
+/**
+ * llama.cpp's full-vocabulary logits after each of `ids` (teacher forcing), from an empty
+ * sequence, indexed by token id. node-llama-cpp returns them as a Map sorted by value, so
+ * they are put back in token order here.
+ */
+export async function llamaCppLogitsByToken(context: LlamaContext, ids: readonly number[], vocabSize: number): Promise<Float32Array[]> {
+  const sequence = context.getSequence();
+  try {
+    const input: ControlledEvaluateInputItem[] = ids.map((t) => [t as Token, { generateNext: { logits: true, options: RAW_LOGITS } }]);
+    const results = await sequence.controlledEvaluate(input);
+    return ids.map((_, i) => {
+      const logits = results[i]?.next.logits;
+      if (!logits) throw new Error(`llama.cpp returned no logits at position ${i}`);
+      if (logits.size !== vocabSize) throw new Error(`llama.cpp returned ${logits.size} logits at position ${i}, expected ${vocabSize}`);
+      const out = new Float32Array(vocabSize).fill(Number.NaN);
+      for (const [token, value] of logits) out[token] = value;
+      return out;
+    });
+  } finally {
+    sequence.dispose();
+  }
+}
 
 /** ln softmax(logits), in f64. */
 export function logSoftmax(logits: Float32Array): Float64Array {

@@ -11,8 +11,8 @@ import { openGGUF } from "../../../src/gguf/reader.ts";
 import { ReferenceModel } from "../../../src/model/reference.ts";
 import { SYNTHETIC_ARCHS } from "../../../src/model/synthetic.ts";
 import { syntheticModelPath } from "../support/fixtures.ts";
-import { createExactContext, llamaCppLogits, loadLlamaCppModel } from "../support/llamacpp.ts";
-import { klDivergence, randomTokens, top1 } from "./compare.ts";
+import { createExactContext, loadLlamaCppModel } from "../support/llamacpp.ts";
+import { klDivergence, llamaCppLogitsByToken, randomTokens, top1 } from "./compare.ts";
 
 const QUANTS: readonly QuantMix[] = ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K"];
 const POSITIONS = 256;
@@ -40,7 +40,7 @@ describe("quantized models: CPU reference vs llama.cpp", () => {
         const bos = llamaModel.tokens.bos;
         if (bos === null) throw new Error("synthetic model has no BOS token");
         const ids = [bos, ...randomTokens(POSITIONS - 1, ours.config.vocabSize, 11)];
-        const theirs = await llamaCppLogits(context, ids);
+        const theirs = await llamaCppLogitsByToken(context, ids, ours.config.vocabSize);
         const mine = ours.forward(ids, ours.createCache(), { allLogits: true });
         let kl = 0;
         let agree = 0;

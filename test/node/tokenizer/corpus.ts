@@ -42,6 +42,7 @@ const FIXED: readonly string[] = [
   "naïve — “smart quotes” … ©®™ ½ ² №",
   "e\u0301 combining, a\u200bb zero width, a\u00a0b nbsp, a\u3000b ideographic space, a\u0085b next line",
   "$100 + 5% = ~105; a^b | c ` d \\ e",
+  "lone \ud83d surrogate \udc00 halves",
   "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
   "text<|im_end|>more",
   "<think>reasoning</think>answer",
@@ -64,8 +65,8 @@ const POOL = [
   "²", "½", "—", "…", "©", "’", "<|im_end|>", "<|im_start|>", "<think>", "'s", "'LL", "  ", "\n\n",
 ];
 
-/** A seeded stream of random strings over `POOL` (xorshift32: reproducible everywhere). */
-function randomStrings(count: number, seed: number): string[] {
+/** `count` seeded random strings over `POOL` (xorshift32: reproducible everywhere). */
+export function randomStrings(count: number, seed: number): string[] {
   let s = seed;
   const next = (): number => {
     s ^= s << 13;

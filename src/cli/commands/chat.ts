@@ -1,0 +1,90 @@
+/**
+ * `deno task cli chat`: an interactive chat in the terminal, through the model's chat
+ * template, keeping the history. Ctrl-C stops the answer being written; Ctrl-C at the
+ * prompt (or Ctrl-D) leaves. The engine is disposed, awaited, before the command returns.
+ */
+import process from "node:process";
+import { createInterface, type Interface } from "node:readline";
+import { RequestAbortedError } from "../../engine/errors.ts";
+import type { ChatMessage } from "../../engine/types.ts";
+import { parseArgs } from "../args.ts";
+import type { CliCommand } from "../command.ts";
+import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
+
+const SPEC = {
+  name: "chat",
+  summary: "Chats with the model in the terminal. Ctrl-C stops an answer; Ctrl-C at the prompt or Ctrl-D leaves.",
+  flags: {
+    ...ENGINE_FLAGS,
+    system: { type: "string", placeholder: "text", description: "a system prompt" },
+    maxTokens: { type: "number", integer: true, min: 1, default: 256, placeholder: "n", description: "most tokens per answer" },
+    temperature: { type: "number", min: 0, placeholder: "t", description: "0 = greedy (default 0.8)" },
+    seed: { type: "number", integer: true, min: 0, placeholder: "n", description: "random seed" },
+  },
+} as const;
+
+/**
+ * Lines typed at the prompt. Ends at end of input (Ctrl-D) or on Ctrl-C at the prompt.
+ * Iterating the interface (rather than `question`) also keeps piped input whole.
+ */
+function promptLines(rl: Interface): AsyncIterator<string> {
+  rl.on("SIGINT", () => rl.close());
+  return rl[Symbol.asyncIterator]();
+}
+
+export const chatCommand: CliCommand = {
+  name: "chat",
+  summary: "chat with the model in the terminal",
+  async run(args) {
+    const parsed = parseArgs(args, SPEC);
+    if (parsed.help) {
+      console.log(parsed.text);
+      return 0;
+    }
+    const f = parsed.flags;
+    const { engine, loaded } = engineFromFlags(f);
+    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+    // Iterate from the start, so lines piped in while the model loads are not lost.
+    const lines = promptLines(rl);
+    try {
+      await loaded;
+      const history: ChatMessage[] = f.system ? [{ role: "system", content: f.system }] : [];
+      console.error(`chatting with ${engine.config.name} (${engine.description}); Ctrl-C stops an answer, Ctrl-D leaves`);
+      for (;;) {
+        process.stdout.write("> ");
+        const next = await lines.next();
+        if (next.done) break;
+        const line = next.value;
+        if (line.trim() === "") continue;
+        history.push({ role: "user", content: line });
+        const abort = new AbortController();
+        // While an answer is written, Ctrl-C stops it instead of leaving.
+        const onSigint = () => abort.abort();
+        rl.removeAllListeners("SIGINT");
+        rl.on("SIGINT", onSigint);
+        process.on("SIGINT", onSigint);
+        let answer = "";
+        try {
+          const stream = engine.generate(history, { maxTokens: f.maxTokens, temperature: f.temperature, seed: f.seed, signal: abort.signal });
+          for await (const chunk of stream) {
+            answer += chunk.text;
+            process.stdout.write(chunk.text);
+          }
+        } catch (e) {
+          if (!(e instanceof RequestAbortedError)) throw e;
+          process.stdout.write(" [stopped]");
+        } finally {
+          rl.off("SIGINT", onSigint);
+          rl.on("SIGINT", () => rl.close());
+          process.off("SIGINT", onSigint);
+        }
+        process.stdout.write("\n");
+        history.push({ role: "assistant", content: answer });
+      }
+      return 0;
+    } finally {
+      rl.close();
+      await engine.dispose();
+    }
+  },
+};

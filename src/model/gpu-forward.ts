@@ -1,0 +1,454 @@
+/**
+ * The forward pass on the GPU: the buffers it runs on (activations, slotted KV cache,
+ * per-step tables), its kernels, their bind groups, and the recording of one "sub-step"
+ * (every layer over a set of tokens, then logits and sampling for some rows).
+ *
+ * One sub-step, for n tokens of any mix of slots and positions:
+ *   x = embed(tokens)                        ids FROM_LAST_SAMPLED resolved on the device
+ *   history ring += tokens
+ *   per layer:
+ *     xb = rmsnorm(x [+= h]) · attn_norm     the residual add of the previous block fused in
+ *     q, k, v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ (+bias)
+ *     q, K/V cache = rope(qknorm?(q)), rope(qknorm?(k)), v     at each token's (slot, pos)
+ *     att = attention(q, cache)              causal over [0, pos] of the token's slot
+ *     h = att·Woᵀ;  xb = rmsnorm(x += h) · ffn_norm
+ *     gate = silu(xb·Wgateᵀ) ⊙ (xb·Wupᵀ);  h = gate·Wdownᵀ
+ *   xo = rmsnorm(x + h)[rows] · output_norm  only the rows that need logits
+ *   logits = xo·Woutᵀ;  sampler(logits) → outIds, lastSampled
+ *
+ * Bind groups are made once per sub-step index (the StepInfo uniform slot they read) and
+ * reused by every step; only the matrix products take their parameters from the step's
+ * arena (kernels/matmul.ts).
+ */
+import { GpuError } from "../errors.ts";
+import type { GpuContext } from "../gpu/device.ts";
+import { AttentionKernel } from "../gpu/kernels/attention.ts";
+import { ElementwiseKernel } from "../gpu/kernels/elementwise.ts";
+import { EmbeddingKernel } from "../gpu/kernels/embedding.ts";
+import { createHistoryBuffer, HistoryKernel } from "../gpu/kernels/history.ts";
+import { MatrixKernels } from "../gpu/kernels/matmul.ts";
+import { RmsNormKernel } from "../gpu/kernels/rmsnorm.ts";
+import { RopeKernel, ropeFreqTable } from "../gpu/kernels/rope.ts";
+import { type DeviceSampler, SAMPLE_ROW_BYTES } from "../gpu/kernels/sampling-hook.ts";
+import { STEP_INFO_BYTES, stepInfoBinding, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
+import { type GpuStep, ParamArena } from "../gpu/step.ts";
+import type { ModelConfig } from "./config.ts";
+import type { GpuModelWeights } from "./gpu-weights.ts";
+import { ropeFrequencies } from "./reference-rope.ts";
+
+/** Element type of the KV cache. */
+export type KvCacheType = "f32" | "f16";
+
+/** Sizes of a {@link GpuForward}. */
+export interface GpuForwardSizes {
+  readonly maxSlots: number;
+  /** Positions per slot. */
+  readonly contextLength: number;
+  /** Most tokens in one sub-step. */
+  readonly maxTokens: number;
+  /** Most rows that sample in one sub-step (at most one per slot). */
+  readonly maxSampleRows: number;
+  /** Rows of the logits buffer (≥ maxSampleRows; `logits()` reads this many positions at once). */
+  readonly logitRows: number;
+  readonly kvCacheType: KvCacheType;
+  /** Sub-steps the tables are first sized for (they grow on demand). */
+  readonly subSteps: number;
+}
+
+/** Activations, each (rows, width) f32 row-major. */
+interface Activations {
+  readonly x: GPUBuffer; // (maxTokens, nEmbd) residual stream
+  readonly xb: GPUBuffer; // (maxTokens, nEmbd) normed input of a block
+  readonly q: GPUBuffer; // (maxTokens, nHeads·headDim)
+  readonly k: GPUBuffer; // (maxTokens, nKvHeads·headDim)
+  readonly v: GPUBuffer; // (maxTokens, nKvHeads·headDim)
+  readonly att: GPUBuffer; // (maxTokens, nHeads·headDim)
+  readonly h: GPUBuffer; // (maxTokens, nEmbd) output of Wo or Wdown
+  readonly gate: GPUBuffer; // (maxTokens, nFf)
+  readonly up: GPUBuffer; // (maxTokens, nFf)
+  readonly xo: GPUBuffer; // (logitRows, nEmbd) normed rows that get logits
+  readonly logits: GPUBuffer; // (logitRows, vocab)
+}
+
+/** Per-step tables, sized for `subSteps` sub-steps. */
+interface StepTables {
+  readonly subSteps: number;
+  readonly tokens: GPUBuffer; // (maxTokens + (subSteps-1)·maxSampleRows) TokenRecords
+  readonly rows: GPUBuffer; // (logitRows + (subSteps-1)·maxSampleRows) u32 token indices
+  readonly info: GPUBuffer; // subSteps uniform slots of StepInfo
+  readonly rowParams: readonly GPUBuffer[]; // per sub-step: maxSampleRows SampleRows
+  readonly outIds: GPUBuffer; // (subSteps·maxSampleRows) i32
+  readonly readback: GPUBuffer; // MAP_READ copy of outIds
+}
+
+interface LayerGroups {
+  readonly attnNorm: GPUBindGroup;
+  readonly rope: GPUBindGroup;
+  readonly attention: GPUBindGroup;
+  readonly ffnNorm: GPUBindGroup;
+  readonly swiglu: GPUBindGroup;
+}
+
+/** Bind groups of one sub-step index. */
+interface SubStepGroups {
+  readonly embed: readonly GPUBindGroup[];
+  readonly history: GPUBindGroup;
+  readonly layers: readonly LayerGroups[];
+  readonly final: GPUBindGroup;
+}
+
+/** Splits a long recording into several submissions (see {@link GpuForward.record}). */
+export class Recorder {
+  step: GpuStep;
+  #work = 0;
+  readonly #next: () => GpuStep;
+  readonly #budget: number;
+
+  constructor(next: () => GpuStep, budget: number) {
+    this.#next = next;
+    this.#budget = budget;
+    this.step = next();
+  }
+
+  /** Counts `work`; past the budget, submits what was recorded and starts a new step. */
+  account(work: number): void {
+    this.#work += work;
+    if (this.#work < this.#budget) return;
+    this.step.submit();
+    this.step = this.#next();
+    this.#work = 0;
+  }
+}
+
+const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Owns everything a model needs on the GPU besides its weights. */
+export class GpuForward {
+  readonly ctx: GpuContext;
+  readonly config: ModelConfig;
+  readonly weights: GpuModelWeights;
+  readonly sizes: GpuForwardSizes;
+  readonly sampler: DeviceSampler;
+  readonly arena: ParamArena;
+  /** i32 per slot: the id sampled last (read by the embedding and history kernels). */
+  readonly lastSampled: GPUBuffer;
+  /** The penalty history ring (kernels/history.ts). */
+  readonly history: GPUBuffer;
+  readonly act: Activations;
+  /** Per layer: K and V caches, (maxSlots, contextLength, nKvHeads, headDim). */
+  readonly kCache: readonly GPUBuffer[];
+  readonly vCache: readonly GPUBuffer[];
+  /** Bytes of the KV cache. */
+  readonly kvBytes: number;
+  readonly #freqs: GPUBuffer;
+  readonly #uniformAlign: number;
+  #tables: StepTables;
+  #groups = new Map<number, SubStepGroups>();
+  /** Work units per token of one layer (see `#layerWork`). */
+  readonly #layerMacs: number;
+  readonly #layerBytes: number;
+
+  readonly matrix: MatrixKernels;
+  readonly embed: EmbeddingKernel;
+  readonly historyKernel: HistoryKernel;
+  readonly norm: RmsNormKernel;
+  readonly addNorm: RmsNormKernel;
+  readonly finalNorm: RmsNormKernel;
+  readonly rope: RopeKernel;
+  readonly attention: AttentionKernel;
+  readonly swiglu: ElementwiseKernel;
+
+  private constructor(ctx: GpuContext, config: ModelConfig, weights: GpuModelWeights, sizes: GpuForwardSizes, sampler: DeviceSampler) {
+    this.ctx = ctx;
+    this.config = config;
+    this.weights = weights;
+    this.sizes = sizes;
+    this.sampler = sampler;
+    this.#uniformAlign = Math.max(ctx.limits.minUniformBufferOffsetAlignment, STEP_INFO_BYTES);
+    this.arena = new ParamArena(ctx.allocator, ctx.limits.minUniformBufferOffsetAlignment);
+    const c = config;
+    const a = ctx.allocator;
+    const f32 = (label: string, rows: number, width: number) => {
+      checkBinding(ctx, label, rows * width * 4);
+      return a.createBuffer({ label, size: rows * width * 4, usage: STORAGE });
+    };
+    const T = sizes.maxTokens;
+    const qDim = c.nHeads * c.headDim;
+    const kvDim = c.nKvHeads * c.headDim;
+    this.act = {
+      x: f32("x", T, c.nEmbd),
+      xb: f32("xb", T, c.nEmbd),
+      q: f32("q", T, qDim),
+      k: f32("k", T, kvDim),
+      v: f32("v", T, kvDim),
+      att: f32("att", T, qDim),
+      h: f32("h", T, c.nEmbd),
+      gate: f32("gate", T, c.nFf),
+      up: f32("up", T, c.nFf),
+      xo: f32("xo", sizes.logitRows, c.nEmbd),
+      logits: f32("logits", sizes.logitRows, c.vocabSize),
+    };
+    const kvLayerBytes = sizes.maxSlots * sizes.contextLength * kvDim * (sizes.kvCacheType === "f16" ? 2 : 4);
+    checkBinding(ctx, "KV cache of one layer", kvLayerBytes);
+    const kCache: GPUBuffer[] = [];
+    const vCache: GPUBuffer[] = [];
+    for (let l = 0; l < c.nLayers; l++) {
+      kCache.push(a.createBuffer({ label: `blk.${l} K cache`, size: kvLayerBytes, usage: STORAGE }));
+      vCache.push(a.createBuffer({ label: `blk.${l} V cache`, size: kvLayerBytes, usage: STORAGE }));
+    }
+    this.kCache = kCache;
+    this.vCache = vCache;
+    this.kvBytes = 2 * c.nLayers * kvLayerBytes;
+    this.lastSampled = a.createBuffer({ label: "last sampled", size: sizes.maxSlots * 4, usage: STORAGE });
+    a.writeBuffer(this.lastSampled, 0, new Int32Array(sizes.maxSlots).fill(-1));
+    this.history = createHistoryBuffer(ctx, sizes.maxSlots);
+    const freqTable = ropeFreqTable(ropeFrequencies(c.rope, weights.ropeFreqDivisors));
+    this.#freqs = a.createBuffer({ label: "rope freqs", size: freqTable.byteLength, usage: STORAGE });
+    a.writeBuffer(this.#freqs, 0, freqTable);
+    this.#tables = this.#createTables(sizes.subSteps);
+
+    const l0 = weights.layers[0]!;
+    const matrices = [l0.q, l0.k, l0.v, l0.o, l0.gate, l0.up, l0.down];
+    this.#layerMacs = matrices.reduce((s, w) => s + w.rows * w.cols, 0);
+    this.#layerBytes = matrices.reduce((s, w) => s + w.byteLength, 0);
+
+    const kvF16 = sizes.kvCacheType === "f16";
+    this.matrix = new MatrixKernels(ctx);
+    this.embed = new EmbeddingKernel(ctx, weights.tokenEmbd);
+    this.historyKernel = new HistoryKernel(ctx);
+    this.norm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false });
+    this.addNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: false });
+    this.finalNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: true });
+    this.rope = new RopeKernel(ctx, {
+      headDim: c.headDim,
+      nHeads: c.nHeads,
+      nKvHeads: c.nKvHeads,
+      ropeDims: c.rope.dims,
+      neox: c.rope.layout === "neox",
+      contextLength: sizes.contextLength,
+      kvF16,
+      qkNormEps: c.qkNorm ? c.normEps : null,
+    });
+    this.attention = new AttentionKernel(ctx, {
+      headDim: c.headDim,
+      nHeads: c.nHeads,
+      nKvHeads: c.nKvHeads,
+      contextLength: sizes.contextLength,
+      kvF16,
+    });
+    this.swiglu = new ElementwiseKernel(ctx, { op: "swiglu", width: c.nFf });
+  }
+
+  /** Allocates everything and compiles every pipeline the recording will use. */
+  static async create(
+    ctx: GpuContext,
+    config: ModelConfig,
+    weights: GpuModelWeights,
+    sizes: GpuForwardSizes,
+    sampler: DeviceSampler,
+  ): Promise<GpuForward> {
+    // Creation is synchronous; failed allocations (the KV cache is the big one) surface in
+    // these scopes, turned into a typed error here instead of an uncaptured one later.
+    ctx.device.pushErrorScope("out-of-memory");
+    ctx.device.pushErrorScope("validation");
+    let f: GpuForward | undefined;
+    let thrown: unknown = undefined;
+    try {
+      f = new GpuForward(ctx, config, weights, sizes, sampler);
+    } catch (error) {
+      thrown = error;
+    }
+    const validation = await ctx.device.popErrorScope();
+    const oom = await ctx.device.popErrorScope();
+    if (thrown !== undefined) throw thrown;
+    if (oom || validation || !f) {
+      const kind = oom ? "OUT_OF_MEMORY" : "GPU_VALIDATION";
+      throw new GpuError(kind, `allocating the KV cache and activations failed: ${(oom ?? validation)?.message ?? "unknown"}`, {
+        label: "forward buffers",
+      });
+    }
+    const layers = weights.layers;
+    const qkv = layers.flatMap((l) => [l.q, l.k, l.v]);
+    const rest = [...layers.flatMap((l) => [l.o, l.gate, l.up, l.down]), weights.output];
+    await Promise.all([
+      f.matrix.prepare(qkv, { bias: config.qkvBias }),
+      f.matrix.prepare(rest),
+      ...[f.embed, f.historyKernel, f.norm, f.addNorm, f.finalNorm, f.rope, f.attention, f.swiglu].map((k) => k.prepare()),
+      sampler.prepare(),
+    ]);
+    ctx.check();
+    return f;
+  }
+
+  /** The current tables (grown by {@link ensureSubSteps}). */
+  get tables(): StepTables {
+    return this.#tables;
+  }
+
+  /** Byte offset of sub-step `k`'s StepInfo in `tables.info`. */
+  infoOffset(k: number): number {
+    return k * this.#uniformAlign;
+  }
+
+  /** First row-table index of sub-step k. */
+  rowBase(k: number): number {
+    return k === 0 ? 0 : this.sizes.logitRows + (k - 1) * this.sizes.maxSampleRows;
+  }
+
+  /** First token-table index of sub-step k. */
+  tokenBase(k: number): number {
+    return k === 0 ? 0 : this.sizes.maxTokens + (k - 1) * this.sizes.maxSampleRows;
+  }
+
+  /** Makes the tables hold at least `subSteps` sub-steps (rebuilding them and their bind groups). */
+  ensureSubSteps(subSteps: number): void {
+    if (subSteps <= this.#tables.subSteps) return;
+    this.#destroyTables(this.#tables);
+    this.#tables = this.#createTables(Math.max(subSteps, 2 * this.#tables.subSteps));
+    this.#groups.clear();
+  }
+
+  /**
+   * Records sub-step `k` over `nTokens` tokens (their records at `tokenBase(k)`), then, when
+   * `nRows` > 0, the logits of those rows and (with `sample`) the sampler into
+   * `tables.rowParams[k]`. `attentionMacs` is the attention work (Σ over tokens of
+   * (pos + 1)·qDim·2), counted with the layers' work against the recorder's budget.
+   */
+  record(rec: Recorder, k: number, nTokens: number, nRows: number, sample: boolean, attentionMacs: number): void {
+    const g = this.#groupsFor(k);
+    const a = this.act;
+    const m = this.matrix;
+    const layerWork = this.#layerWork(nTokens) + attentionMacs / this.config.nLayers;
+    this.embed.record(rec.step, g.embed, nTokens);
+    this.historyKernel.record(rec.step, g.history);
+    this.weights.layers.forEach((w, l) => {
+      const lg = g.layers[l]!;
+      const step = rec.step;
+      (l === 0 ? this.norm : this.addNorm).record(step, lg.attnNorm, nTokens);
+      m.matmul(step, w.q, a.xb, a.q, nTokens, { bias: w.qBias ?? undefined });
+      m.matmul(step, w.k, a.xb, a.k, nTokens, { bias: w.kBias ?? undefined });
+      m.matmul(step, w.v, a.xb, a.v, nTokens, { bias: w.vBias ?? undefined });
+      this.rope.record(step, lg.rope, nTokens);
+      this.attention.record(step, lg.attention, nTokens);
+      m.matmul(step, w.o, a.att, a.h, nTokens);
+      this.addNorm.record(step, lg.ffnNorm, nTokens);
+      m.matmul(step, w.gate, a.xb, a.gate, nTokens);
+      m.matmul(step, w.up, a.xb, a.up, nTokens);
+      this.swiglu.record(step, lg.swiglu, nTokens);
+      m.matmul(step, w.down, a.gate, a.h, nTokens);
+      rec.account(layerWork);
+    });
+    if (nRows === 0) return;
+    this.finalNorm.record(rec.step, g.final, nRows);
+    m.matmul(rec.step, this.weights.output, a.xo, a.logits, nRows);
+    if (sample) {
+      const t = this.#tables;
+      this.sampler.record(rec.step.computePass(), {
+        logits: a.logits,
+        rows: nRows,
+        rowParams: t.rowParams[k]!,
+        history: this.history,
+        lastSampled: this.lastSampled,
+        outIds: t.outIds,
+      });
+    }
+    const out = this.weights.output;
+    rec.account(nRows * out.rows * out.cols + out.byteLength * 16);
+  }
+
+  /** Destroys the per-kernel uniforms and the arena (the context's destroy frees the rest). */
+  destroy(): void {
+    this.embed.destroy();
+    this.arena.destroy();
+  }
+
+  /**
+   * Work of one layer over n tokens, in multiply-adds, plus its weight bytes weighted by 16
+   * per 64-token tile: a decode step is bound by reading the weights, a prefill by math.
+   */
+  #layerWork(nTokens: number): number {
+    return nTokens * this.#layerMacs + Math.ceil(nTokens / 64) * this.#layerBytes * 16;
+  }
+
+  #createTables(subSteps: number): StepTables {
+    const a = this.ctx.allocator;
+    const s = this.sizes;
+    const extra = (subSteps - 1) * s.maxSampleRows;
+    const outBytes = Math.max(4, subSteps * s.maxSampleRows * 4);
+    return {
+      subSteps,
+      tokens: a.createBuffer({ label: "token table", size: (s.maxTokens + extra) * TOKEN_RECORD_BYTES, usage: STORAGE }),
+      rows: a.createBuffer({ label: "row table", size: (s.logitRows + extra) * 4, usage: STORAGE }),
+      info: a.createBuffer({
+        label: "step infos",
+        size: subSteps * this.#uniformAlign,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      }),
+      rowParams: Array.from({ length: subSteps }, (_, k) =>
+        a.createBuffer({ label: `sample rows ${k}`, size: s.maxSampleRows * SAMPLE_ROW_BYTES, usage: STORAGE }),
+      ),
+      outIds: a.createBuffer({ label: "sampled ids", size: outBytes, usage: STORAGE }),
+      readback: a.createBuffer({ label: "sampled ids readback", size: outBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+    };
+  }
+
+  #destroyTables(t: StepTables): void {
+    const a = this.ctx.allocator;
+    for (const b of [t.tokens, t.rows, t.info, ...t.rowParams, t.outIds, t.readback]) a.destroy(b);
+  }
+
+  #groupsFor(k: number): SubStepGroups {
+    const cached = this.#groups.get(k);
+    if (cached) return cached;
+    const t = this.#tables;
+    const a = this.act;
+    const w = this.weights;
+    const step = stepInfoBinding(t.info, k, this.#uniformAlign);
+    const label = (what: string) => `${what} (sub-step ${k})`;
+    const groups: SubStepGroups = {
+      embed: this.embed.bind({ tokens: t.tokens, lastSampled: this.lastSampled, x: a.x, step }, label("embed")),
+      history: this.historyKernel.bind({ tokens: t.tokens, lastSampled: this.lastSampled, history: this.history, step }, label("history")),
+      layers: w.layers.map((lw, l) => ({
+        attnNorm:
+          l === 0
+            ? this.norm.bind({ x: a.x, weight: lw.attnNorm, y: a.xb, step }, label(`blk.${l} attn norm`))
+            : this.addNorm.bind({ x: a.x, h: a.h, weight: lw.attnNorm, y: a.xb, step }, label(`blk.${l} attn norm`)),
+        rope: this.rope.bind(
+          {
+            q: a.q,
+            k: a.k,
+            v: a.v,
+            kCache: this.kCache[l]!,
+            vCache: this.vCache[l]!,
+            freqs: this.#freqs,
+            tokens: t.tokens,
+            step,
+            norms: lw.qkNorm ?? undefined,
+          },
+          label(`blk.${l} rope`),
+        ),
+        attention: this.attention.bind(
+          { q: a.q, kCache: this.kCache[l]!, vCache: this.vCache[l]!, out: a.att, tokens: t.tokens, step },
+          label(`blk.${l} attention`),
+        ),
+        ffnNorm: this.addNorm.bind({ x: a.x, h: a.h, weight: lw.ffnNorm, y: a.xb, step }, label(`blk.${l} ffn norm`)),
+        swiglu: this.swiglu.bind({ a: a.gate, b: a.up, step }, label(`blk.${l} swiglu`)),
+      })),
+      final: this.finalNorm.bind({ x: a.x, h: a.h, weight: w.outputNorm, y: a.xo, step, rows: t.rows }, label("output norm")),
+    };
+    this.#groups.set(k, groups);
+    return groups;
+  }
+}
+
+/** Throws LIMIT_TOO_LOW when a buffer that is bound whole exceeds one storage binding. */
+function checkBinding(ctx: GpuContext, what: string, bytes: number): void {
+  const limit = Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
+  if (bytes <= limit) return;
+  throw new GpuError("LIMIT_TOO_LOW", `${what} needs ${bytes} bytes, more than one storage binding holds (${limit}); lower maxBatchTokens, maxSlots or contextLength`, {
+    label: what,
+    limit: "maxStorageBufferBindingSize",
+    needed: bytes,
+    available: limit,
+  });
+}

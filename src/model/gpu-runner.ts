@@ -1,0 +1,421 @@
+/**
+ * The WebGPU {@link ModelRunner}: weights quantized on the GPU, a slotted KV cache,
+ * sampling on the device, and lookahead decode steps that never wait for the CPU.
+ *
+ * ```ts
+ * const runner = await GpuRunner.load(file, { maxSlots: 4, maxBatchTokens: 256, onProgress });
+ * runner.resetSlot(0);
+ * const [ids] = await runner.step([{ slot: 0, pos: 0, tokens: prompt, sampling: GREEDY, sampleIndex: 0 }], 3);
+ * // ids: 4 tokens: the one after the prompt, then 3 lookahead decode steps, one readback
+ * await runner.dispose();                          // every buffer destroyed (and the device, if ours)
+ * ```
+ *
+ * One `step()` is recorded into as few compute passes as the GPU's submission budget
+ * allows (usually one per sub-step or fewer), submitted, and read back once: the batch
+ * (prompt chunks and decode tokens of several slots mixed) and then `extraSteps` decode
+ * sub-steps for the entries that sample, each embedding the id the previous sub-step
+ * sampled straight from `lastSampled` on the device. Only the sampled ids come back.
+ *
+ * Sampling is a {@link DeviceSampler}: greedy argmax by default; pass `sampler` (e.g. the
+ * full WGSL sampler's `createDeviceSampler`) for temperature, top-k/p, min-p and penalties.
+ * A request the sampler does not support is refused with InvalidRequestError
+ * `SAMPLER_UNAVAILABLE` before anything runs.
+ */
+import { GpuError, InvalidArgumentError } from "../errors.ts";
+import type { RunnerSizes } from "../engine/backends.ts";
+import { InvalidRequestError } from "../engine/errors.ts";
+import type { BatchEntry, ModelRunner, SamplingParams } from "../engine/runner.ts";
+import type { GGUFFile } from "../gguf/reader.ts";
+import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
+import { resetHistorySlot } from "../gpu/kernels/history.ts";
+import { type DeviceSampler, GreedySampler, SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
+import { FROM_LAST_SAMPLED, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
+import { GpuStep } from "../gpu/step.ts";
+import { type ModelConfig, modelConfigFromGGUF } from "./config.ts";
+import { GpuForward, type KvCacheType, Recorder } from "./gpu-forward.ts";
+import { loadGpuWeights } from "./gpu-weights.ts";
+
+/** Makes the device sampler (the full sampler's `createDeviceSampler` has this shape). */
+export type DeviceSamplerFactory = (ctx: GpuContext, options: { vocabSize: number; maxRows: number }) => DeviceSampler | Promise<DeviceSampler>;
+
+/** Options of {@link GpuRunner.load}: the engine's sizes plus GPU choices. */
+export interface GpuRunnerOptions extends RunnerSizes {
+  /** WebGPU entry point (default `navigator.gpu`), e.g. Dawn's in Node. */
+  readonly gpu?: GPU;
+  /** A ready device; the runner then leaves its destruction to the caller. */
+  readonly device?: GPUDevice;
+  /** More device options (limit overrides for tests, disabled features). */
+  readonly context?: Omit<GpuContextOptions, "gpu" | "device">;
+  /**
+   * KV cache element type. `auto` (default): f32 while the f32 cache stays under 1 GiB
+   * and one layer's cache fits a storage binding, else f16. f16 halves the cache and moves
+   * logits by about 1e-3; it is stored as packed pairs, so it needs no `shader-f16`.
+   */
+  readonly kvCacheType?: KvCacheType | "auto";
+  /** Lookahead steps the per-step tables are first sized for (default 8; they grow on demand). */
+  readonly lookahead?: number;
+  /** The device sampler (default: greedy argmax only). */
+  readonly sampler?: DeviceSamplerFactory;
+  /**
+   * GPU work per submission, in multiply-adds (weight reads count 16 per byte per 64-token
+   * tile); a step past it is submitted in several parts. Default 4e10 (a few ms on a large
+   * GPU): Dawn has crashed on submissions of ~60 ms.
+   */
+  readonly maxSubmitWork?: number;
+  /** Positions whose logits `logits()` computes per submission (default 64). */
+  readonly logitRows?: number;
+  /** Bound on each wait for the GPU, ms (default 60 s): a hang becomes GPU_TIMEOUT. */
+  readonly timeoutMs?: number;
+}
+
+const DEFAULT_SUBMIT_WORK = 4e10;
+const AUTO_F16_ABOVE_BYTES = 1024 ** 3;
+
+/** Everything sampled in one call is read back through this plan. */
+interface SamplingRow {
+  readonly entry: number;
+  readonly slot: number;
+  readonly sampling: SamplingParams;
+  readonly sampleIndex: number;
+  /** Position fed in the first lookahead sub-step. */
+  readonly nextPos: number;
+}
+
+/** A {@link ModelRunner} on WebGPU. */
+export class GpuRunner implements ModelRunner {
+  readonly config: ModelConfig;
+  readonly maxSlots: number;
+  readonly contextLength: number;
+  readonly maxBatchTokens: number;
+  readonly description: string;
+  readonly #ctx: GpuContext;
+  readonly #forward: GpuForward;
+  readonly #options: GpuRunnerOptions;
+  readonly #hasSampled: boolean[];
+  readonly #listeners: ((error: Error) => void)[] = [];
+  #busy: Promise<unknown> = Promise.resolve();
+  #disposed = false;
+  #reportedFailure = false;
+
+  private constructor(ctx: GpuContext, forward: GpuForward, options: GpuRunnerOptions) {
+    this.#ctx = ctx;
+    this.#forward = forward;
+    this.#options = options;
+    this.config = forward.config;
+    this.maxSlots = forward.sizes.maxSlots;
+    this.contextLength = forward.sizes.contextLength;
+    this.maxBatchTokens = forward.sizes.maxTokens;
+    const adapter = ctx.adapterInfo?.description || ctx.adapterInfo?.vendor || "injected device";
+    this.description = `webgpu (${adapter}; KV cache ${forward.sizes.kvCacheType})`;
+    this.#hasSampled = Array.from({ length: this.maxSlots }, () => false);
+    ctx.device.lost.then(() => this.#notifyFailure());
+    ctx.device.addEventListener("uncapturederror", () => this.#notifyFailure());
+  }
+
+  /**
+   * Uploads the model in `file` and prepares every pipeline. On failure (unsupported tensor
+   * type, abort, out of memory) everything made so far is destroyed before rethrowing.
+   */
+  static async load(file: GGUFFile, options: GpuRunnerOptions): Promise<GpuRunner> {
+    const config = modelConfigFromGGUF(file);
+    const maxSlots = positiveInteger("maxSlots", options.maxSlots);
+    const maxBatchTokens = positiveInteger("maxBatchTokens", options.maxBatchTokens);
+    const contextLength = Math.min(positiveInteger("contextLength", options.contextLength ?? config.contextLength), config.contextLength);
+    const ctx = await createGpuContext({ ...options.context, gpu: options.gpu, device: options.device });
+    try {
+      if (maxBatchTokens > ctx.limits.maxComputeWorkgroupsPerDimension) {
+        throw new InvalidArgumentError("maxBatchTokens", `${maxBatchTokens} exceeds ${ctx.limits.maxComputeWorkgroupsPerDimension} work-groups per dimension`);
+      }
+      const weights = await loadGpuWeights(ctx, file, config, { onProgress: options.onProgress, signal: options.signal });
+      const maxSampleRows = Math.min(maxSlots, maxBatchTokens);
+      const logitRowsWanted = Math.max(maxSampleRows, Math.min(maxBatchTokens, options.logitRows ?? 64));
+      const logitRows = Math.min(logitRowsWanted, Math.floor(ctx.limits.maxStorageBufferBindingSize / (config.vocabSize * 4)));
+      if (logitRows < maxSampleRows) {
+        throw new GpuError("LIMIT_TOO_LOW", `${maxSampleRows} rows of ${config.vocabSize} logits exceed one storage binding; lower maxSlots`, {
+          limit: "maxStorageBufferBindingSize",
+          needed: maxSampleRows * config.vocabSize * 4,
+          available: ctx.limits.maxStorageBufferBindingSize,
+        });
+      }
+      const factory: DeviceSamplerFactory = options.sampler ?? ((c, o) => new GreedySampler(c, o.vocabSize));
+      const sampler = await factory(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows });
+      options.signal?.throwIfAborted();
+      const forward = await GpuForward.create(ctx, config, weights, {
+        maxSlots,
+        contextLength,
+        maxTokens: maxBatchTokens,
+        maxSampleRows,
+        logitRows,
+        kvCacheType: chooseKvType(options.kvCacheType ?? "auto", config, ctx, maxSlots, contextLength),
+        subSteps: 1 + Math.max(0, Math.floor(options.lookahead ?? 8)),
+      }, sampler);
+      return new GpuRunner(ctx, forward, options);
+    } catch (error) {
+      await ctx.destroy();
+      throw error;
+    }
+  }
+
+  /** Buffers alive on the device (for tests and `bench`). */
+  get liveBuffers(): number {
+    return this.#ctx.allocator.liveBuffers;
+  }
+  /** Bytes held by live buffers. */
+  get liveBytes(): number {
+    return this.#ctx.allocator.liveBytes;
+  }
+  /** The most bytes ever live at once. */
+  get peakBytes(): number {
+    return this.#ctx.allocator.peakBytes;
+  }
+  /** Bytes of the KV cache. */
+  get kvCacheBytes(): number {
+    return this.#forward.kvBytes;
+  }
+  /** Bytes of the weights. */
+  get weightBytes(): number {
+    return this.#forward.weights.byteLength;
+  }
+
+  resetSlot(slot: number): void {
+    this.#checkSlot(slot);
+    resetHistorySlot(this.#ctx, this.#forward.history, slot);
+    this.#hasSampled[slot] = false;
+  }
+
+  step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
+    return this.#exclusive(() => this.#step(batch, extraSteps));
+  }
+
+  logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]> {
+    return this.#exclusive(() => this.#logits(slot, pos, tokens));
+  }
+
+  onFailure(listener: (error: Error) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.#busy.catch(() => undefined);
+    this.#forward.destroy();
+    await this.#ctx.destroy();
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  /** Runs `body` after every earlier call has settled, so steps never interleave. */
+  #exclusive<T>(body: () => Promise<T>): Promise<T> {
+    if (this.#disposed) return Promise.reject(new InvalidArgumentError("runner", "the runner was disposed"));
+    const run = this.#busy.then(body, body);
+    this.#busy = run.catch(() => undefined);
+    return run;
+  }
+
+  async #step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
+    this.#ctx.check();
+    const f = this.#forward;
+    const extra = Math.max(0, Math.floor(extraSteps));
+    const { tokens, rows, samples } = this.#plan(batch, extra);
+    if (tokens.length === 0) return batch.map(() => new Int32Array(0));
+    const subSteps = samples.length > 0 ? 1 + extra : 1;
+    f.ensureSubSteps(subSteps);
+    const t = f.tables;
+
+    // Tables of every sub-step, uploaded before the first submission.
+    const nRecords = tokens.length + (subSteps - 1) * samples.length;
+    const tokenView = new DataView(new ArrayBuffer(f.tokenBase(subSteps - 1) * TOKEN_RECORD_BYTES + nRecords * TOKEN_RECORD_BYTES));
+    tokens.forEach((r, i) => writeTokenRecord(tokenView, i, r));
+    const infoView = new DataView(new ArrayBuffer(f.infoOffset(subSteps)));
+    writeStepInfo(infoView, 0, { nTokens: tokens.length, tokenBase: 0, nRows: rows.length, rowBase: 0 });
+    const rowWords = new Uint32Array(f.rowBase(subSteps - 1) + samples.length);
+    rowWords.set(rows, 0);
+    for (let k = 1; k < subSteps; k++) {
+      samples.forEach((s, r) => {
+        writeTokenRecord(tokenView, f.tokenBase(k) + r, { id: FROM_LAST_SAMPLED, slot: s.slot, pos: s.nextPos + k - 1, seq: 0, last: true });
+        rowWords[f.rowBase(k) + r] = r;
+      });
+      writeStepInfo(infoView, f.infoOffset(k), { nTokens: samples.length, tokenBase: f.tokenBase(k), nRows: samples.length, rowBase: f.rowBase(k) });
+    }
+    const a = this.#ctx.allocator;
+    a.writeBuffer(t.tokens, 0, tokenView);
+    a.writeBuffer(t.info, 0, infoView);
+    a.writeBuffer(t.rows, 0, rowWords);
+    for (let k = 0; k < subSteps && samples.length > 0; k++) {
+      const view = new DataView(new ArrayBuffer(samples.length * SAMPLE_ROW_BYTES));
+      samples.forEach((s, r) => writeSampleRow(view, r * SAMPLE_ROW_BYTES, sampleRowOf(s.sampling, s.slot, s.sampleIndex + k, r * subSteps + k)));
+      a.writeBuffer(t.rowParams[k]!, 0, view);
+    }
+
+    const rec = this.#recorder("step");
+    const qDim2 = 2 * this.config.nHeads * this.config.headDim;
+    f.record(rec, 0, tokens.length, rows.length, samples.length > 0, attentionWork(tokens, qDim2));
+    for (let k = 1; k < subSteps; k++) {
+      const work = samples.reduce((sum, s) => sum + (s.nextPos + k) * qDim2, 0);
+      f.record(rec, k, samples.length, samples.length, true, work);
+    }
+    if (samples.length === 0) {
+      rec.step.submit();
+      this.#ctx.check();
+      return batch.map(() => new Int32Array(0));
+    }
+    const bytes = samples.length * subSteps * 4;
+    rec.step.copyBuffer(t.outIds, 0, t.readback, 0, bytes);
+    rec.step.submit();
+    const ids = await this.#map(t.readback, bytes);
+    for (const s of samples) this.#hasSampled[s.slot] = true;
+    const results = batch.map(() => new Int32Array(0));
+    samples.forEach((s, r) => {
+      results[s.entry] = ids.slice(r * subSteps, (r + 1) * subSteps);
+    });
+    return results;
+  }
+
+  async #logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]> {
+    this.#ctx.check();
+    this.#checkSlot(slot);
+    this.#checkTokens(tokens, "tokens");
+    if (!Number.isInteger(pos) || pos < 0 || pos + tokens.length > this.contextLength) {
+      throw new InvalidArgumentError("pos", `positions ${pos}..${pos + tokens.length - 1} do not fit the context of ${this.contextLength}`);
+    }
+    const f = this.#forward;
+    const vocab = this.config.vocabSize;
+    const chunkSize = Math.min(this.maxBatchTokens, f.sizes.logitRows);
+    const out: Float32Array[] = [];
+    const a = this.#ctx.allocator;
+    for (let start = 0; start < tokens.length; start += chunkSize) {
+      const chunk = tokens.slice(start, start + chunkSize);
+      const records: TokenRecord[] = chunk.map((id, i) => ({ id, slot, pos: pos + start + i, seq: i, last: i === chunk.length - 1 }));
+      const view = new DataView(new ArrayBuffer(chunk.length * TOKEN_RECORD_BYTES));
+      records.forEach((r, i) => writeTokenRecord(view, i, r));
+      a.writeBuffer(f.tables.tokens, 0, view);
+      a.writeBuffer(f.tables.rows, 0, Uint32Array.from(chunk, (_, i) => i));
+      const info = new DataView(new ArrayBuffer(16));
+      writeStepInfo(info, 0, { nTokens: chunk.length, tokenBase: 0, nRows: chunk.length, rowBase: 0 });
+      a.writeBuffer(f.tables.info, 0, info);
+      const rec = this.#recorder("logits");
+      f.record(rec, 0, chunk.length, chunk.length, false, attentionWork(records, 2 * this.config.nHeads * this.config.headDim));
+      rec.step.submit();
+      const data = new Float32Array(await this.#withTimeout(a.readBuffer(f.act.logits, 0, chunk.length * vocab * 4), "reading logits"));
+      this.#ctx.check();
+      for (let i = 0; i < chunk.length; i++) out.push(data.slice(i * vocab, (i + 1) * vocab));
+    }
+    return out;
+  }
+
+  /** Checks a batch and lays out its first sub-step: token records, logit rows, sampling rows. */
+  #plan(batch: readonly BatchEntry[], extra: number): { tokens: TokenRecord[]; rows: number[]; samples: SamplingRow[] } {
+    const tokens: TokenRecord[] = [];
+    const rows: number[] = [];
+    const samples: SamplingRow[] = [];
+    const seen = new Set<number>();
+    batch.forEach((e, entry) => {
+      const where = `batch[${entry}]`;
+      this.#checkSlot(e.slot);
+      if (seen.has(e.slot)) throw new InvalidArgumentError(where, `slot ${e.slot} appears twice in one step`);
+      seen.add(e.slot);
+      this.#checkTokens(e.tokens, `${where}.tokens`);
+      if (e.tokens.length === 0 && !this.#hasSampled[e.slot]) {
+        throw new InvalidArgumentError(where, `slot ${e.slot} has no sampled token to feed (empty tokens)`);
+      }
+      const fed = Math.max(1, e.tokens.length);
+      const lastPos = e.pos + fed - 1 + (e.sampling ? extra : 0);
+      if (!Number.isInteger(e.pos) || e.pos < 0 || lastPos >= this.contextLength) {
+        throw new InvalidArgumentError(where, `positions ${e.pos}..${lastPos} do not fit the context of ${this.contextLength}`);
+      }
+      if (e.sampling && this.#forward.sampler.supports && !this.#forward.sampler.supports(e.sampling)) {
+        throw new InvalidRequestError(
+          "sampling",
+          `temperature ${e.sampling.temperature} / penalties need the full device sampler; this runner samples greedily only`,
+          "SAMPLER_UNAVAILABLE",
+        );
+      }
+      for (let j = 0; j < fed; j++) {
+        const id = e.tokens.length === 0 ? FROM_LAST_SAMPLED : e.tokens[j]!;
+        tokens.push({ id, slot: e.slot, pos: e.pos + j, seq: j, last: j === fed - 1 });
+      }
+      if (e.sampling) {
+        rows.push(tokens.length - 1);
+        samples.push({ entry, slot: e.slot, sampling: e.sampling, sampleIndex: e.sampleIndex, nextPos: e.pos + fed });
+      }
+    });
+    if (tokens.length > this.maxBatchTokens) {
+      throw new InvalidArgumentError("batch", `${tokens.length} tokens exceed maxBatchTokens ${this.maxBatchTokens}`);
+    }
+    return { tokens, rows, samples };
+  }
+
+  #recorder(label: string): Recorder {
+    const f = this.#forward;
+    let n = 0;
+    return new Recorder(() => new GpuStep(this.#ctx, f.arena, `${label} ${n++}`), this.#options.maxSubmitWork ?? DEFAULT_SUBMIT_WORK);
+  }
+
+  /** Maps `readback`, copies `bytes` of i32 out, unmaps. */
+  async #map(readback: GPUBuffer, bytes: number): Promise<Int32Array> {
+    await this.#withTimeout(readback.mapAsync(GPUMapMode.READ, 0, bytes), "reading sampled ids");
+    try {
+      this.#ctx.check();
+      return new Int32Array(readback.getMappedRange(0, bytes).slice(0));
+    } finally {
+      readback.unmap();
+    }
+  }
+
+  async #withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
+    const ms = this.#options.timeoutMs ?? 60_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.#ctx.failure ?? new GpuError("GPU_TIMEOUT", `${what}: no answer from the GPU within ${ms} ms`)), ms);
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } catch (error) {
+      throw this.#ctx.failure ?? error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #checkSlot(slot: number): void {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.maxSlots) {
+      throw new InvalidArgumentError("slot", `slot ${slot} is outside [0, ${this.maxSlots})`);
+    }
+  }
+
+  #checkTokens(tokens: readonly number[], where: string): void {
+    for (const t of tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
+        throw new InvalidArgumentError(where, `token id ${t} is outside the vocabulary [0, ${this.config.vocabSize})`);
+      }
+    }
+  }
+
+  #notifyFailure(): void {
+    // Our own dispose destroys the device: not a failure.
+    if (this.#disposed || this.#reportedFailure) return;
+    const error = this.#ctx.failure;
+    if (!error) return;
+    this.#reportedFailure = true;
+    for (const listener of this.#listeners) listener(error);
+  }
+}
+
+/** Attention multiply-adds of a sub-step: each token reads (pos + 1) keys and values. */
+function attentionWork(tokens: readonly TokenRecord[], qDim2: number): number {
+  return tokens.reduce((sum, t) => sum + (t.pos + 1) * qDim2, 0);
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(name, `expected a positive whole number, got ${value}`);
+  return value;
+}
+
+/** The KV cache type for `auto`: f32 while small enough (exact), else f16. */
+function chooseKvType(choice: KvCacheType | "auto", c: ModelConfig, ctx: GpuContext, slots: number, contextLength: number): KvCacheType {
+  if (choice !== "auto") return choice;
+  const layerF32 = slots * contextLength * c.nKvHeads * c.headDim * 4;
+  const fits = layerF32 <= Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
+  return fits && 2 * c.nLayers * layerF32 <= AUTO_F16_ABOVE_BYTES ? "f32" : "f16";
+}

@@ -1,0 +1,192 @@
+/**
+ * A model's weights on the GPU: matrices kept in their GGUF type (repacked by
+ * `uploadWeight`, split across bindings when large), vectors (norms, biases) as f32.
+ *
+ * Tensors are read and uploaded one at a time, so the host never holds more than one
+ * tensor's bytes; progress is reported and the abort signal checked between tensors.
+ * Every type is checked before the first byte is read: a file with a tensor the kernels
+ * cannot run fails at once with UnsupportedTensorTypeError naming the tensor.
+ */
+import { GGUFError, UnsupportedTensorTypeError } from "../errors.ts";
+import { ggmlTypeName } from "../gguf/ggml-type.ts";
+import { DEQUANTIZE_TYPES, dequantize } from "../gguf/quant/index.ts";
+import type { GGUFFile, GGUFTensorInfo } from "../gguf/reader.ts";
+import type { GpuContext } from "../gpu/device.ts";
+import { GPU_WEIGHT_LAYOUTS, type GpuWeight, uploadWeight } from "../gpu/weights.ts";
+import type { LoadProgress } from "../engine/types.ts";
+import { GLOBAL_TENSOR_NAMES, layerTensorNames, type ModelConfig } from "./config.ts";
+
+/** Weights of one layer. Shapes as (rows, cols) = (out, in). */
+export interface GpuLayerWeights {
+  readonly attnNorm: GPUBuffer; // (nEmbd) f32
+  readonly q: GpuWeight; // (nHeads·headDim, nEmbd)
+  readonly k: GpuWeight; // (nKvHeads·headDim, nEmbd)
+  readonly v: GpuWeight; // (nKvHeads·headDim, nEmbd)
+  /** qwen2: Q/K/V biases, f32. */
+  readonly qBias: GPUBuffer | null; // (nHeads·headDim)
+  readonly kBias: GPUBuffer | null; // (nKvHeads·headDim)
+  readonly vBias: GPUBuffer | null; // (nKvHeads·headDim)
+  /** qwen3: the Q norm's weights followed by the K norm's, f32. */
+  readonly qkNorm: GPUBuffer | null; // (2·headDim)
+  readonly o: GpuWeight; // (nEmbd, nHeads·headDim)
+  readonly ffnNorm: GPUBuffer; // (nEmbd) f32
+  readonly gate: GpuWeight; // (nFf, nEmbd)
+  readonly up: GpuWeight; // (nFf, nEmbd)
+  readonly down: GpuWeight; // (nEmbd, nFf)
+}
+
+/** Every weight of a model on the GPU. */
+export interface GpuModelWeights {
+  readonly tokenEmbd: GpuWeight; // (vocab, nEmbd)
+  readonly layers: readonly GpuLayerWeights[];
+  readonly outputNorm: GPUBuffer; // (nEmbd) f32
+  /** The same object as `tokenEmbd` when the embeddings are tied. */
+  readonly output: GpuWeight; // (vocab, nEmbd)
+  /** `rope_freqs.weight` (per-pair frequency divisors), kept on the host for the RoPE table. */
+  readonly ropeFreqDivisors: Float32Array | null; // (ropeDims / 2)
+  /** Bytes of all weight buffers. */
+  readonly byteLength: number;
+}
+
+/** Options of {@link loadGpuWeights}. */
+export interface LoadGpuWeightsOptions {
+  readonly onProgress?: (progress: LoadProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** How a tensor goes to the GPU. */
+type TensorRole = "matrix" | "vector" | "host";
+
+/** The tensors the forward pass reads, each with its role. */
+function tensorPlan(c: ModelConfig): Map<string, TensorRole> {
+  const plan = new Map<string, TensorRole>([[GLOBAL_TENSOR_NAMES.embedding, "matrix"]]);
+  for (let l = 0; l < c.nLayers; l++) {
+    const n = layerTensorNames(l);
+    plan.set(n.attnNorm, "vector");
+    for (const m of [n.q, n.k, n.v]) plan.set(m, "matrix");
+    if (c.qkvBias) for (const b of [n.qBias, n.kBias, n.vBias]) plan.set(b, "vector");
+    if (c.qkNorm) for (const b of [n.qNorm, n.kNorm]) plan.set(b, "vector");
+    for (const m of [n.o]) plan.set(m, "matrix");
+    plan.set(n.ffnNorm, "vector");
+    for (const m of [n.gate, n.up, n.down]) plan.set(m, "matrix");
+  }
+  plan.set(GLOBAL_TENSOR_NAMES.outputNorm, "vector");
+  if (!c.tiedEmbeddings) plan.set(GLOBAL_TENSOR_NAMES.output, "matrix");
+  if (c.ropeFreqFactors !== undefined) plan.set(c.ropeFreqFactors, "host");
+  return plan;
+}
+
+/**
+ * Reads and uploads every weight of `config` from `file`. On any failure (a read error, an
+ * abort, out of memory) the buffers made so far are destroyed before the error propagates.
+ */
+export async function loadGpuWeights(
+  ctx: GpuContext,
+  file: GGUFFile,
+  config: ModelConfig,
+  options: LoadGpuWeightsOptions = {},
+): Promise<GpuModelWeights> {
+  const plan = tensorPlan(config);
+  const infos = new Map<string, GGUFTensorInfo>();
+  for (const [name, role] of plan) {
+    const info = file.tensor(name);
+    if (!info) throw new GGUFError("GGUF_NO_TENSOR", `tensor "${name}" is missing`, { file: file.name, field: name });
+    const runnable = role === "matrix" ? GPU_WEIGHT_LAYOUTS.has(info.type) : DEQUANTIZE_TYPES.has(info.type);
+    if (!runnable) throw new UnsupportedTensorTypeError(name, ggmlTypeName(info.type), file.name);
+    infos.set(name, info);
+  }
+
+  const bytesTotal = [...infos.values()].reduce((sum, t) => sum + t.byteLength, 0);
+  const tensorsTotal = infos.size;
+  let bytesLoaded = 0;
+  let tensorsLoaded = 0;
+  const report = () => options.onProgress?.({ phase: "weights", bytesLoaded, bytesTotal, tensorsLoaded, tensorsTotal });
+
+  const matrices = new Map<string, GpuWeight>();
+  const vectors = new Map<string, Float32Array>();
+  const made: GPUBuffer[] = [];
+  try {
+    report();
+    // File order: sequential reads of a local file or a URL.
+    const ordered = [...infos.values()].sort((a, b) => a.shard - b.shard || a.offset - b.offset);
+    for (const info of ordered) {
+      options.signal?.throwIfAborted();
+      const bytes = await file.readTensor(info, options.signal);
+      if (plan.get(info.name) === "matrix") {
+        const weight = await uploadWeight(ctx, { type: info.type, shape: info.shape, bytes }, info.name);
+        matrices.set(info.name, weight);
+        made.push(...weight.parts.map((p) => p.buffer));
+      } else {
+        vectors.set(info.name, dequantize(info.type, bytes, info.nElements, { tensor: info.name }));
+      }
+      bytesLoaded += info.byteLength;
+      tensorsLoaded++;
+      report();
+    }
+    options.signal?.throwIfAborted();
+    return await assemble(ctx, config, matrices, vectors, made);
+  } catch (error) {
+    for (const buffer of made) ctx.allocator.destroy(buffer);
+    throw error;
+  }
+}
+
+/** Builds the weight structure; vectors become f32 buffers (recorded in `made`). */
+async function assemble(
+  ctx: GpuContext,
+  c: ModelConfig,
+  matrices: ReadonlyMap<string, GpuWeight>,
+  vectors: ReadonlyMap<string, Float32Array>,
+  made: GPUBuffer[],
+): Promise<GpuModelWeights> {
+  const matrix = (name: string): GpuWeight => {
+    const w = matrices.get(name);
+    if (!w) throw new GGUFError("GGUF_NO_TENSOR", `tensor "${name}" was not loaded`, { field: name });
+    return w;
+  };
+  const values = (name: string): Float32Array => {
+    const v = vectors.get(name);
+    if (!v) throw new GGUFError("GGUF_NO_TENSOR", `tensor "${name}" was not loaded`, { field: name });
+    return v;
+  };
+  const upload = async (label: string, data: Float32Array): Promise<GPUBuffer> => {
+    const buffer = await ctx.allocator.createBufferWithData(label, data, GPUBufferUsage.STORAGE);
+    made.push(buffer);
+    return buffer;
+  };
+  const layers: GpuLayerWeights[] = [];
+  for (let l = 0; l < c.nLayers; l++) {
+    const n = layerTensorNames(l);
+    let qkNorm: GPUBuffer | null = null;
+    if (c.qkNorm) {
+      const both = new Float32Array(2 * c.headDim);
+      both.set(values(n.qNorm), 0);
+      both.set(values(n.kNorm), c.headDim);
+      qkNorm = await upload(`blk.${l}.attn_qk_norm (q then k)`, both);
+    }
+    layers.push({
+      attnNorm: await upload(n.attnNorm, values(n.attnNorm)),
+      q: matrix(n.q),
+      k: matrix(n.k),
+      v: matrix(n.v),
+      qBias: c.qkvBias ? await upload(n.qBias, values(n.qBias)) : null,
+      kBias: c.qkvBias ? await upload(n.kBias, values(n.kBias)) : null,
+      vBias: c.qkvBias ? await upload(n.vBias, values(n.vBias)) : null,
+      qkNorm,
+      o: matrix(n.o),
+      ffnNorm: await upload(n.ffnNorm, values(n.ffnNorm)),
+      gate: matrix(n.gate),
+      up: matrix(n.up),
+      down: matrix(n.down),
+    });
+  }
+  const tokenEmbd = matrix(GLOBAL_TENSOR_NAMES.embedding);
+  return {
+    tokenEmbd,
+    layers,
+    outputNorm: await upload(GLOBAL_TENSOR_NAMES.outputNorm, values(GLOBAL_TENSOR_NAMES.outputNorm)),
+    output: c.tiedEmbeddings ? tokenEmbd : matrix(GLOBAL_TENSOR_NAMES.output),
+    ropeFreqDivisors: c.ropeFreqFactors !== undefined ? values(c.ropeFreqFactors) : null,
+    byteLength: made.reduce((sum, b) => sum + b.size, 0),
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * The CLI as a user runs it: real processes, real files. Expected values come from the
+ * engine in this process (same model, same backend, greedy).
+ */
+import assert from "node:assert/strict";
+import { loadEngine } from "../../src/engine/engine.ts";
+import { COMMANDS } from "../../src/cli/commands/index.ts";
+import { syntheticModelPath } from "../node/support/fixtures.ts";
+import { BACKENDS } from "./support/backends.ts";
+
+const MODEL = await syntheticModelPath("llama", "Q8_0");
+const backend = BACKENDS.at(-1)!;
+const BACKEND_ARGS = ["--backend", backend.options.backend ?? "webgpu"];
+
+async function cli(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "src/cli/main.ts", ...args],
+    cwd: new URL("../../", import.meta.url),
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { XDG_RUNTIME_DIR: "/tmp" },
+  }).spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+Deno.test(`cli[${backend.name}]: generate --json gives the engine's greedy tokens and the prompt ids with BOS`, async () => {
+  const engine = await loadEngine(MODEL, backend.options);
+  const expected = await engine.generate("Once upon a time", { temperature: 0, maxTokens: 10 }).result;
+  const ids = engine.tokenizer.encode("Once upon a time");
+  await engine.dispose();
+
+  const { code, stdout } = await cli(["generate", "--model", MODEL, ...BACKEND_ARGS, "--prompt", "Once upon a time", "--max-tokens", "10", "--temperature", "0", "--json"]);
+  assert.equal(code, 0);
+  const json = JSON.parse(stdout);
+  assert.deepEqual(json.prompt_tokens, ids);
+  assert.deepEqual(json.tokens, expected.tokens);
+  assert.equal(json.text, expected.text);
+  assert.equal(json.finish_reason, expected.finishReason);
+  assert.equal(typeof json.timings.decode_tok_s, "number");
+
+  const streamed = await cli(["generate", "--model", MODEL, ...BACKEND_ARGS, "--prompt", "Once upon a time", "--max-tokens", "10", "--temperature", "0"]);
+  assert.equal(streamed.code, 0);
+  assert.equal(streamed.stdout, expected.text + "\n");
+  assert.equal(streamed.stderr.includes("loading"), false, "no progress bar when stderr is not a terminal");
+});
+
+Deno.test(`cli[${backend.name}]: chat answers each line of piped input and exits 0 at end of input`, async () => {
+  const { code, stdout } = await cli(["chat", "--model", MODEL, ...BACKEND_ARGS, "--max-tokens", "4", "--temperature", "0"], "hello\nhow are you\n");
+  assert.equal(code, 0);
+  assert.equal(stdout.split("> ").length - 1, 3, "three prompts: two answered, then end of input");
+});
+
+Deno.test("cli: every command has --help; errors are one line and a non-zero exit", async () => {
+  for (const command of COMMANDS) {
+    const { code, stdout } = await cli([command.name, "--help"]);
+    assert.equal(code, 0, command.name);
+    assert.match(stdout, /--/, `${command.name} --help lists its options`);
+  }
+  const missing = await cli(["generate", "--model", "/nonexistent/model.gguf", "--prompt", "x"]);
+  assert.notEqual(missing.code, 0);
+  assert.equal(missing.stderr.trim().split("\n").length, 1, missing.stderr);
+  assert.match(missing.stderr, /^error: .*nonexistent/);
+
+  const badFlag = await cli(["generate", "--prompt", "x", "--temperature", "hot"]);
+  assert.notEqual(badFlag.code, 0);
+  assert.match(badFlag.stderr, /^error: .*temperature/);
+
+  const unknown = await cli(["frobnicate"]);
+  assert.equal(unknown.code, 2);
+});
