@@ -4,12 +4,13 @@
 #   - Deno (npm package `deno`), the runtime of the CLI, the server and the GPU tests
 #   - Mesa's lavapipe (`mesa-vulkan-drivers`): software WebGPU where no GPU is present
 #   - Chromium: the browser tests (WebGPU on its bundled SwiftShader)
+#   - nginx: the scale-out test (two servers behind a load balancer)
 #   - the project's npm packages (`npm ci`), llama.cpp's prebuilt CPU build among them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DENO_VERSION=2.9.6
-APT_PACKAGES=(mesa-vulkan-drivers chromium)
+APT_PACKAGES=(mesa-vulkan-drivers chromium nginx-light)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

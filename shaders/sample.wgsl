@@ -62,9 +62,8 @@ var<workgroup> n_cand: atomic<u32>;
 var<workgroup> pick: atomic<u32>;
 var<workgroup> last_kept: atomic<u32>; // 1 + the largest kept index (0: none)
 
-fn neg_inf() -> f32 {
-  return bitcast<f32>(0xff800000u);
-}
+// The lowest finite f32 (Tint rejects an infinite constant); starts maximum searches.
+const LOWEST: f32 = bitcast<f32>(0xff7fffffu);
 
 // murmur3's 32-bit finalizer, as mix32 in sampler.ts (u32 multiplication wraps like Math.imul).
 fn mix32(x0: u32) -> u32 {
@@ -130,7 +129,9 @@ fn reduce_argmax(lid: u32, v: f32, i: u32) -> u32 {
       let ov = red_f[lid + w].x;
       let oi = red_u[lid + w].x;
       let mv = red_f[lid].x;
-      if (ov > mv || (ov == mv && oi < red_u[lid].x)) {
+      let mi = red_u[lid].x;
+      // NO_PICK marks a thread without elements; a real -Infinity must still win over it.
+      if (oi != NO_PICK && (mi == NO_PICK || ov > mv || (ov == mv && oi < mi))) {
         red_f[lid].x = ov;
         red_u[lid].x = oi;
       }
@@ -340,7 +341,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   // Step 2: greedy, the first index of the largest logit.
   if (r.temperature <= 0.0) {
-    var bv = neg_inf();
+    var bv = LOWEST;
     var bi = NO_PICK;
     for (var i = lid; i < V; i += WG) {
       let l = logits[base + i];
@@ -355,7 +356,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   // Step 3: l / T, its maximum, then p = exp(l / T - max) in place (the top p is 1).
   let t = r.temperature;
-  var m = neg_inf();
+  var m = LOWEST;
   for (var i = lid; i < V; i += WG) {
     m = max(m, logits[base + i] / t);
   }

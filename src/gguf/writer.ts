@@ -6,7 +6,7 @@
  * Metadata values carry their GGUF type explicitly (`meta.u32(4)`, not a bare `4`), since
  * llama.cpp checks types: `general.alignment` must be UINT32, `split.count` UINT16, ...
  */
-import { InvalidArgumentError } from "../errors.ts";
+import { InvalidArgumentError, LlmError, SourceError } from "../errors.ts";
 import { BLOCK_LAYOUTS, type GGMLType, ggmlTypeName } from "./ggml-type.ts";
 import { GGUFValueType, type MetadataValue } from "./metadata.ts";
 import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAX_DIMS, shardPath } from "./reader.ts";
@@ -155,10 +155,20 @@ async function writeShard(
   version: 2 | 3,
 ): Promise<void> {
   const fs = await import("node:fs/promises");
-  const handle = await fs.open(path, "w");
+  const ioError = (err: unknown) =>
+    err instanceof LlmError
+      ? err
+      : new SourceError("IO_ERROR", path, `cannot write: ${err instanceof Error ? err.message : String(err)}`, undefined, {
+          cause: err,
+        });
+  let handle: Awaited<ReturnType<typeof fs.open>>;
   try {
-    const header = encodeHeader(entries, tensors, alignment, version);
-    await handle.write(header);
+    handle = await fs.open(path, "w");
+  } catch (err) {
+    throw ioError(err);
+  }
+  try {
+    await handle.write(encodeHeader(entries, tensors, alignment, version));
     for (const t of tensors) {
       const data = t.spec.data;
       const bytes = typeof data === "function" ? await data() : data;
@@ -167,8 +177,12 @@ async function writeShard(
       const pad = alignUp(t.byteLength, alignment) - t.byteLength;
       if (pad > 0) await handle.write(new Uint8Array(pad));
     }
-  } finally {
     await handle.close();
+  } catch (err) {
+    // Leave no half-written model under a name that looks complete.
+    await handle.close().catch(() => undefined);
+    await fs.rm(path, { force: true }).catch(() => undefined);
+    throw ioError(err);
   }
 }
 

@@ -224,12 +224,13 @@ export class GpuRunner implements ModelRunner {
     const t = f.tables;
 
     // Tables of every sub-step, uploaded before the first submission.
-    const nRecords = tokens.length + (subSteps - 1) * samples.length;
-    const tokenView = new DataView(new ArrayBuffer(f.tokenBase(subSteps - 1) * TOKEN_RECORD_BYTES + nRecords * TOKEN_RECORD_BYTES));
+    const lookahead = subSteps > 1;
+    const nRecords = lookahead ? f.tokenBase(subSteps - 1) + samples.length : tokens.length;
+    const tokenView = new DataView(new ArrayBuffer(nRecords * TOKEN_RECORD_BYTES));
     tokens.forEach((r, i) => writeTokenRecord(tokenView, i, r));
     const infoView = new DataView(new ArrayBuffer(f.infoOffset(subSteps)));
     writeStepInfo(infoView, 0, { nTokens: tokens.length, tokenBase: 0, nRows: rows.length, rowBase: 0 });
-    const rowWords = new Uint32Array(f.rowBase(subSteps - 1) + samples.length);
+    const rowWords = new Uint32Array(lookahead ? f.rowBase(subSteps - 1) + samples.length : rows.length);
     rowWords.set(rows, 0);
     for (let k = 1; k < subSteps; k++) {
       samples.forEach((s, r) => {
@@ -241,7 +242,7 @@ export class GpuRunner implements ModelRunner {
     const a = this.#ctx.allocator;
     a.writeBuffer(t.tokens, 0, tokenView);
     a.writeBuffer(t.info, 0, infoView);
-    a.writeBuffer(t.rows, 0, rowWords);
+    if (rowWords.length > 0) a.writeBuffer(t.rows, 0, rowWords);
     for (let k = 0; k < subSteps && samples.length > 0; k++) {
       const view = new DataView(new ArrayBuffer(samples.length * SAMPLE_ROW_BYTES));
       samples.forEach((s, r) => writeSampleRow(view, r * SAMPLE_ROW_BYTES, sampleRowOf(s.sampling, s.slot, s.sampleIndex + k, r * subSteps + k)));

@@ -169,6 +169,11 @@ function makeCases(vocab: number, perSetting: number, rng: Rng): Case[] {
     cases.push({ logits, params: { ...OFF, topK, topP: 0.7, seed: rng.u32() }, history: [], sampleIndex: k, label: `ties topK=${topK} topP=0.7` });
     cases.push({ logits, params: { ...GREEDY, seed: 0 }, history: [], sampleIndex: k, label: "ties greedy" });
   }
+  // Every logit -Infinity (garbage in): both samplers still agree on an id in range.
+  const dead = new Float32Array(vocab).fill(-Infinity);
+  for (const [label, params] of [["-Infinity greedy", GREEDY], ["-Infinity T=1", OFF], ["-Infinity topK=2", { ...OFF, topK: 2 }]] as const) {
+    cases.push({ logits: dead, params, history: [], sampleIndex: 0, label });
+  }
   return cases;
 }
 
