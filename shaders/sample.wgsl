@@ -63,7 +63,7 @@ var<workgroup> pick: atomic<u32>;
 var<workgroup> last_kept: atomic<u32>; // 1 + the largest kept index (0: none)
 
 // The lowest finite f32 (Tint rejects an infinite constant); starts maximum searches.
-const LOWEST: f32 = bitcast<f32>(0xff7fffffu);
+const LOWEST: f32 = -0x1.fffffep+127f;
 
 // murmur3's 32-bit finalizer, as mix32 in sampler.ts (u32 multiplication wraps like Math.imul).
 fn mix32(x0: u32) -> u32 {

@@ -24,7 +24,7 @@
 import { GpuError, InvalidArgumentError } from "../errors.ts";
 import type { RunnerSizes } from "../engine/backends.ts";
 import { InvalidRequestError } from "../engine/errors.ts";
-import type { BatchEntry, ModelRunner, SamplingParams } from "../engine/runner.ts";
+import type { BatchEntry, ModelRunner, RunnerMemory, SamplingParams } from "../engine/runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
 import { resetHistorySlot } from "../gpu/kernels/history.ts";
@@ -167,6 +167,10 @@ export class GpuRunner implements ModelRunner {
   /** The most bytes ever live at once. */
   get peakBytes(): number {
     return this.#ctx.allocator.peakBytes;
+  }
+  memory(): RunnerMemory {
+    const a = this.#ctx.allocator;
+    return { liveBuffers: a.liveBuffers, liveBytes: a.liveBytes, peakBytes: a.peakBytes };
   }
   /** Bytes of the KV cache. */
   get kvCacheBytes(): number {
