@@ -16,7 +16,7 @@ import { EngineDisposedError, EngineFailedError, InvalidRequestError } from "./e
 import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
 import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
 import type { BatchEntry, ModelRunner } from "./runner.ts";
-import type { ChatMessage, EngineState, GenerateOptions, GenerationStream, LoadProgress } from "./types.ts";
+import type { EngineState, GenerateInput, GenerateOptions, GenerationStream, LoadProgress, TokenPrompt } from "./types.ts";
 
 /** How an engine is built. Every field is optional. */
 export interface EngineOptions extends RunnerChoice {
@@ -143,6 +143,11 @@ export class Engine implements AsyncDisposable {
     return { liveBuffers: m?.liveBuffers ?? 0, liveBytes: m?.liveBytes ?? 0 };
   }
 
+  /** The most GPU bytes the engine's buffers held at once (0 on the CPU backend). */
+  peakMemoryBytes(): number {
+    return this.#runner?.memory().peakBytes ?? 0;
+  }
+
   stats(): EngineStats {
     return {
       state: this.#state,
@@ -154,17 +159,17 @@ export class Engine implements AsyncDisposable {
   }
 
   /**
-   * Generates from a prompt (plain text, tokenized with the model's BOS rules) or from chat
-   * messages (rendered with the model's chat template). Iterate the result for chunks, or
+   * Generates from a prompt (plain text, tokenized with the model's BOS rules), from chat
+   * messages (rendered with the model's chat template), or from `{ tokens }` (fed as given). Iterate the result for chunks, or
    * await its `result`. Errors (invalid options, prompt too long, abort, disposal) reject
    * the stream and `result` with a typed error.
    */
-  generate(input: string | readonly ChatMessage[], options: GenerateOptions = {}): GenerationStream {
+  generate(input: GenerateInput, options: GenerateOptions = {}): GenerationStream {
     const request = new Request(input, options);
     try {
       validateGenerateOptions(options);
-      if (typeof input !== "string" && !Array.isArray(input)) {
-        throw new InvalidRequestError("input", "must be a string or an array of chat messages");
+      if (typeof input !== "string" && !Array.isArray(input) && !Array.isArray((input as TokenPrompt).tokens)) {
+        throw new InvalidRequestError("input", "must be a string, an array of chat messages, or { tokens }");
       }
     } catch (e) {
       request.fail(e);
@@ -356,11 +361,22 @@ export class Engine implements AsyncDisposable {
   #tokenize(input: RequestInput, o: GenerateOptions): number[] {
     const tokenizer = this.#tokenizer!;
     if (typeof input === "string") return tokenizer.encode(input);
+    if (!Array.isArray(input)) return this.#checkedIds((input as TokenPrompt).tokens);
     const text = renderChat(this.#file!.metadata, input, { addGenerationPrompt: o.addGenerationPrompt ?? true });
     const ids = tokenizer.encode(text);
     // Templates that write the BOS themselves would otherwise get a second one.
     if (ids.length > 1 && tokenizer.bos !== undefined && ids[0] === tokenizer.bos && ids[1] === tokenizer.bos) ids.shift();
     return ids;
+  }
+
+  #checkedIds(ids: readonly number[]): number[] {
+    const vocab = this.#runner!.config.vocabSize;
+    for (const [i, t] of ids.entries()) {
+      if (!Number.isInteger(t) || t < 0 || t >= vocab) {
+        throw new InvalidRequestError(`tokens[${i}]`, `${t} is not a token id of this model (0 ≤ id < ${vocab})`);
+      }
+    }
+    return [...ids];
   }
 
   /**

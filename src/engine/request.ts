@@ -8,8 +8,8 @@ import { RequestAbortedError } from "./errors.ts";
 import type { SamplingParams } from "./runner.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
 import type {
-  ChatMessage,
   FinishReason,
+  GenerateInput,
   GenerateOptions,
   GenerationChunk,
   GenerationResult,
@@ -29,7 +29,7 @@ export interface ResolvedRequest {
 export type RequestPhase = "queued" | "prefill" | "decode" | "done";
 
 /** What the caller asked for, kept until the model is loaded and can tokenize it. */
-export type RequestInput = string | readonly ChatMessage[];
+export type RequestInput = GenerateInput;
 
 export class Request implements GenerationStream {
   readonly input: RequestInput;

@@ -6,6 +6,14 @@ export interface ChatMessage {
   readonly content: string;
 }
 
+/** Token ids fed to the model as they are (BOS not added). */
+export interface TokenPrompt {
+  readonly tokens: readonly number[];
+}
+
+/** What to generate from: text, chat messages, or token ids. */
+export type GenerateInput = string | readonly ChatMessage[] | TokenPrompt;
+
 /** Why a generation ended. */
 export type FinishReason =
   /** An end-of-generation token or a stop string. */

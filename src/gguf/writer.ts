@@ -167,11 +167,15 @@ async function writeShard(
   } catch (err) {
     throw ioError(err);
   }
+  // Errors of the caller's lazy data pass through as they are; only I/O is wrapped.
+  let producing = false;
   try {
     await handle.write(encodeHeader(entries, tensors, alignment, version));
     for (const t of tensors) {
       const data = t.spec.data;
+      producing = true;
       const bytes = typeof data === "function" ? await data() : data;
+      producing = false;
       checkDataLength(t, bytes);
       await handle.write(bytes);
       const pad = alignUp(t.byteLength, alignment) - t.byteLength;
@@ -182,7 +186,7 @@ async function writeShard(
     // Leave no half-written model under a name that looks complete.
     await handle.close().catch(() => undefined);
     await fs.rm(path, { force: true }).catch(() => undefined);
-    throw ioError(err);
+    throw producing ? err : ioError(err);
   }
 }
 

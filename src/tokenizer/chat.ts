@@ -33,6 +33,7 @@ export type ChatTemplateSource = TokenizerMetadata | TokenizerWithTemplate;
 const TEMPLATE_KEY = "tokenizer.chat_template";
 // Parsed templates by source text: a chat server renders the same one on every request.
 const parsedTemplates = new Map<string, Template>();
+const MAX_PARSED_TEMPLATES = 16;
 
 function isTokenizerWithTemplate(source: ChatTemplateSource): source is TokenizerWithTemplate {
   // GGUF keys are dotted ("tokenizer.ggml.model"), so a bare "tokenizer" key is ours.
@@ -57,6 +58,8 @@ export function renderChat(source: ChatTemplateSource, messages: readonly ChatMe
     } catch (err) {
       throw new TokenizerError("CHAT_TEMPLATE_ERROR", `${TEMPLATE_KEY} does not parse: ${messageOf(err)}`, { cause: err });
     }
+    // Bounded: templates may come from requests, not only from the model file.
+    if (parsedTemplates.size >= MAX_PARSED_TEMPLATES) parsedTemplates.clear();
     parsedTemplates.set(template, parsed);
   }
   try {

@@ -95,12 +95,13 @@ function optionalBool(meta: TokenizerMetadata, key: string): boolean | undefined
   return v;
 }
 
-function optionalUint(meta: TokenizerMetadata, key: string): number | undefined {
+/** A token id key; a negative value (some converters write -1) means "none". */
+function optionalTokenId(meta: TokenizerMetadata, key: string): number | undefined {
   const v = metadataValue(meta, key);
   if (v === undefined) return undefined;
   const n = typeof v === "bigint" ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 0) fail(key, `expected an unsigned integer, found ${describe(v)}`);
-  return n;
+  if (typeof n !== "number" || !Number.isInteger(n)) fail(key, `expected a token id, found ${describe(v)}`);
+  return n < 0 ? undefined : n;
 }
 
 function numberArray(meta: TokenizerMetadata, key: string, minLength: number): ArrayLike<number> | undefined {
@@ -247,7 +248,7 @@ export function readVocab(meta: TokenizerMetadata): Vocab {
   // Explicit ids replace the defaults when in range; defaults out of range are dropped.
   const special = (key: string, fallback: number | undefined): number | undefined => {
     const initial = fallback !== undefined && fallback < n ? fallback : undefined;
-    const id = optionalUint(meta, `tokenizer.ggml.${key}`);
+    const id = optionalTokenId(meta, `tokenizer.ggml.${key}`);
     return id !== undefined && id < n ? id : initial;
   };
   bos = special("bos_token_id", bos);

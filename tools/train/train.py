@@ -253,11 +253,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=".cache/train")
     ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--steps", type=int, default=0, help="fix the step count (else fitted to --minutes)")
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=0, help="fix the step count (else the schedule follows the wall clock)")
+    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--dropout", type=float, default=0.1)
-    ap.add_argument("--eval-every", type=int, default=0, help="steps between evals (else ~every 5 min)")
+    ap.add_argument("--eval-minutes", type=float, default=5.0, help="wall-clock minutes between evals")
     ap.add_argument("--export-only", action="store_true")
     args = ap.parse_args()
 
@@ -302,14 +302,21 @@ def main():
         w = torch.stack([stream[s : s + ctx + 1] for s in starts.tolist()])
         return w[:, :-1], w[:, 1:]
 
-    total_steps = args.steps or 10**9
-    warmup = 40
+    warmup = 30
     min_ratio = 0.1
+    budget = args.minutes * 60
 
-    def lr_at(step):
+    def progress(step, elapsed):
+        # With --steps the schedule is a function of the step (reproducible); without it,
+        # of the wall clock, because the CPU is shared and the step rate is unknowable.
+        if args.steps:
+            return step / args.steps
+        return elapsed / budget
+
+    def lr_at(step, elapsed):
         if step < warmup:
             return args.lr * (step + 1) / warmup
-        p = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        p = min(1.0, progress(step, elapsed))
         return args.lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
     log_path = os.path.join(args.data, "log.csv")
@@ -317,8 +324,7 @@ def main():
     log = csv.writer(logf)
     log.writerow(["step", "elapsed_s", "lr", "train_nats_per_token", "heldout_nats_per_byte", "heldout_bits_per_byte"])
     t0 = time.time()
-    budget = args.minutes * 60
-    eval_every = args.eval_every
+    next_eval = args.eval_minutes * 60
     best = float("inf")
     run = dict(seed=SEED, params=n_params, batch=args.batch, lr=args.lr, dropout=args.dropout,
                context=ctx, train_tokens=len(stream), heldout_bytes=held_bytes,
@@ -329,23 +335,23 @@ def main():
         nonlocal best
         h = evaluate(model, held, held_bytes)
         el = time.time() - t0
-        log.writerow([step, f"{el:.1f}", f"{lr_at(step):.6g}", f"{acc / max(acc_n, 1):.4f}", f"{h:.4f}", f"{h / math.log(2):.4f}"])
+        log.writerow([step, f"{el:.1f}", f"{lr_at(step, el):.6g}", f"{acc / max(acc_n, 1):.4f}", f"{h:.4f}", f"{h / math.log(2):.4f}"])
         logf.flush()
         ck = dict(model=model.state_dict(), step=step, heldout=h, elapsed_s=el)
         torch.save(ck, os.path.join(args.data, "ckpt_last.pt"))
         if h < best:
             best = h
             torch.save(ck, os.path.join(args.data, "ckpt_best.pt"))
-        run.update(steps=step, total_steps=total_steps, elapsed_s=el, best_heldout_nats_per_byte=best)
+        run.update(steps=step, elapsed_s=el, best_heldout_nats_per_byte=best, best_step=ck["step"] if h <= best else run.get("best_step"))
         with open(os.path.join(args.data, "run.json"), "w") as f:
             json.dump(run, f, indent=1)
         print(f"step {step} {el / 60:.1f} min heldout {h:.4f} nats/byte ({h / math.log(2):.4f} bits/byte)", flush=True)
 
-    do_eval()
-    while step < total_steps and time.time() - t0 < budget:
+    while (step < args.steps) if args.steps else (time.time() - t0 < budget):
         x, y = batch()
+        lr = lr_at(step, time.time() - t0)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr
         logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -355,19 +361,12 @@ def main():
         step += 1
         acc += loss.item()
         acc_n += 1
-        if step == 10 and not args.steps:
-            # Fit the cosine schedule to the wall-clock budget from the measured step time,
-            # leaving room for the evaluations (about 1/20 of the time).
-            per_step = (time.time() - t0) / 10
-            total_steps = int(budget * 0.93 / per_step)
-            if not eval_every:
-                eval_every = max(50, int(300 / per_step))
-            print(f"{per_step:.2f} s/step -> {total_steps} steps, eval every {eval_every}", flush=True)
         if step % 10 == 0:
-            print(f"step {step} loss {acc / acc_n:.4f} lr {lr_at(step):.2e} {time.time() - t0:.0f}s", flush=True)
-        if eval_every and step % eval_every == 0:
+            print(f"step {step} loss {acc / acc_n:.4f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)
+        if time.time() - t0 >= next_eval:
             do_eval()
             acc, acc_n = 0.0, 0
+            next_eval += args.eval_minutes * 60
     do_eval()
     logf.close()
     ck = torch.load(os.path.join(args.data, "ckpt_best.pt"))

@@ -1,4 +1,5 @@
 import type { CliCommand } from "../command.ts";
+import { benchCommand } from "./bench.ts";
 import { chatCommand } from "./chat.ts";
 import { generateCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
@@ -13,6 +14,7 @@ export const COMMANDS: readonly CliCommand[] = [
   chatCommand,
   inspectCommand,
   serveCommand,
+  benchCommand,
   makeModelCommand,
   perplexityCommand,
   tokenizeCommand,

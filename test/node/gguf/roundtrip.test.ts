@@ -3,7 +3,7 @@
  * alignments 32/64/1024), a byte-exact hand-encoded file, node-llama-cpp's independent
  * GGUF parser reading what we wrote, and the typed errors of malformed headers.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { access, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readGgufFileInfo } from "node-llama-cpp";
@@ -188,6 +188,18 @@ describe("writer refuses bad specs", () => {
       expect(() => encodeGGUF(spec)).toThrow(InvalidArgumentError);
     });
   }
+
+  it("file errors are typed, and a failed write leaves no file behind", async () => {
+    await expect(writeGGUFFile(join(dir, "no/such/dir.gguf"), { metadata: {}, tensors: [t] })).rejects.toMatchObject({
+      code: "IO_ERROR",
+    });
+    const path = join(dir, "short.gguf");
+    const short: TensorSpec = { ...t, data: () => bytesOf(t).subarray(2) };
+    await expect(writeGGUFFile(path, { metadata: {}, tensors: [short] })).rejects.toThrow(InvalidArgumentError);
+    const boom: TensorSpec = { ...t, data: () => Promise.reject(new RangeError("generator failed")) };
+    await expect(writeGGUFFile(path, { metadata: {}, tensors: [boom] })).rejects.toThrow(RangeError);
+    await expect(access(path)).rejects.toMatchObject({ code: "ENOENT" });
+  });
 
   it("split into more shards than tensors", async () => {
     await expect(writeGGUFFile(join(dir, "s.gguf"), { metadata: {}, tensors: [t] }, { split: 2 })).rejects.toThrow(InvalidArgumentError);
