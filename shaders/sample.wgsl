@@ -14,8 +14,8 @@
 //   exact k-th largest p (or the top-p cut) in 15 passes. Each pass counts and sums the p at
 //   or above 4 candidate thresholds;
 // - as soon as the values at or above the current lower bound fit in work-group memory
-//   (SCRATCH), they are copied there and later passes read only them (with the default
-//   minP = 0.05 that happens before the first pass);
+//   (SCRATCH), they are copied there and later passes read only them (with minP = 0.05,
+//   the default, that is usually before the first pass);
 // - the walk in index order splits the row into WG contiguous chunks: per-thread sums, a
 //   prefix over threads, then the one thread whose chunk holds the target walks it.
 // No subgroup operations (Deno and lavapipe have none), so there is one path everywhere.
@@ -79,7 +79,7 @@ fn mix32(x0: u32) -> u32 {
 fn uniform01(seed: u32, counter: u32) -> f32 {
   let a = mix32(seed ^ 0x9e3779b9u);
   let b = mix32(a + counter * 0x9e3779b9u + 0x7f4a7c15u);
-  return f32(b >> 8u) / 16777216.0;
+  return f32(b >> 8u) * (1.0 / 16777216.0); // × 2^-24: exact, where a division may not be
 }
 
 // Sums every thread's (c, s) over the work-group; the result is uniform.

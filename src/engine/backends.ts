@@ -36,7 +36,12 @@ export async function loadRunner(file: GGUFFile, choice: RunnerChoice, sizes: Ru
   const backend = choice.backend ?? "webgpu";
   if (backend === "cpu") return CpuRunner.load(file, sizes);
   if (backend === "webgpu") {
-    throw new InvalidRequestError("backend", "the WebGPU backend is not wired into the engine yet", "BACKEND_UNAVAILABLE");
+    // Loaded on demand: the GPU modules need WebGPU's globals, which a CPU-only Node lacks.
+    const [{ GpuRunner }, { createDeviceSampler }] = await Promise.all([
+      import("../model/gpu-runner.ts"),
+      import("../gpu/kernels/sample.ts"),
+    ]);
+    return GpuRunner.load(file, { ...sizes, gpu: choice.gpu, device: choice.device, sampler: createDeviceSampler });
   }
   throw new InvalidRequestError("backend", `unknown backend "${String(backend)}" (webgpu or cpu)`);
 }

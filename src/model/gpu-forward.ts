@@ -120,7 +120,10 @@ export class Recorder {
   }
 }
 
-const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+/** Usage of every storage buffer here (a function: `GPUBufferUsage` exists only where WebGPU does). */
+function storage(): GPUBufferUsageFlags {
+  return GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+}
 
 /** Owns everything a model needs on the GPU besides its weights. */
 export class GpuForward {
@@ -170,7 +173,7 @@ export class GpuForward {
     const a = ctx.allocator;
     const f32 = (label: string, rows: number, width: number) => {
       checkBinding(ctx, label, rows * width * 4);
-      return a.createBuffer({ label, size: rows * width * 4, usage: STORAGE });
+      return a.createBuffer({ label, size: rows * width * 4, usage: storage() });
     };
     const T = sizes.maxTokens;
     const qDim = c.nHeads * c.headDim;
@@ -193,17 +196,17 @@ export class GpuForward {
     const kCache: GPUBuffer[] = [];
     const vCache: GPUBuffer[] = [];
     for (let l = 0; l < c.nLayers; l++) {
-      kCache.push(a.createBuffer({ label: `blk.${l} K cache`, size: kvLayerBytes, usage: STORAGE }));
-      vCache.push(a.createBuffer({ label: `blk.${l} V cache`, size: kvLayerBytes, usage: STORAGE }));
+      kCache.push(a.createBuffer({ label: `blk.${l} K cache`, size: kvLayerBytes, usage: storage() }));
+      vCache.push(a.createBuffer({ label: `blk.${l} V cache`, size: kvLayerBytes, usage: storage() }));
     }
     this.kCache = kCache;
     this.vCache = vCache;
     this.kvBytes = 2 * c.nLayers * kvLayerBytes;
-    this.lastSampled = a.createBuffer({ label: "last sampled", size: sizes.maxSlots * 4, usage: STORAGE });
+    this.lastSampled = a.createBuffer({ label: "last sampled", size: sizes.maxSlots * 4, usage: storage() });
     a.writeBuffer(this.lastSampled, 0, new Int32Array(sizes.maxSlots).fill(-1));
     this.history = createHistoryBuffer(ctx, sizes.maxSlots);
     const freqTable = ropeFreqTable(ropeFrequencies(c.rope, weights.ropeFreqDivisors));
-    this.#freqs = a.createBuffer({ label: "rope freqs", size: freqTable.byteLength, usage: STORAGE });
+    this.#freqs = a.createBuffer({ label: "rope freqs", size: freqTable.byteLength, usage: storage() });
     a.writeBuffer(this.#freqs, 0, freqTable);
     this.#tables = this.#createTables(sizes.subSteps);
 
@@ -377,17 +380,17 @@ export class GpuForward {
     const outBytes = Math.max(4, subSteps * s.maxSampleRows * 4);
     return {
       subSteps,
-      tokens: a.createBuffer({ label: "token table", size: (s.maxTokens + extra) * TOKEN_RECORD_BYTES, usage: STORAGE }),
-      rows: a.createBuffer({ label: "row table", size: (s.logitRows + extra) * 4, usage: STORAGE }),
+      tokens: a.createBuffer({ label: "token table", size: (s.maxTokens + extra) * TOKEN_RECORD_BYTES, usage: storage() }),
+      rows: a.createBuffer({ label: "row table", size: (s.logitRows + extra) * 4, usage: storage() }),
       info: a.createBuffer({
         label: "step infos",
         size: subSteps * this.#uniformAlign,
         usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       }),
       rowParams: Array.from({ length: subSteps }, (_, k) =>
-        a.createBuffer({ label: `sample rows ${k}`, size: s.maxSampleRows * SAMPLE_ROW_BYTES, usage: STORAGE }),
+        a.createBuffer({ label: `sample rows ${k}`, size: s.maxSampleRows * SAMPLE_ROW_BYTES, usage: storage() }),
       ),
-      outIds: a.createBuffer({ label: "sampled ids", size: outBytes, usage: STORAGE }),
+      outIds: a.createBuffer({ label: "sampled ids", size: outBytes, usage: storage() }),
       readback: a.createBuffer({ label: "sampled ids readback", size: outBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
     };
   }

@@ -185,120 +185,147 @@ export function readVocab(meta: TokenizerMetadata): Vocab {
     throw new TokenizerError("UNSUPPORTED_TOKENIZER", `tokenizer.ggml.model = "${model}" is not supported (only "llama" and "gpt2")`);
   }
   const kind: VocabKind = model;
+  const { tokens, tokenToId, scores, attrs } = readTokenTable(meta);
+  const n = tokens.length;
+  const defaults = kindDefaults(kind, meta);
+
+  // Explicit ids replace the defaults when in range; defaults out of range are dropped.
+  const special = (key: string, fallback?: number): number | undefined => {
+    const initial = fallback !== undefined && fallback < n ? fallback : undefined;
+    const id = optionalTokenId(meta, `tokenizer.ggml.${key}`);
+    return id !== undefined && id < n ? id : initial;
+  };
+  const bos = special("bos_token_id", defaults.bos);
+  const eos = special("eos_token_id", defaults.eos);
+  const unk = special("unknown_token_id", defaults.unk);
+  const pad = special("padding_token_id");
+  const eog = endOfGeneration(tokens, tokenToId, attrs, {
+    eos,
+    eot: special("eot_token_id"),
+    eom: special("eom_token_id"),
+    fim: FIM_EOG.map(([key]) => special(key)),
+  });
+
+  return {
+    kind, tokens, tokenToId, scores, attrs, mergeRanks: defaults.mergeRanks, pre: defaults.pre,
+    bos, eos, eot: eog.eot, eom: eog.eom, unk, pad, eogIds: eog.ids,
+    addBos: optionalBool(meta, "tokenizer.ggml.add_bos_token") ?? defaults.addBos,
+    addEos: optionalBool(meta, "tokenizer.ggml.add_eos_token") ?? false,
+    addSpacePrefix: optionalBool(meta, "tokenizer.ggml.add_space_prefix") ?? defaults.addSpacePrefix,
+    cleanSpaces: defaults.cleanSpaces,
+  };
+}
+
+/** Token texts (unique), scores as float32, and attributes from the token types. */
+function readTokenTable(meta: TokenizerMetadata) {
   const rawTokens = stringArray(meta, "tokenizer.ggml.tokens");
   if (rawTokens === undefined) fail("tokenizer.ggml.tokens", "missing");
   const n = rawTokens.length;
   if (n === 0) fail("tokenizer.ggml.tokens", "is empty");
-
   const tokens: string[] = new Array<string>(n);
   const tokenToId = new Map<string, number>();
   for (let i = 0; i < n; i++) {
     // llama.cpp renames empty entries so that every text is a distinct key.
     const text = rawTokens[i] === "" ? `[EMPTY_${i}]` : (rawTokens[i] as string);
-    if (tokenToId.has(text)) {
-      fail("tokenizer.ggml.tokens", `token ${i} "${text}" repeats token ${tokenToId.get(text)}`);
-    }
+    if (tokenToId.has(text)) fail("tokenizer.ggml.tokens", `token ${i} "${text}" repeats token ${tokenToId.get(text)}`);
     tokens[i] = text;
     tokenToId.set(text, i);
   }
-
   const scores = new Float32Array(n);
   const rawScores = numberArray(meta, "tokenizer.ggml.scores", n);
   if (rawScores) for (let i = 0; i < n; i++) scores[i] = Number(rawScores[i]);
-
   const attrs = new Uint8Array(n).fill(TokenAttr.Normal);
   const rawTypes = numberArray(meta, "tokenizer.ggml.token_type", n);
   if (rawTypes) for (let i = 0; i < n; i++) attrs[i] = attrOfType(Number(rawTypes[i]));
+  return { tokens, tokenToId, scores, attrs };
+}
 
-  const mergeRanks = new Map<string, number>();
-  let pre: PreTokenizer;
-  let addBos: boolean;
-  let addSpacePrefix: boolean;
-  let cleanSpaces: boolean;
-  let bos: number | undefined;
-  let eos: number | undefined;
-  let unk: number | undefined;
+/** What a vocabulary kind implies before explicit keys are read. */
+interface KindDefaults {
+  readonly pre: PreTokenizer;
+  readonly mergeRanks: ReadonlyMap<string, number>;
+  readonly addBos: boolean;
+  readonly addSpacePrefix: boolean;
+  readonly cleanSpaces: boolean;
+  readonly bos?: number;
+  readonly eos?: number;
+  readonly unk?: number;
+}
+
+/** llama.cpp's defaults for a kind, and (gpt2) the merge ranks. */
+function kindDefaults(kind: VocabKind, meta: TokenizerMetadata): KindDefaults {
   if (kind === "llama") {
-    pre = preTokenizerByName("default");
-    addBos = true;
-    addSpacePrefix = true;
-    cleanSpaces = false;
-    bos = 1;
-    eos = 2;
-    unk = 0;
-  } else {
-    const merges = stringArray(meta, "tokenizer.ggml.merges");
-    if (merges === undefined) fail("tokenizer.ggml.merges", "missing (a gpt2 tokenizer needs it)");
-    merges.forEach((merge, rank) => {
-      // Split at the first space after the first character, as llama.cpp does.
-      const at = merge.indexOf(" ", 1);
-      const key = at < 0 ? MERGE_KEY_SEPARATOR : merge.slice(0, at) + MERGE_KEY_SEPARATOR + merge.slice(at + 1);
-      if (!mergeRanks.has(key)) mergeRanks.set(key, rank);
-    });
-    pre = preTokenizerByName(optionalString(meta, "tokenizer.ggml.pre"));
-    addBos = pre.addBosDefault;
-    addSpacePrefix = false;
-    cleanSpaces = pre.cleanSpaces;
-    bos = 11;
-    eos = 11;
-    unk = undefined;
+    return {
+      pre: preTokenizerByName("default"),
+      mergeRanks: new Map<string, number>(),
+      addBos: true,
+      addSpacePrefix: true,
+      cleanSpaces: false,
+      bos: 1,
+      eos: 2,
+      unk: 0,
+    };
   }
-  addSpacePrefix = optionalBool(meta, "tokenizer.ggml.add_space_prefix") ?? addSpacePrefix;
-
-  // Explicit ids replace the defaults when in range; defaults out of range are dropped.
-  const special = (key: string, fallback: number | undefined): number | undefined => {
-    const initial = fallback !== undefined && fallback < n ? fallback : undefined;
-    const id = optionalTokenId(meta, `tokenizer.ggml.${key}`);
-    return id !== undefined && id < n ? id : initial;
+  const merges = stringArray(meta, "tokenizer.ggml.merges");
+  if (merges === undefined) fail("tokenizer.ggml.merges", "missing (a gpt2 tokenizer needs it)");
+  const mergeRanks = new Map<string, number>();
+  merges.forEach((merge, rank) => {
+    // Split at the first space after the first character, as llama.cpp does.
+    const at = merge.indexOf(" ", 1);
+    const key = at < 0 ? MERGE_KEY_SEPARATOR : merge.slice(0, at) + MERGE_KEY_SEPARATOR + merge.slice(at + 1);
+    if (!mergeRanks.has(key)) mergeRanks.set(key, rank);
+  });
+  const pre = preTokenizerByName(optionalString(meta, "tokenizer.ggml.pre"));
+  return {
+    pre,
+    mergeRanks,
+    addBos: pre.addBosDefault,
+    addSpacePrefix: false,
+    cleanSpaces: pre.cleanSpaces,
+    bos: 11,
+    eos: 11,
   };
-  bos = special("bos_token_id", bos);
-  eos = special("eos_token_id", eos);
-  let eot = special("eot_token_id", undefined);
-  let eom = special("eom_token_id", undefined);
-  unk = special("unknown_token_id", unk);
-  const pad = special("padding_token_id", undefined);
-  const addEos = optionalBool(meta, "tokenizer.ggml.add_eos_token") ?? false;
-  addBos = optionalBool(meta, "tokenizer.ggml.add_bos_token") ?? addBos;
+}
 
-  const markControl = (id: number): void => {
-    attrs[id] = (attrs[id] as number) | TokenAttr.Control;
+/**
+ * The end-of-generation set as llama.cpp builds it: EOS, EOT, EOM and fill-in-the-middle
+ * pad/repo/separator tokens (by key, else found by text), plus every token whose text is
+ * on its list. Tokens found by text become control tokens, as llama.cpp makes them.
+ */
+function endOfGeneration(
+  tokens: readonly string[],
+  tokenToId: ReadonlyMap<string, number>,
+  attrs: Uint8Array,
+  given: { eos?: number; eot?: number; eom?: number; fim: readonly (number | undefined)[] },
+): { ids: Set<number>; eot?: number; eom?: number } {
+  const byText = (texts: readonly string[]): number | undefined => {
+    const id = texts.map((t) => tokenToId.get(t)).find((x) => x !== undefined);
+    if (id !== undefined) attrs[id] = (attrs[id] as number) | TokenAttr.Control;
+    return id;
   };
-  const eogIds = new Set<number>();
-  for (const [key, names] of FIM_EOG) {
-    let id = special(key, undefined);
-    if (id === undefined) {
-      id = names.map((t) => tokenToId.get(t)).find((x) => x !== undefined);
-      if (id !== undefined) markControl(id);
-    }
-    if (id !== undefined) eogIds.add(id);
-  }
-  // llama.cpp takes the first match in hash-map order; the list's order is the stable
-  // choice (and picks `<|im_end|>` over `<|endoftext|>` for ChatML, as llama.cpp does there).
-  if (eot === undefined) {
-    eot = EOT_TEXTS.map((t) => tokenToId.get(t)).find((id) => id !== undefined);
-    if (eot !== undefined) markControl(eot);
-  }
-  if (eom === undefined) {
-    eom = tokenToId.get("<|eom_id|>");
-    if (eom !== undefined) markControl(eom);
-  }
-  for (let id = 0; id < n; id++) {
+  const ids = new Set<number>();
+  FIM_EOG.forEach(([, names], i) => {
+    const id = given.fim[i] ?? byText(names);
+    if (id !== undefined) ids.add(id);
+  });
+  // llama.cpp takes the first match in hash-map order, which varies; the list's order is
+  // a stable choice that prefers `<|im_end|>` to `<|endoftext|>`.
+  const eot = given.eot ?? byText(EOT_TEXTS);
+  const eom = given.eom ?? byText(["<|eom_id|>"]);
+  for (let id = 0; id < tokens.length; id++) {
+    const text = tokens[id] as string;
     const a = attrs[id] as number;
     // Control tokens named "unused" are placeholders.
-    if (a & TokenAttr.Control && (tokens[id] as string).includes("unused")) attrs[id] = a | TokenAttr.Unused;
-    if (EOG_TEXTS.has(tokens[id] as string)) {
-      eogIds.add(id);
-      markControl(id);
+    if (a & TokenAttr.Control && text.includes("unused")) attrs[id] = a | TokenAttr.Unused;
+    if (EOG_TEXTS.has(text)) {
+      ids.add(id);
+      attrs[id] = (attrs[id] as number) | TokenAttr.Control;
     }
-    if (ALWAYS_RENDERED.has(tokens[id] as string)) attrs[id] = TokenAttr.UserDefined;
+    if (ALWAYS_RENDERED.has(text)) attrs[id] = TokenAttr.UserDefined;
   }
-  for (const id of [eos, eot, eom]) if (id !== undefined) eogIds.add(id);
-  dropExceptions(tokenToId, eogIds, attrs);
-
-  return {
-    kind, tokens, tokenToId, scores, attrs, mergeRanks, pre, bos, eos, eot, eom, unk, pad, eogIds,
-    addBos, addEos, addSpacePrefix, cleanSpaces,
-  };
+  for (const id of [given.eos, eot, eom]) if (id !== undefined) ids.add(id);
+  dropExceptions(tokenToId, ids, attrs);
+  return { ids, eot, eom };
 }
 
 /**

@@ -21,8 +21,8 @@ import type { EngineStats } from "../engine/engine.ts";
 import { EngineDisposedError, EngineFailedError, InvalidRequestError, RequestAbortedError } from "../engine/errors.ts";
 import type { ModelSource } from "../engine/backends.ts";
 import type {
-  ChatMessage,
   EngineState,
+  GenerateInput,
   GenerateOptions,
   GenerationChunk,
   GenerationResult,
@@ -114,12 +114,14 @@ function postableSource(source: ModelSource): WorkerModelSource {
   return base === undefined ? source : new URL(source, base).href;
 }
 
-function isWorker(endpoint: MessageEndpoint | Worker): endpoint is Worker {
-  return typeof Worker !== "undefined" && endpoint instanceof Worker;
+function asWorker(endpoint: MessageEndpoint): Worker | undefined {
+  return typeof Worker !== "undefined" && endpoint instanceof Worker ? endpoint : undefined;
 }
 
 export class WorkerEngine implements AsyncDisposable {
-  readonly #endpoint: MessageEndpoint | Worker;
+  readonly #endpoint: MessageEndpoint;
+  /** The endpoint when it is a `Worker`: watched for crashes, terminated after dispose. */
+  readonly #worker: Worker | undefined;
   readonly #options: WorkerEngineOptions;
   readonly #requests = new Map<number, RemoteRequest>();
   readonly #stats = new Map<number, (stats: EngineStats) => void>();
@@ -134,7 +136,10 @@ export class WorkerEngine implements AsyncDisposable {
   /** The worker crashed: it will answer nothing more. */
   #workerGone = false;
   #onDisposed: (() => void) | undefined;
-  readonly #onMessage = (event: MessageEvent<WorkerMessage>) => this.#handle(event.data);
+  readonly #onMessage = (event: MessageEvent) => {
+    const message: WorkerMessage = event.data;
+    this.#handle(message);
+  };
   readonly #onWorkerError = (event: Event) => {
     const detail = event instanceof ErrorEvent && event.message ? event.message : "it stopped unexpectedly";
     this.#workerFailed(new EngineFailedError(`the engine's worker failed: ${detail}`));
@@ -145,8 +150,9 @@ export class WorkerEngine implements AsyncDisposable {
    * Returns at once; await `ready`, or generate right away (requests wait for the model).
    * A relative URL string is resolved against the page's address.
    */
-  constructor(endpoint: MessageEndpoint | Worker, source: ModelSource, options: WorkerEngineOptions = {}) {
+  constructor(endpoint: MessageEndpoint, source: ModelSource, options: WorkerEngineOptions = {}) {
     this.#endpoint = endpoint;
+    this.#worker = asWorker(endpoint);
     this.#options = options;
     this.#ready = new Promise((resolve, reject) => {
       this.#markReady = resolve;
@@ -154,10 +160,8 @@ export class WorkerEngine implements AsyncDisposable {
     });
     this.#ready.catch(() => {});
     endpoint.addEventListener("message", this.#onMessage);
-    if (isWorker(endpoint)) {
-      endpoint.addEventListener("error", this.#onWorkerError);
-      endpoint.addEventListener("messageerror", this.#onWorkerError);
-    }
+    this.#worker?.addEventListener("error", this.#onWorkerError);
+    this.#worker?.addEventListener("messageerror", this.#onWorkerError);
     endpoint.start?.();
     const { onProgress: _onProgress, cache, ...settings } = options;
     this.#post({ type: "load", source: postableSource(source), settings, cache: cache ?? false });
@@ -206,11 +210,11 @@ export class WorkerEngine implements AsyncDisposable {
   }
 
   /**
-   * Generates from a prompt or chat messages, exactly as `Engine.generate`. Aborting the
+   * Generates from a prompt, chat messages or token ids, exactly as `Engine.generate`. Aborting the
    * signal ends the stream at once with `RequestAbortedError`, and frees the request's slot
    * in the worker.
    */
-  generate(input: string | readonly ChatMessage[], options: GenerateOptions = {}): GenerationStream {
+  generate(input: GenerateInput, options: GenerateOptions = {}): GenerationStream {
     const request = new RemoteRequest();
     const { signal, ...rest } = options;
     if (this.#state === "disposed" || this.#disposing) {
@@ -261,11 +265,9 @@ export class WorkerEngine implements AsyncDisposable {
     this.#state = "disposed";
     this.#settleAll(new EngineDisposedError());
     this.#endpoint.removeEventListener("message", this.#onMessage);
-    if (isWorker(this.#endpoint)) {
-      this.#endpoint.removeEventListener("error", this.#onWorkerError);
-      this.#endpoint.removeEventListener("messageerror", this.#onWorkerError);
-      this.#endpoint.terminate();
-    }
+    this.#worker?.removeEventListener("error", this.#onWorkerError);
+    this.#worker?.removeEventListener("messageerror", this.#onWorkerError);
+    this.#worker?.terminate();
   }
 
   #post(message: ClientMessage): void {
@@ -361,7 +363,7 @@ export class WorkerEngine implements AsyncDisposable {
 
 /** {@link WorkerEngine}, resolved once the model is loaded (rejects, after disposing, if it cannot be). */
 export async function loadWorkerEngine(
-  endpoint: MessageEndpoint | Worker,
+  endpoint: MessageEndpoint,
   source: ModelSource,
   options: WorkerEngineOptions = {},
 ): Promise<WorkerEngine> {

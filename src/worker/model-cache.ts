@@ -290,6 +290,20 @@ async function pipe(
   return n;
 }
 
+/** The part of a sync access handle we use (typed in the WebWorker lib only). */
+interface SyncAccessHandle {
+  write(bytes: Uint8Array<ArrayBuffer>, options: { at: number }): number;
+  truncate(size: number): void;
+  flush(): void;
+  close(): void;
+}
+
+function hasSyncAccess(
+  handle: FileSystemFileHandle,
+): handle is FileSystemFileHandle & { createSyncAccessHandle(): Promise<SyncAccessHandle> } {
+  return "createSyncAccessHandle" in handle && typeof handle.createSyncAccessHandle === "function";
+}
+
 /**
  * A writable stream where the runtime has one (it commits on close), else a synchronous
  * access handle (dedicated workers only; Safari's OPFS has only this), truncated first.
@@ -302,6 +316,9 @@ async function openSink(handle: FileSystemFileHandle): Promise<Sink> {
       close: () => writable.close(),
       abort: () => writable.abort(),
     };
+  }
+  if (!hasSyncAccess(handle)) {
+    throw new SourceError("CACHE_UNAVAILABLE", handle.name, "this runtime can write neither a writable stream nor a sync access handle to OPFS");
   }
   const access = await handle.createSyncAccessHandle();
   access.truncate(0);

@@ -5,8 +5,8 @@
  */
 import type { EngineOptions, EngineStats } from "../engine/engine.ts";
 import type {
-  ChatMessage,
   EngineState,
+  GenerateInput,
   GenerateOptions,
   GenerationChunk,
   GenerationResult,
@@ -84,7 +84,7 @@ export type ClientMessage =
   | {
       readonly type: "generate";
       readonly id: number;
-      readonly input: string | readonly ChatMessage[];
+      readonly input: GenerateInput;
       readonly options: WorkerGenerateOptions;
     }
   | { readonly type: "abort"; readonly id: number; readonly reason?: SerializedError }

@@ -17,13 +17,9 @@ import assert from "node:assert/strict";
 import type { SamplingParams } from "../../src/engine/runner.ts";
 import { applyPenalties, GREEDY, keepThreshold, sampleToken, uniform } from "../../src/engine/sampler.ts";
 import { createGpuContext, type GpuContext } from "../../src/gpu/device.ts";
-import {
-  createDeviceSampler,
-  encodeSampleRows,
-  HISTORY_CAP,
-  type DeviceSampler,
-  type SampleRowInput,
-} from "../../src/gpu/kernels/sample.ts";
+import { HISTORY_CAP } from "../../src/gpu/kernels/history.ts";
+import { createDeviceSampler, WgslSampler } from "../../src/gpu/kernels/sample.ts";
+import { type DeviceSampler, SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../../src/gpu/kernels/sampling-hook.ts";
 
 /** One sampling problem: a row of logits, its settings, the slot's token history. */
 interface Case {
@@ -70,7 +66,7 @@ async function sampleOnGpu(ctx: GpuContext, sampler: DeviceSampler, vocab: numbe
   const a = ctx.allocator;
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
   const logits = a.createBuffer({ label: "test logits", size: maxRows * vocab * 4, usage });
-  const rowParams = a.createBuffer({ label: "test rows", size: maxRows * 48, usage });
+  const rowParams = a.createBuffer({ label: "test rows", size: maxRows * SAMPLE_ROW_BYTES, usage });
   const history = a.createBuffer({ label: "test history", size: maxRows * (HISTORY_CAP + 1) * 4, usage });
   const lastSampled = a.createBuffer({ label: "test last", size: maxRows * 4, usage });
   const outIds = a.createBuffer({ label: "test out", size: maxRows * 4, usage });
@@ -81,15 +77,15 @@ async function sampleOnGpu(ctx: GpuContext, sampler: DeviceSampler, vocab: numbe
       const n = batch.length;
       const flat = new Float32Array(n * vocab);
       const rings = new Uint32Array(n * (HISTORY_CAP + 1));
-      const rows: SampleRowInput[] = [];
+      const rows = new DataView(new ArrayBuffer(n * SAMPLE_ROW_BYTES));
       batch.forEach((c, i) => {
         flat.set(c.logits, i * vocab);
         writeRing(rings, i, c.history);
-        rows.push({ slot: i, sampleIndex: c.sampleIndex, outIndex: n - 1 - i, sampling: c.params });
+        writeSampleRow(rows, i * SAMPLE_ROW_BYTES, sampleRowOf(c.params, i, c.sampleIndex, n - 1 - i));
       });
       a.writeBuffer(logits, 0, flat);
       a.writeBuffer(history, 0, rings);
-      a.writeBuffer(rowParams, 0, encodeSampleRows(rows));
+      a.writeBuffer(rowParams, 0, rows);
       a.writeBuffer(lastSampled, 0, new Uint32Array(maxRows).fill(0xdeadbeef));
       const encoder = ctx.device.createCommandEncoder({ label: "sample test" });
       const pass = encoder.beginComputePass();
@@ -366,6 +362,18 @@ for (const [label, params] of [
     assert.deepEqual(gpu, cpu);
   });
 }
+
+Deno.test("WgslSampler refuses a penalty window longer than the device history ring", async () => {
+  const ctx = await createGpuContext();
+  try {
+    const s = new WgslSampler(ctx, { vocabSize: 16, maxRows: 1 });
+    assert.ok(s.supports({ ...OFF, topK: 5, topP: 0.5, minP: 0.1, penaltyWindow: 5000 })); // penalties off
+    assert.ok(s.supports({ ...OFF, repeatPenalty: 1.1, penaltyWindow: HISTORY_CAP }));
+    assert.ok(!s.supports({ ...OFF, repeatPenalty: 1.1, penaltyWindow: HISTORY_CAP + 1 }));
+  } finally {
+    await ctx.destroy();
+  }
+});
 
 Deno.test("sample.wgsl rejects more rows than it was made for", async () => {
   await withSampler(16, 2, (ctx, s) => {

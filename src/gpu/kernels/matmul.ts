@@ -1,6 +1,6 @@
 /**
  * Matrix kernels over quantized weights (shaders/matvec.wgsl, shaders/matmul.wgsl,
- * shaders/quant.wgsl), for every type in GPU_WEIGHT_LAYOUTS.
+ * shaders/get_rows.wgsl, shaders/quant.wgsl), for every type in GPU_WEIGHT_LAYOUTS.
  *
  * ```ts
  * const mk = new MatrixKernels(ctx);

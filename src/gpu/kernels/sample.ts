@@ -1,102 +1,32 @@
 /**
  * Token sampling on the device (shaders/sample.wgsl): the algorithm of
  * src/engine/sampler.ts, one row of logits per work-group, so the sampled id can stay on the
- * GPU and feed the next step's embedding lookup without a readback.
+ * GPU and feed the next step's embedding lookup without a readback. It implements the
+ * {@link DeviceSampler} of sampling-hook.ts (row layout and buffers described there).
  *
  * ```ts
  * const sampler = await createDeviceSampler(ctx, { vocabSize: 32000, maxRows: 16 });
- * const rowParams = encodeSampleRows([{ slot: 0, sampleIndex: 7, outIndex: 0, sampling }]);
- * ctx.allocator.writeBuffer(rowParamsBuffer, 0, rowParams);
+ * writeSampleRow(view, 0, sampleRowOf(params, slot, sampleIndex, outIndex)); // → rowParams
  * const pass = encoder.beginComputePass();
- * sampler.record(pass, { logits, rows: 1, rowParams: rowParamsBuffer, history, lastSampled, outIds });
+ * sampler.record(pass, { logits, rows: 1, rowParams, history, lastSampled, outIds });
  * pass.end();
  * ```
  *
- * Buffers (all STORAGE): `logits` rows × vocab f32, **overwritten in place** (with the
- * penalized logits, then with the unnormalized probabilities when not greedy); `rowParams`
- * rows × {@link SAMPLE_ROW_BYTES} (see {@link encodeSampleRow}); `history` the per-slot token
- * rings, (HISTORY_CAP + 1) u32 per slot: word 0 the count of tokens appended, word
- * 1 + (n % HISTORY_CAP) the n-th token; `lastSampled` one u32 per slot; `outIds` u32.
- * The penalty window is the last min(penaltyWindow, count, HISTORY_CAP) tokens: a
- * penaltyWindow above HISTORY_CAP sees fewer tokens than the CPU sampler would.
+ * `logits` (rows × vocab f32) is **overwritten in place**: with the penalized logits, then,
+ * when not greedy, with the unnormalized probabilities exp(l / T − max). Ids are written as
+ * u32 (the same bits as the i32 the runner reads, since ids are < 2^31).
+ *
+ * Penalties read `history` (kernels/history.ts): the window is the last
+ * min(penaltyWindow, count, HISTORY_CAP) tokens, so a penaltyWindow above HISTORY_CAP could
+ * not match the CPU sampler, and {@link WgslSampler.supports} refuses it when penalties are on.
  */
 import { GpuError } from "../../errors.ts";
 import type { SamplingParams } from "../../engine/runner.ts";
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
-
-/**
- * Entries of a slot's token ring. Defined here because src/gpu/kernels/history.ts (which is
- * meant to own it) did not exist when this kernel was written; keep the two equal.
- */
-export const HISTORY_CAP = 1024;
-
-/** Bytes of one `SampleRow` in `rowParams` (12 words). */
-export const SAMPLE_ROW_BYTES = 48;
-
-/** Arguments of one {@link DeviceSampler.record}. */
-export interface DeviceSampleArgs {
-  /** rows × vocab f32 logits; overwritten by the kernel. */
-  logits: GPUBuffer;
-  /** How many rows to sample (one work-group each). */
-  rows: number;
-  /** rows × SampleRow (see {@link encodeSampleRow}). */
-  rowParams: GPUBuffer;
-  /** Per-slot token rings, (HISTORY_CAP + 1) u32 per slot. */
-  history: GPUBuffer;
-  /** u32 per slot: receives each row's sampled id at `slot`. */
-  lastSampled: GPUBuffer;
-  /** u32: receives each row's sampled id at `outIndex`. */
-  outIds: GPUBuffer;
-}
-
-/** Samples rows of logits on the device. */
-export interface DeviceSampler {
-  /** Compiles the pipeline (errors become GpuError SHADER_COMPILE). */
-  prepare(): Promise<void>;
-  /** Records one dispatch of `args.rows` work-groups into `pass`. */
-  record(pass: GPUComputePassEncoder, args: DeviceSampleArgs): void;
-}
-
-/** One row's parameters, before encoding. */
-export interface SampleRowInput {
-  /** KV / history slot of the sequence (indexes `history` and `lastSampled`). */
-  readonly slot: number;
-  /** The generator's counter (which token of the request this is). */
-  readonly sampleIndex: number;
-  /** Where in `outIds` the sampled id goes. */
-  readonly outIndex: number;
-  readonly sampling: SamplingParams;
-}
-
-/**
- * Writes one `SampleRow` at `byteOffset` of `view`, in the shader's field order. Floats are
- * rounded to f32 here; that rounding is one of the reasons the CPU and GPU samplers may
- * differ at a boundary.
- */
-export function encodeSampleRow(view: DataView, byteOffset: number, row: SampleRowInput): void {
-  const s = row.sampling;
-  const u32 = [row.slot, row.sampleIndex, s.seed, s.topK];
-  u32.forEach((v, i) => view.setUint32(byteOffset + 4 * i, clampU32(v), true));
-  const f32 = [s.temperature, s.topP, s.minP, s.repeatPenalty, s.presencePenalty, s.frequencyPenalty];
-  f32.forEach((v, i) => view.setFloat32(byteOffset + 16 + 4 * i, v, true));
-  view.setUint32(byteOffset + 40, clampU32(s.penaltyWindow), true);
-  view.setUint32(byteOffset + 44, clampU32(row.outIndex), true);
-}
-
-/** Encodes rows for `rowParams`, one {@link SAMPLE_ROW_BYTES} record each. */
-export function encodeSampleRows(rows: readonly SampleRowInput[]): Uint8Array {
-  const bytes = new Uint8Array(rows.length * SAMPLE_ROW_BYTES);
-  const view = new DataView(bytes.buffer);
-  rows.forEach((row, i) => encodeSampleRow(view, i * SAMPLE_ROW_BYTES, row));
-  return bytes;
-}
-
-/** The seed is a u32 (wrapped like `>>> 0` in sampler.ts); counts saturate rather than wrap. */
-function clampU32(v: number): number {
-  if (!Number.isFinite(v) || v < 0) return v === Infinity ? 0xffffffff : 0;
-  return v > 0xffffffff ? 0xffffffff : Math.floor(v);
-}
+import { HISTORY_CAP } from "./history.ts";
+import { ModelKernel } from "./kernel.ts";
+import type { DeviceSampler, DeviceSamplerArgs } from "./sampling-hook.ts";
 
 /** Typed key of a sampler variant. */
 export interface SampleKernelKey {
@@ -141,9 +71,9 @@ export class WgslSampler implements DeviceSampler {
   readonly ctx: GpuContext;
   readonly vocabSize: number;
   readonly maxRows: number;
-  readonly variant: KernelVariant;
-  private pipeline: GPUComputePipeline | null = null;
-  private cached: { key: readonly unknown[]; group: GPUBindGroup } | null = null;
+  readonly kernel: ModelKernel;
+  /** Bind groups by rowParams buffer (the runner uses one per lookahead sub-step). */
+  readonly #groups = new Map<GPUBuffer, { group: GPUBindGroup; buffers: readonly GPUBuffer[] }>();
 
   constructor(ctx: GpuContext, options: DeviceSamplerOptions) {
     const { vocabSize, maxRows } = options;
@@ -158,12 +88,12 @@ export class WgslSampler implements DeviceSampler {
     if (wg < 1 || (wg & (wg - 1)) !== 0 || wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
       throw new GpuError("GPU_UNSUPPORTED", `sampler: workgroupSize ${wg} must be a power of two ≤ ${ctx.limits.maxComputeInvocationsPerWorkgroup}`);
     }
-    const rowBytes = vocabSize * 4 * maxRows;
-    if (rowBytes > ctx.limits.maxStorageBufferBindingSize) {
+    const logitsBytes = vocabSize * 4 * maxRows;
+    if (logitsBytes > ctx.limits.maxStorageBufferBindingSize) {
       throw new GpuError(
         "LIMIT_TOO_LOW",
-        `sampler: ${maxRows} rows of ${vocabSize} logits (${rowBytes} bytes) exceed the storage binding limit`,
-        { limit: "maxStorageBufferBindingSize", needed: rowBytes, available: ctx.limits.maxStorageBufferBindingSize },
+        `sampler: ${maxRows} rows of ${vocabSize} logits (${logitsBytes} bytes) exceed the storage binding limit`,
+        { limit: "maxStorageBufferBindingSize", needed: logitsBytes, available: ctx.limits.maxStorageBufferBindingSize },
       );
     }
     const free = ctx.limits.maxComputeWorkgroupStorageSize - REDUCTION_BYTES_PER_THREAD * wg - FIXED_WORKGROUP_BYTES;
@@ -178,45 +108,47 @@ export class WgslSampler implements DeviceSampler {
     this.ctx = ctx;
     this.vocabSize = vocabSize;
     this.maxRows = maxRows;
-    this.variant = sampleVariant({ vocabSize, workgroupSize: wg, scratchWords });
+    this.kernel = new ModelKernel(ctx, sampleVariant({ vocabSize, workgroupSize: wg, scratchWords }));
   }
 
-  async prepare(): Promise<void> {
-    this.pipeline = await this.ctx.pipelines.getAsync(this.variant);
+  prepare(): Promise<void> {
+    return this.kernel.prepare();
   }
 
-  record(pass: GPUComputePassEncoder, args: DeviceSampleArgs): void {
+  /** Every setting, except a penalty window longer than the device's history ring. */
+  supports(p: SamplingParams): boolean {
+    const penalties = p.repeatPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;
+    return !penalties || p.penaltyWindow <= HISTORY_CAP;
+  }
+
+  record(pass: GPUComputePassEncoder, args: DeviceSamplerArgs): void {
     const { rows } = args;
     if (!Number.isInteger(rows) || rows < 0 || rows > this.maxRows) {
       throw new GpuError("GPU_UNSUPPORTED", `sampler: rows ${rows} must be an integer in [0, ${this.maxRows}]`, {
-        label: this.variant.name,
+        label: this.kernel.variant.name,
       });
     }
     if (rows === 0) return;
-    const pipeline = (this.pipeline ??= this.ctx.pipelines.get(this.variant));
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, this.bindGroup(pipeline, args));
+    pass.setPipeline(this.kernel.pipeline);
+    pass.setBindGroup(0, this.bindGroup(args));
     pass.dispatchWorkgroups(rows);
   }
 
-  /** The bind group of these buffers, reused while they stay the same (decode loops). */
-  private bindGroup(pipeline: GPUComputePipeline, a: DeviceSampleArgs): GPUBindGroup {
-    const key = [a.logits, a.rowParams, a.history, a.lastSampled, a.outIds];
-    if (this.cached && this.cached.key.every((b, i) => b === key[i])) return this.cached.group;
+  /** The bind group of these buffers, made once per rowParams buffer while the others stay. */
+  private bindGroup(a: DeviceSamplerArgs): GPUBindGroup {
+    const buffers = [a.logits, a.rowParams, a.history, a.lastSampled, a.outIds];
+    const cached = this.#groups.get(a.rowParams);
+    if (cached && cached.buffers.every((b, i) => b === buffers[i])) return cached.group;
     // Bind at most what the kernel can touch, so a larger logits buffer still fits the limit.
     const logitsBytes = Math.min(a.logits.size, this.maxRows * this.vocabSize * 4);
-    const group = this.ctx.device.createBindGroup({
-      label: this.variant.name,
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: a.logits, offset: 0, size: logitsBytes } },
-        { binding: 1, resource: { buffer: a.rowParams } },
-        { binding: 2, resource: { buffer: a.history } },
-        { binding: 3, resource: { buffer: a.lastSampled } },
-        { binding: 4, resource: { buffer: a.outIds } },
-      ],
-    });
-    this.cached = { key, group };
+    const group = this.kernel.bindGroup("sample", [
+      { buffer: a.logits, offset: 0, size: logitsBytes },
+      a.rowParams,
+      a.history,
+      a.lastSampled,
+      a.outIds,
+    ]);
+    this.#groups.set(a.rowParams, { group, buffers });
     return group;
   }
 }
