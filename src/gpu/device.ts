@@ -69,7 +69,7 @@ export interface GpuContextOptions {
 /** A ready device with what we know about it. */
 export interface GpuContext {
   readonly device: GPUDevice;
-  /** Adapter vendor/architecture/description (undefined with an injected device). */
+  /** Adapter vendor/architecture/description (undefined when the implementation does not say). */
   readonly adapterInfo: GPUAdapterInfo | undefined;
   readonly features: GpuFeatures;
   /** The limits our code plans with (the device's, unless overridden for tests). */
@@ -120,7 +120,8 @@ const RAISE_TO_ADAPTER_MAX: readonly GpuLimitName[] = [
 
 /** Requests an adapter and device (or adopts `options.device`) and wires up error reporting. */
 export async function createGpuContext(options: GpuContextOptions = {}): Promise<GpuContext> {
-  if (options.device) return makeContext(options.device, undefined, false, options);
+  // `GPUDevice.adapterInfo` is recent; older implementations lack it.
+  if (options.device) return makeContext(options.device, options.device.adapterInfo as GPUAdapterInfo | undefined, false, options);
   const gpu = options.gpu ?? (typeof navigator !== "undefined" ? navigator.gpu : undefined);
   if (!gpu) throw new GpuError("NO_WEBGPU", "WebGPU is not available here (navigator.gpu is undefined)");
   const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });

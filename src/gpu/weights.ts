@@ -163,7 +163,8 @@ export function destroyWeight(allocator: GpuAllocator, weight: GpuWeight): void 
   for (const part of weight.parts) allocator.destroy(part.buffer);
 }
 
-interface WeightPlan {
+/** How a tensor is laid out and split on the GPU (see {@link planWeight}). */
+export interface WeightPlan {
   readonly layout: GpuWeightLayout;
   readonly rows: number;
   readonly cols: number;

@@ -147,7 +147,7 @@ export class GpuForward {
   readonly #uniformAlign: number;
   #tables: StepTables;
   #groups = new Map<number, SubStepGroups>();
-  /** Work units per token of one layer (see `#layerWork`). */
+  /** Multiply-adds per token and weight bytes of one layer (see `#layerWork`). */
   readonly #layerMacs: number;
   readonly #layerBytes: number;
 
@@ -314,14 +314,14 @@ export class GpuForward {
   /**
    * Records sub-step `k` over `nTokens` tokens (their records at `tokenBase(k)`), then, when
    * `nRows` > 0, the logits of those rows and (with `sample`) the sampler into
-   * `tables.rowParams[k]`. `attentionMacs` is the attention work (Σ over tokens of
+   * `tables.rowParams[k]`. `attentionMacs` is one layer's attention work (Σ over tokens of
    * (pos + 1)·qDim·2), counted with the layers' work against the recorder's budget.
    */
   record(rec: Recorder, k: number, nTokens: number, nRows: number, sample: boolean, attentionMacs: number): void {
     const g = this.#groupsFor(k);
     const a = this.act;
     const m = this.matrix;
-    const layerWork = this.#layerWork(nTokens) + attentionMacs / this.config.nLayers;
+    const layerWork = this.#layerWork(nTokens) + attentionMacs;
     this.embed.record(rec.step, g.embed, nTokens);
     this.historyKernel.record(rec.step, g.history);
     this.weights.layers.forEach((w, l) => {

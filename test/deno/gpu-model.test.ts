@@ -17,6 +17,8 @@ import { GREEDY } from "../../src/engine/sampler.ts";
 import type { LoadProgress } from "../../src/engine/types.ts";
 import type { QuantMix } from "../../src/gguf/quant-mix.ts";
 import { type GGUFFile, openGGUF } from "../../src/gguf/reader.ts";
+import { GpuError } from "../../src/errors.ts";
+import { createDeviceSampler } from "../../src/gpu/kernels/sample.ts";
 import { GpuRunner, type GpuRunnerOptions } from "../../src/model/gpu-runner.ts";
 import type { Architecture } from "../../src/model/config.ts";
 import { ReferenceModel } from "../../src/model/reference.ts";
@@ -287,4 +289,49 @@ Deno.test("load reports progress, refuses what it cannot run, and cleans up", as
   const aborted = new AbortController();
   aborted.abort(new Error("stop loading"));
   await assert.rejects(GpuRunner.load(file, { ...SIZES, signal: aborted.signal }), /stop loading/);
+});
+
+Deno.test("with the full device sampler: sampled tokens (temperature, top-k/p, min-p, penalties) equal the CPU runner's", async () => {
+  const file = await model("qwen3", "Q8_0");
+  const sampling: SamplingParams = {
+    temperature: 0.9,
+    topK: 40,
+    topP: 0.95,
+    minP: 0.05,
+    repeatPenalty: 1.3,
+    penaltyWindow: 16,
+    presencePenalty: 0.2,
+    frequencyPenalty: 0.1,
+    seed: 1234,
+  };
+  const cpu = await CpuRunner.load(file, SIZES);
+  const want = await generate(cpu, 0, PROMPTS[0]!, 20, 0, sampling);
+  await cpu.dispose();
+  await withRunner(file, { sampler: createDeviceSampler }, async (runner) => {
+    assert.deepEqual(await generate(runner, 1, PROMPTS[0]!, 20, 3, sampling), want);
+  });
+});
+
+Deno.test("an injected device: uncaptured errors reach onFailure and fail later steps; dispose leaves the device", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  assert.ok(adapter);
+  const device = await adapter.requestDevice(); // WebGPU's default limits: the kernels fit them
+  try {
+    const file = await model("llama", "Q4_0");
+    const runner = await GpuRunner.load(file, { ...SIZES, device });
+    const failure = new Promise<Error>((resolve) => runner.onFailure((e) => resolve(e)));
+    assert.equal((await generate(runner, 0, PROMPTS[1]!, 2, 0)).length, 2);
+    // A validation error outside any error scope: an uncaptured error on the shared device.
+    device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE });
+    const error = await failure;
+    assert.ok(error instanceof GpuError && error.code === "GPU_VALIDATION", String(error));
+    await assert.rejects(generate(runner, 0, PROMPTS[1]!, 2, 0), (e: unknown) => e === error);
+    await runner.dispose();
+    assert.equal(runner.memory().liveBuffers, 0);
+    // The device is the caller's: still usable.
+    const probe = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+    probe.destroy();
+  } finally {
+    device.destroy();
+  }
 });

@@ -1,6 +1,6 @@
 /**
  * Matrix kernels over quantized weights (shaders/matvec.wgsl, shaders/matmul.wgsl,
- * shaders/get_rows.wgsl, shaders/quant.wgsl), for every type in GPU_WEIGHT_LAYOUTS.
+ * shaders/quant.wgsl), for every type in GPU_WEIGHT_LAYOUTS.
  *
  * ```ts
  * const mk = new MatrixKernels(ctx);
@@ -9,7 +9,6 @@
  * mk.matvec(step, wq, x, q, { bias: bq });            //            + bias
  * mk.matmul(step, wq, xs, qs, n);                     // qs[n×rows] = xs[n×cols] · Wᵀ
  * mk.matmul(step, wq, xs, qs, n, { xOffset, xStride, yOffset, yStride });
- * mk.getRows(step, tokenEmbd, ids, h, n);             // h[n×cols]  = rows ids[0..n) of W (u32 ids)
  * ```
  *
  * Buffers hold f32. Offsets and strides count f32 elements; by default X rows are `cols`
@@ -26,7 +25,7 @@ import { splitWorkgroups, type GpuStep } from "../step.ts";
 import { CHUNK_VALUES, type GpuWeight } from "../weights.ts";
 
 /** The kernels of this module. */
-export type MatrixFamily = "matvec" | "matmul" | "getRows";
+export type MatrixFamily = "matvec" | "matmul";
 
 /** Typed key of a matrix kernel variant. */
 export interface MatrixKernelKey {
@@ -48,9 +47,6 @@ export function matrixVariant(key: MatrixKernelKey): KernelVariant {
   const base = { [typeName]: true, BIAS: key.bias };
   if (key.family === "matmul") {
     return { name: `matmul_${typeName}${key.bias ? "_bias" : ""}`, file: "matmul.wgsl", defines: base };
-  }
-  if (key.family === "getRows") {
-    return { name: `get_rows_${typeName}`, file: "get_rows.wgsl", defines: { [typeName]: true } };
   }
   const name = [
     `matvec_${typeName}_wg${key.workgroupSize}_r${key.rowsPerWorkgroup}`,
@@ -101,8 +97,6 @@ export interface MatmulOptions extends MatrixOptions {
 /** Tile sizes of matmul.wgsl (TN × TM outputs per work-group). */
 const MATMUL_TILE_ROWS = 64;
 const MATMUL_TILE_N = 64;
-/** Threads per work-group of get_rows.wgsl (one 16-value chunk each). */
-const GET_ROWS_WORKGROUP = 64;
 
 /** Records matrix-vector and matrix-matrix products into a {@link GpuStep}. */
 export class MatrixKernels {
@@ -127,7 +121,7 @@ export class MatrixKernels {
     return {
       family,
       type: weight.type,
-      bias: family !== "getRows" && bias,
+      bias,
       padCols: family === "matvec" && weight.cols % CHUNK_VALUES !== 0,
       workgroupSize: this.workgroupSize,
       rowsPerWorkgroup: this.rowsPerWorkgroup,
@@ -137,7 +131,7 @@ export class MatrixKernels {
 
   /**
    * Compiles (checked) the variants these weights need: matvec and matmul by default, with
-   * and without bias when `bias` is set; pass `families` to choose (e.g. `["getRows"]`).
+   * and without bias when `bias` is set; pass `families` to choose one.
    */
   async prepare(weights: Iterable<GpuWeight>, options: { bias?: boolean; families?: readonly MatrixFamily[] } = {}): Promise<void> {
     const variants = new Map<string, KernelVariant>();
@@ -238,50 +232,6 @@ export class MatrixKernels {
       ]);
       entries.push({ binding: 3, resource: step.params(params) });
       step.dispatch(pipeline, entries, [Math.ceil(part.rows / MATMUL_TILE_ROWS), Math.ceil(n / MATMUL_TILE_N)]);
-    }
-  }
-
-  /**
-   * Y[yOffset + m·yStride + k] = W[ids[idsOffset + m], k] for m < n and k < cols: the
-   * dequantized rows named by `n` u32 ids in a GPU buffer (token embedding lookup). An id
-   * outside the weight's rows leaves its output row untouched.
-   */
-  getRows(
-    step: GpuStep,
-    weight: GpuWeight,
-    ids: GPUBuffer,
-    y: GPUBuffer,
-    n: number,
-    options: { idsOffset?: number; yOffset?: number; yStride?: number } = {},
-  ): void {
-    if (!Number.isInteger(n) || n < 0) throw new GpuError("GPU_UNSUPPORTED", `getRows of ${weight.name}: n = ${n}`);
-    if (n === 0) return;
-    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("getRows", weight, false)));
-    const idsOffset = options.idsOffset ?? 0;
-    const yOffset = options.yOffset ?? 0;
-    const yStride = options.yStride ?? weight.cols;
-    const idsWin = this.window(ids, idsOffset, n, "ids");
-    const yWin = this.window(y, yOffset, (n - 1) * yStride + weight.cols, "y");
-    for (const part of weight.parts) {
-      const params = new Uint32Array([
-        part.rows,
-        weight.chunksPerRow,
-        weight.cols,
-        weight.rowWords,
-        part.scaleWord,
-        weight.blocksPerRow,
-        part.firstRow,
-        idsWin.base,
-        yWin.base,
-        yStride,
-      ]);
-      const entries: GPUBindGroupEntry[] = [
-        { binding: 0, resource: { buffer: part.buffer } },
-        { binding: 1, resource: idsWin.resource },
-        { binding: 2, resource: yWin.resource },
-        { binding: 3, resource: step.params(params) },
-      ];
-      step.dispatch(pipeline, entries, [Math.ceil(weight.chunksPerRow / GET_ROWS_WORKGROUP), n]);
     }
   }
 

@@ -62,20 +62,28 @@ export function sampleRowOf(p: SamplingParams, slot: number, sampleIndex: number
   };
 }
 
-/** Writes `row` at byte `offset` of `view` in the WGSL layout. */
+/**
+ * Writes `row` at byte `offset` of `view` in the WGSL layout. The seed wraps to a u32 as in
+ * the CPU sampler; counts saturate (a `penaltyWindow` of Infinity means "everything", not 0).
+ */
 export function writeSampleRow(view: DataView, offset: number, row: SampleRow): void {
   view.setUint32(offset, row.slot, true);
-  view.setUint32(offset + 4, row.sampleIndex >>> 0, true);
+  view.setUint32(offset + 4, saturateU32(row.sampleIndex), true);
   view.setUint32(offset + 8, row.seed >>> 0, true);
-  view.setUint32(offset + 12, row.topK, true);
+  view.setUint32(offset + 12, saturateU32(row.topK), true);
   view.setFloat32(offset + 16, row.temperature, true);
   view.setFloat32(offset + 20, row.topP, true);
   view.setFloat32(offset + 24, row.minP, true);
   view.setFloat32(offset + 28, row.repeatPenalty, true);
   view.setFloat32(offset + 32, row.presencePenalty, true);
   view.setFloat32(offset + 36, row.frequencyPenalty, true);
-  view.setUint32(offset + 40, row.penaltyWindow, true);
+  view.setUint32(offset + 40, saturateU32(row.penaltyWindow), true);
   view.setUint32(offset + 44, row.outIndex, true);
+}
+
+function saturateU32(v: number): number {
+  if (Number.isNaN(v) || v <= 0) return 0;
+  return v >= 0xffffffff ? 0xffffffff : Math.floor(v);
 }
 
 /** Buffers a sampler reads and writes in one sub-step. */

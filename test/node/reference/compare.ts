@@ -2,8 +2,27 @@
  * Measures of how far two sets of logits are apart, for the llama.cpp cross-checks. All
  * in f64, with log-softmax computed stably.
  */
-import type { ControlledEvaluateInputItem, LlamaContext, Token } from "node-llama-cpp";
+import type { ControlledEvaluateInputItem, LlamaContext, LlamaModel, Token } from "node-llama-cpp";
 import { SeededRandom } from "../../../src/model/synthetic.ts";
+
+/**
+ * A llama.cpp context for exact comparisons: F32 KV cache, and flash attention off (its CPU
+ * kernel rounds through F16, which moves logits by about 1e-2 even with an F32 cache;
+ * measured here: 4e-3..1e-2 with it, 4e-6..7e-6 without). One thread: on this shared
+ * 2-core machine ggml's spinning worker threads made a 9-token evaluation take 1.7 s
+ * instead of 9 ms.
+ */
+export function createComparisonContext(model: LlamaModel, contextSize: number): Promise<LlamaContext> {
+  return model.createContext({
+    contextSize,
+    sequences: 4,
+    batchSize: contextSize,
+    threads: 1,
+    flashAttention: false,
+    experimentalKvCacheKeyType: "F32",
+    experimentalKvCacheValueType: "F32",
+  });
+}
 
 /** Sampling options under which node-llama-cpp reports the logits unchanged (no temperature, no filters). */
 const RAW_LOGITS = { temperature: 1, topK: 0, topP: 1, minP: 0 } as const;

@@ -10,8 +10,8 @@ import { openGGUF } from "../../../src/gguf/reader.ts";
 import { ReferenceModel } from "../../../src/model/reference.ts";
 import { SYNTHETIC_ARCHS } from "../../../src/model/synthetic.ts";
 import { syntheticModelPath } from "../support/fixtures.ts";
-import { createExactContext, loadLlamaCppModel } from "../support/llamacpp.ts";
-import { llamaCppLogitsByToken, maxAbsDiff, randomTokens, top1Probability } from "./compare.ts";
+import { loadLlamaCppModel } from "../support/llamacpp.ts";
+import { createComparisonContext, llamaCppLogitsByToken, maxAbsDiff, randomTokens, top1Probability } from "./compare.ts";
 
 const PROMPT_LENGTH = 80;
 const GREEDY_TOKENS = 32;
@@ -31,7 +31,7 @@ describe.each(SYNTHETIC_ARCHS)("%s F32: CPU reference vs llama.cpp", (arch) => {
       await file.close();
     }
     llamaModel = await loadLlamaCppModel(path);
-    context = await createExactContext(llamaModel, ours.config.contextLength);
+    context = await createComparisonContext(llamaModel, ours.config.contextLength);
     const bos = llamaModel.tokens.bos;
     if (bos === null) throw new Error("synthetic model has no BOS token");
     prompt = [bos, ...randomTokens(PROMPT_LENGTH - 1, ours.config.vocabSize, 7)];

@@ -11,8 +11,8 @@ import { openGGUF } from "../../../src/gguf/reader.ts";
 import { ReferenceModel } from "../../../src/model/reference.ts";
 import { SYNTHETIC_ARCHS } from "../../../src/model/synthetic.ts";
 import { syntheticModelPath } from "../support/fixtures.ts";
-import { createExactContext, loadLlamaCppModel } from "../support/llamacpp.ts";
-import { klDivergence, llamaCppLogitsByToken, randomTokens, top1 } from "./compare.ts";
+import { loadLlamaCppModel } from "../support/llamacpp.ts";
+import { createComparisonContext, klDivergence, llamaCppLogitsByToken, randomTokens, top1 } from "./compare.ts";
 
 const QUANTS: readonly QuantMix[] = ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K"];
 const POSITIONS = 256;
@@ -35,7 +35,7 @@ describe("quantized models: CPU reference vs llama.cpp", () => {
     }
     const llamaModel = await loadLlamaCppModel(path);
     try {
-      const context = await createExactContext(llamaModel, ours.config.contextLength);
+      const context = await createComparisonContext(llamaModel, ours.config.contextLength);
       try {
         const bos = llamaModel.tokens.bos;
         if (bos === null) throw new Error("synthetic model has no BOS token");

@@ -11,8 +11,8 @@ import { openGGUF } from "../../../src/gguf/reader.ts";
 import { type ModelConfig, modelConfigFromGGUF, ROPE_FREQS_TENSOR_NAME } from "../../../src/model/config.ts";
 import { SYNTHETIC_ARCHS, syntheticModelConfig, syntheticTensors } from "../../../src/model/synthetic.ts";
 import { syntheticModelPath } from "../support/fixtures.ts";
-import { createExactContext, loadLlamaCppModel } from "../support/llamacpp.ts";
-import { llamaCppLogitsByToken } from "../reference/compare.ts";
+import { loadLlamaCppModel } from "../support/llamacpp.ts";
+import { createComparisonContext, llamaCppLogitsByToken } from "../reference/compare.ts";
 
 const QUANTS: readonly QuantMix[] = QUANT_MIXES.filter((q) => q !== "BF16");
 const cases = SYNTHETIC_ARCHS.flatMap((arch) => QUANTS.map((quant) => [arch, quant] as const));
@@ -53,7 +53,7 @@ describe("synthetic tiny models", () => {
       expect(model.trainContextSize).toBe(expected.contextLength);
       expect(model.fileInfo.metadata.general.architecture).toBe(arch);
       expect(model.tokens.bos).not.toBeNull();
-      const context = await createExactContext(model, 64);
+      const context = await createComparisonContext(model, 64);
       try {
         const logits = await llamaCppLogitsByToken(context, [model.tokens.bos!, 10, 20, 30], expected.vocabSize);
         expect(logits).toHaveLength(4);
