@@ -1,0 +1,462 @@
+/**
+ * The demo page: chat with a GGUF model that runs in a Web Worker on WebGPU.
+ *
+ * The page opens on the model served with it (no download), and can load any GGUF from a
+ * URL (downloaded once, then cached in OPFS), from a file picker, or by drag-and-drop.
+ * `document.body.dataset.engine` says where the page is (`loading`, `ready`, `generating`,
+ * `unloaded`, `failed`) for people styling it and for the browser tests.
+ */
+import defaultModel from "virtual:default-model";
+import { type GenerateInput, RequestAbortedError, type WorkerLoadProgress } from "../../src/index.ts";
+import { type AdapterReport, probeAdapter, renderAdapter } from "./adapter.ts";
+import { CachePanel } from "./cache-panel.ts";
+import { byId, h } from "./dom.ts";
+import { formatBytes, formatCount, formatMs, shortName } from "./format.ts";
+import { describeError } from "./messages.ts";
+import { ProgressView } from "./progress.ts";
+import { type BackendPreference, EngineSession, type LoadedModel, type ModelChoice } from "./session.ts";
+import { SettingsPanel } from "./settings.ts";
+import { History, type ReplyView, Transcript } from "./transcript.ts";
+
+type PageState = "loading" | "ready" | "generating" | "unloaded" | "failed";
+
+const DEFAULT_CHOICE: ModelChoice = { kind: "default", url: new URL(defaultModel.url, document.baseURI).href };
+const SUGGESTIONS = ["Tell me a fortune.", "What is the meaning of life?", "Give me one piece of advice."];
+const BACKEND_KEY = "webgpu-llm.demo.backend";
+
+const session = new EngineSession();
+const settings = new SettingsPanel();
+const progress = new ProgressView();
+const cachePanel = new CachePanel();
+const transcript = new Transcript(byId("transcript", HTMLDivElement));
+const history = new History();
+
+const ui = {
+  chipText: byId("model-chip-text", HTMLSpanElement),
+  modelCard: byId("model-card", HTMLDivElement),
+  notices: byId("notices", HTMLDivElement),
+  composer: byId("composer", HTMLFormElement),
+  prompt: byId("prompt", HTMLTextAreaElement),
+  send: byId("send", HTMLButtonElement),
+  liveStats: byId("live-stats", HTMLSpanElement),
+  unload: byId("unload", HTMLButtonElement),
+  loadDefault: byId("load-default", HTMLButtonElement),
+  cancelLoad: byId("cancel-load", HTMLButtonElement),
+  urlForm: byId("url-form", HTMLFormElement),
+  urlInput: byId("model-url", HTMLInputElement),
+  fileInput: byId("model-file", HTMLInputElement),
+  backend: byId("backend", HTMLSelectElement),
+  adapter: byId("adapter", HTMLDivElement),
+  drawer: byId("drawer", HTMLElement),
+  openDrawer: byId("open-drawer", HTMLButtonElement),
+  closeDrawer: byId("close-drawer", HTMLButtonElement),
+  scrim: byId("scrim", HTMLDivElement),
+  dropOverlay: byId("drop-overlay", HTMLDivElement),
+  newChat: byId("new-chat", HTMLButtonElement),
+};
+
+let state: PageState = "loading";
+let adapterReport: AdapterReport | undefined;
+/** The request being generated: Stop and Esc abort it; `done` settles once `send` has finished with it. */
+let current: { controller: AbortController; reply: ReplyView; done: Promise<void> } | undefined;
+let liveTimer: number | undefined;
+
+function setState(next: PageState): void {
+  state = next;
+  document.body.dataset.engine = next;
+  const generating = next === "generating";
+  ui.send.classList.toggle("stop", generating);
+  ui.send.setAttribute("aria-label", generating ? "Stop" : "Send");
+  ui.send.disabled = !(next === "ready" || generating);
+  ui.prompt.placeholder = next === "ready" || generating ? "Message the model…" : next === "loading" ? "Loading the model…" : "Load a model to start";
+  ui.unload.hidden = !(next === "ready" || generating);
+  ui.loadDefault.hidden = next !== "unloaded" && next !== "failed";
+}
+
+// ---------------------------------------------------------------------------------------
+// Notices
+
+function notify(kind: "info" | "warn" | "error", title: string, detail?: string, action?: { label: string; run: () => void }): void {
+  const close = h("button", { type: "button", class: "icon-button small", "aria-label": "Dismiss" }, "✕");
+  const actionButton = action ? h("button", { type: "button", class: "secondary-button small" }, action.label) : null;
+  const notice = h(
+    "div",
+    { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" },
+    h("div", { class: "notice-body" }, h("strong", {}, title), detail ? h("details", {}, h("summary", {}, "Details"), h("code", {}, detail)) : null),
+    actionButton,
+    close,
+  );
+  close.addEventListener("click", () => notice.remove());
+  actionButton?.addEventListener("click", () => {
+    notice.remove();
+    action?.run();
+  });
+  ui.notices.append(notice);
+  while (ui.notices.children.length > 3) ui.notices.firstElementChild?.remove();
+}
+
+function clearNotices(): void {
+  ui.notices.replaceChildren();
+}
+
+// ---------------------------------------------------------------------------------------
+// Model card and welcome
+
+function originText(m: LoadedModel): string {
+  if (m.choice.kind === "default") return "Served with this page";
+  if (m.choice.kind === "file") return "Local file";
+  switch (m.info.origin.cache) {
+    case "hit":
+      return "From this browser's cache";
+    case "stored":
+      return "Downloaded · now cached";
+    default:
+      return "Streamed from the URL";
+  }
+}
+
+function renderModelCard(m: LoadedModel | undefined): void {
+  if (!m) {
+    ui.modelCard.replaceChildren(h("p", { class: "muted" }, state === "loading" ? "Loading…" : "No model loaded."));
+    return;
+  }
+  const d = m.info.model;
+  const tags = [d.architecture, `${formatCount(d.parameterCount)} params`, formatBytes(d.fileSize), d.weightTypes.slice(0, 2).join("+"), `${m.info.limits.contextLength} ctx`];
+  ui.modelCard.replaceChildren(
+    h("div", { class: "model-name", "data-testid": "model-name" }, d.name),
+    h("div", { class: "tags" }, ...tags.map((t) => h("span", { class: "tag" }, t))),
+    h(
+      "div",
+      { class: "model-origin" },
+      h("span", { class: `badge ${m.backend}` }, m.backend === "webgpu" ? "WebGPU" : "CPU"),
+      h("span", { "data-testid": "model-origin", "data-cache": m.info.origin.cache }, originText(m)),
+    ),
+    m.choice.kind === "default" && defaultModel.synthetic
+      ? h("p", { class: "callout" }, "This build embeds a synthetic model with random weights, so its replies are noise. Train the real one with tools/train, or load any GGUF.")
+      : null,
+  );
+}
+
+function showWelcome(m: LoadedModel | undefined): void {
+  if (!m) {
+    transcript.showWelcome(
+      state === "failed" ? "No model could be loaded" : "No model loaded",
+      ["Load the default model, a GGUF file from your computer, or one from a URL."],
+      [],
+      () => {},
+    );
+    return;
+  }
+  const d = m.info.model;
+  const where = m.backend === "webgpu" ? "on your GPU through WebGPU" : "on your CPU";
+  transcript.showWelcome(
+    `Chat with ${d.name}`,
+    [`It runs entirely in this browser, ${where}. Nothing you type leaves your device.`],
+    settings.settings.mode === "chat" ? SUGGESTIONS : ["Once upon a time", "The meaning of life is", "A wise man once said"],
+    (s) => {
+      ui.prompt.value = s;
+      void send();
+    },
+  );
+}
+
+function renderChip(m: LoadedModel | undefined): void {
+  if (state === "loading") ui.chipText.textContent = "Loading model…";
+  else if (!m) ui.chipText.textContent = state === "failed" ? "No model (load failed)" : "No model loaded";
+  else ui.chipText.textContent = `${m.info.model.name} · ${m.backend === "webgpu" ? "WebGPU" : "CPU"}`;
+}
+
+function renderDevice(): void {
+  if (!adapterReport) return;
+  renderAdapter(ui.adapter, adapterReport, session.loaded?.engine.description);
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading and unloading
+
+function choiceLabel(choice: ModelChoice): string {
+  if (choice.kind === "file") return choice.file.name;
+  if (choice.kind === "default") return defaultModel.fileName;
+  return shortName(choice.url);
+}
+
+async function loadModel(choice: ModelChoice): Promise<void> {
+  await stopGenerating();
+  setState("loading");
+  renderChip(undefined);
+  renderModelCard(undefined);
+  progress.start(`Opening ${choiceLabel(choice)}`);
+  const preference = backendPreference();
+  try {
+    const loaded = await session.load(choice, preference, (p: WorkerLoadProgress) => progress.update(p));
+    clearNotices();
+    if (loaded.fallbackReason !== undefined) {
+      const why = describeError(loaded.fallbackReason);
+      notify("warn", `Running on the CPU: ${why.title}`, why.detail);
+    }
+    settings.setChatAvailable(loaded.info.model.chatTemplate);
+    setState("ready");
+    if (!transcript.empty) transcript.addDivider(`Now talking to ${loaded.info.model.name}`);
+    else showWelcome(loaded);
+    renderModelCard(loaded);
+    renderChip(loaded);
+    renderDevice();
+    ui.prompt.focus();
+  } catch (error) {
+    if (isCancelled(error)) {
+      setState("unloaded");
+      notify("info", "Loading cancelled.");
+    } else {
+      setState("failed");
+      const why = describeError(error);
+      const retryOnCpu = preference !== "cpu" && session.loaded === undefined && /GPU/.test(why.title)
+        ? { label: "Run on the CPU", run: () => { ui.backend.value = "cpu"; void loadModel(choice); } }
+        : undefined;
+      notify("error", why.title, why.detail, retryOnCpu);
+    }
+    renderModelCard(undefined);
+    renderChip(undefined);
+    if (transcript.empty) showWelcome(undefined);
+  } finally {
+    progress.hide();
+    void cachePanel.refresh();
+  }
+}
+
+function backendPreference(): BackendPreference {
+  const v = ui.backend.value;
+  return v === "webgpu" || v === "cpu" ? v : "auto";
+}
+
+function isCancelled(error: unknown): boolean {
+  return error instanceof Error && error.name === "EngineDisposedError";
+}
+
+async function unload(): Promise<void> {
+  await stopGenerating();
+  ui.unload.disabled = true;
+  try {
+    await session.unload();
+  } finally {
+    ui.unload.disabled = false;
+  }
+  setState("unloaded");
+  renderModelCard(undefined);
+  renderChip(undefined);
+  renderDevice();
+  notify("info", "Model unloaded: its worker has stopped and its GPU memory is released.");
+  if (transcript.empty) showWelcome(undefined);
+}
+
+// ---------------------------------------------------------------------------------------
+// Generating
+
+async function send(): Promise<void> {
+  const loaded = session.loaded;
+  const text = ui.prompt.value;
+  if (state !== "ready" || !loaded || text.trim() === "") return;
+  const s = settings.settings;
+  const controller = new AbortController();
+  let input: GenerateInput;
+  let reply: ReplyView;
+  if (s.mode === "chat") {
+    input = history.request(s.systemPrompt, text);
+    transcript.addUser(text);
+    reply = transcript.addReply();
+  } else {
+    input = text;
+    reply = transcript.addReply(text);
+  }
+  ui.prompt.value = "";
+  autosize();
+  let markDone!: () => void;
+  current = { controller, reply, done: new Promise((resolve) => (markDone = resolve)) };
+  setState("generating");
+  startLiveStats(reply);
+  const stream = loaded.engine.generate(input, settings.generateOptions(controller.signal));
+  try {
+    for await (const chunk of stream) reply.append(chunk.text, chunk.tokens.length);
+    const result = await stream.result;
+    reply.finish(result);
+    ui.liveStats.textContent = `Last reply: TTFT ${formatMs(result.timings.timeToFirstTokenMs)} · ${result.timings.decodeTokensPerSecond.toFixed(1)} tok/s`;
+    if (s.mode === "chat") history.add(text, result.text);
+  } catch (error) {
+    if (error instanceof RequestAbortedError) {
+      reply.stopped();
+      ui.liveStats.textContent = "Stopped.";
+      if (s.mode === "chat") history.add(text, reply.content);
+    } else {
+      const why = describeError(error);
+      reply.failed(why.title);
+      ui.liveStats.textContent = "";
+      notify("error", why.title, why.detail);
+    }
+  } finally {
+    stopLiveStats();
+    current = undefined;
+    markDone();
+    if (session.loaded === loaded && loaded.engine.state === "ready") setState("ready");
+    else if (session.loaded === loaded) setState("failed");
+    if (state === "ready" && !isNarrow()) ui.prompt.focus();
+  }
+}
+
+/** Aborts the request in progress (through its signal) and waits for it to wind down. */
+async function stopGenerating(): Promise<void> {
+  if (!current) return;
+  const { controller, done } = current;
+  controller.abort();
+  await done;
+}
+
+function startLiveStats(reply: ReplyView): void {
+  ui.liveStats.textContent = "Thinking…";
+  stopLiveStats();
+  liveTimer = window.setInterval(() => {
+    const ttft = reply.pageTtftMs;
+    if (ttft === undefined) return;
+    ui.liveStats.textContent = `${reply.liveRate.toFixed(1)} tok/s · TTFT ${formatMs(ttft)}`;
+  }, 250);
+}
+
+function stopLiveStats(): void {
+  if (liveTimer !== undefined) window.clearInterval(liveTimer);
+  liveTimer = undefined;
+}
+
+function newChat(): void {
+  if (current) current.controller.abort();
+  history.clear();
+  transcript.clear();
+  showWelcome(session.loaded);
+  ui.liveStats.textContent = "";
+  ui.prompt.focus();
+}
+
+// ---------------------------------------------------------------------------------------
+// Layout: the drawer on narrow screens, the composer's height, drag-and-drop
+
+function isNarrow(): boolean {
+  return window.matchMedia("(max-width: 899px)").matches;
+}
+
+function setDrawer(open: boolean): void {
+  document.body.classList.toggle("drawer-open", open);
+  ui.openDrawer.setAttribute("aria-expanded", String(open));
+  ui.scrim.hidden = !open;
+  if (open) ui.closeDrawer.focus();
+}
+
+function autosize(): void {
+  ui.prompt.style.height = "auto";
+  ui.prompt.style.height = `${Math.min(ui.prompt.scrollHeight, 220)}px`;
+}
+
+function setUpDragAndDrop(): void {
+  let depth = 0;
+  const hasFiles = (e: DragEvent) => e.dataTransfer?.types.includes("Files") ?? false;
+  window.addEventListener("dragenter", (e) => {
+    if (!hasFiles(e)) return;
+    depth++;
+    ui.dropOverlay.hidden = false;
+  });
+  window.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) ui.dropOverlay.hidden = true;
+  });
+  window.addEventListener("dragover", (e) => {
+    if (hasFiles(e)) e.preventDefault();
+  });
+  window.addEventListener("drop", (e) => {
+    e.preventDefault();
+    depth = 0;
+    ui.dropOverlay.hidden = true;
+    const file = e.dataTransfer?.files[0];
+    if (!file) return;
+    if (!/\.gguf$/i.test(file.name)) notify("warn", `${file.name} does not end in .gguf; trying it anyway.`);
+    setDrawer(false);
+    void loadModel({ kind: "file", file });
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Wiring
+
+ui.composer.addEventListener("submit", (e) => {
+  e.preventDefault();
+  if (state === "generating") void stopGenerating();
+  else void send();
+});
+ui.prompt.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    void send();
+  }
+});
+ui.prompt.addEventListener("input", autosize);
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "Escape") return;
+  if (state === "generating") {
+    e.preventDefault();
+    void stopGenerating();
+  } else if (document.body.classList.contains("drawer-open")) {
+    setDrawer(false);
+  }
+});
+ui.unload.addEventListener("click", () => void unload());
+ui.loadDefault.addEventListener("click", () => void loadModel(DEFAULT_CHOICE));
+ui.cancelLoad.addEventListener("click", () => void session.cancel());
+ui.urlForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const url = ui.urlInput.value.trim();
+  if (!url) return;
+  setDrawer(false);
+  void loadModel({ kind: "url", url });
+});
+ui.fileInput.addEventListener("change", () => {
+  const file = ui.fileInput.files?.[0];
+  ui.fileInput.value = "";
+  if (!file) return;
+  setDrawer(false);
+  void loadModel({ kind: "file", file });
+});
+ui.backend.addEventListener("change", () => {
+  try {
+    localStorage.setItem(BACKEND_KEY, ui.backend.value);
+  } catch {
+    // Not remembered; fine.
+  }
+  const loaded = session.loaded;
+  if (loaded) void loadModel(loaded.choice);
+});
+ui.openDrawer.addEventListener("click", () => setDrawer(true));
+ui.closeDrawer.addEventListener("click", () => setDrawer(false));
+ui.scrim.addEventListener("click", () => setDrawer(false));
+ui.newChat.addEventListener("click", newChat);
+settings.onModeChange = () => {
+  if (transcript.empty) showWelcome(session.loaded);
+};
+cachePanel.onLoad = (url) => {
+  ui.urlInput.value = url;
+  setDrawer(false);
+  void loadModel({ kind: "url", url });
+};
+cachePanel.onNotice = (text) => notify("info", text);
+setUpDragAndDrop();
+
+try {
+  const saved = localStorage.getItem(BACKEND_KEY);
+  if (saved === "auto" || saved === "webgpu" || saved === "cpu") ui.backend.value = saved;
+} catch {
+  // Default backend then.
+}
+
+setState("loading");
+renderModelCard(undefined);
+void probeAdapter().then((report) => {
+  adapterReport = report;
+  renderDevice();
+  if (report.missing) notify("warn", "WebGPU is not available, so models run on the CPU (slowly).", report.missing);
+});
+void cachePanel.refresh();
+void loadModel(DEFAULT_CHOICE);

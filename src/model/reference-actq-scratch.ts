@@ -1,0 +1,512 @@
+/**
+ * The CPU reference forward pass: plain TypeScript, every weight in f32, every dot
+ * product accumulated in a JavaScript number (f64). It exists to be read and trusted,
+ * not to be fast: the GPU kernels and llama.cpp are both checked against it.
+ *
+ * Laid out like llama2.c's `run.c`: the weights (`ReferenceWeights`), the per-position
+ * scratch (`RunState`), the KV cache (`ReferenceKVCache`) and the forward pass are separate
+ * parts, each buffer with its shape beside it. Shapes are written row-major as
+ * `(rows, cols)`; a GGUF matrix with `ne = [in, out]` is `(out, in)` here.
+ *
+ * One layer (llama, qwen2, qwen3):
+ *   xb = rmsnorm(x) * attn_norm
+ *   q, k, v = Wq·xb (+bq), Wk·xb (+bk), Wv·xb (+bv)      qwen2 adds the biases
+ *   q, k = rmsnorm_per_head(q) * q_norm, ... * k_norm      qwen3 only
+ *   q, k = rope(q, pos), rope(k, pos)
+ *   x += Wo · softmax(q·kᵀ / √headDim) v                  grouped-query, causal
+ *   xb = rmsnorm(x) * ffn_norm
+ *   x += Wdown · (silu(Wgate·xb) ⊙ (Wup·xb))
+ * and at the end: logits = Wout · (rmsnorm(x) * output_norm).
+ */
+import { GGUFError, InvalidArgumentError, ModelConfigError } from "../errors.ts";
+import type { GGUFFile } from "../gguf/reader.ts";
+import { dequantize } from "../gguf/quant/index.ts";
+import {
+  type ModelConfig,
+  GLOBAL_TENSOR_NAMES,
+  layerTensorNames,
+  modelConfigFromGGUF,
+  ROPE_FREQS_TENSOR_NAME,
+} from "./config.ts";
+import { ropeFrequencies } from "./reference-rope.ts";
+
+/** Weights of one transformer layer, all f32. */
+export interface ReferenceLayerWeights {
+  readonly attnNorm: Float32Array; // (nEmbd)
+  readonly wq: Float32Array; // (nHeads * headDim, nEmbd)
+  readonly wk: Float32Array; // (nKvHeads * headDim, nEmbd)
+  readonly wv: Float32Array; // (nKvHeads * headDim, nEmbd)
+  /** qwen2 only. */
+  readonly bq: Float32Array | null; // (nHeads * headDim)
+  readonly bk: Float32Array | null; // (nKvHeads * headDim)
+  readonly bv: Float32Array | null; // (nKvHeads * headDim)
+  /** qwen3 only: shared by every head. */
+  readonly qNorm: Float32Array | null; // (headDim)
+  readonly kNorm: Float32Array | null; // (headDim)
+  readonly wo: Float32Array; // (nEmbd, nHeads * headDim)
+  readonly ffnNorm: Float32Array; // (nEmbd)
+  readonly wGate: Float32Array; // (nFf, nEmbd)
+  readonly wUp: Float32Array; // (nFf, nEmbd)
+  readonly wDown: Float32Array; // (nEmbd, nFf)
+}
+
+/** Every weight of a model, dequantized to f32. */
+export interface ReferenceWeights {
+  readonly tokenEmbd: Float32Array; // (vocab, nEmbd)
+  readonly layers: readonly ReferenceLayerWeights[];
+  readonly outputNorm: Float32Array; // (nEmbd)
+  /** The same array as `tokenEmbd` when the embeddings are tied. */
+  readonly output: Float32Array; // (vocab, nEmbd)
+  /**
+   * Per-pair divisors of the RoPE frequencies (`rope_freqs.weight`, Llama 3 scaling),
+   * or null when the frequencies are used as they are.
+   */
+  readonly ropeFreqDivisors: Float32Array | null; // (ropeDims / 2)
+}
+
+/**
+ * Keys and values of the positions processed so far, per layer. Storage grows on demand
+ * (a 128k-token context of a 1B model would be gigabytes if allocated up front).
+ */
+export class ReferenceKVCache {
+  /** Positions already processed; the next token goes at this position. */
+  length = 0;
+  readonly #kvDim: number;
+  readonly #maxLength: number;
+  #keys: Float32Array[]; // per layer (capacity, nKvHeads * headDim)
+  #values: Float32Array[]; // per layer (capacity, nKvHeads * headDim)
+  #capacity = 0;
+
+  /** @param maxLength the context length; positions beyond it are refused. */
+  constructor(nLayers: number, kvDim: number, maxLength: number) {
+    this.#kvDim = kvDim;
+    this.#maxLength = maxLength;
+    this.#keys = Array.from({ length: nLayers }, () => new Float32Array(0));
+    this.#values = Array.from({ length: nLayers }, () => new Float32Array(0));
+  }
+
+  /** The most positions this cache holds (the model's context length). */
+  get maxLength(): number {
+    return this.#maxLength;
+  }
+
+  /** Keys of `layer`, row `pos` = position `pos` (valid rows: those written so far). */
+  keys(layer: number): Float32Array {
+    return this.#keys[layer]!;
+  }
+
+  /** Values of `layer`, laid out like `keys`. */
+  values(layer: number): Float32Array {
+    return this.#values[layer]!;
+  }
+
+  /** Makes room for positions `[0, n)`, keeping what is stored. */
+  reserve(n: number): void {
+    if (n > this.#maxLength) {
+      throw new InvalidArgumentError("tokens", `position ${n - 1} is past the context length ${this.#maxLength}`);
+    }
+    if (n <= this.#capacity) return;
+    const capacity = Math.min(this.#maxLength, Math.max(n, this.#capacity * 2, 16));
+    const grow = (old: Float32Array): Float32Array => {
+      const next = new Float32Array(capacity * this.#kvDim);
+      next.set(old);
+      return next;
+    };
+    this.#keys = this.#keys.map(grow);
+    this.#values = this.#values.map(grow);
+    this.#capacity = capacity;
+  }
+}
+
+/** Options of {@link ReferenceModel.forward}. */
+export interface ForwardOptions {
+  /** Return the logits after every token, not only after the last one. */
+  readonly allLogits?: boolean;
+}
+
+/** Scratch buffers for one position, reused across positions. */
+class RunState {
+  readonly x: Float32Array; // (nEmbd) residual stream
+  readonly xb: Float32Array; // (nEmbd) normed input of a block
+  readonly q: Float32Array; // (nHeads * headDim)
+  readonly k: Float32Array; // (nKvHeads * headDim)
+  readonly v: Float32Array; // (nKvHeads * headDim)
+  readonly attnOut: Float32Array; // (nHeads * headDim) attention-weighted values
+  readonly scores: Float32Array; // (contextLength) one head's attention weights, grown on demand
+  readonly hb: Float32Array; // (nEmbd) output of Wo or Wdown
+  readonly gate: Float32Array; // (nFf)
+  readonly up: Float32Array; // (nFf)
+  readonly ropeCos: Float32Array; // (ropeDims / 2)
+  readonly ropeSin: Float32Array; // (ropeDims / 2)
+
+  constructor(c: ModelConfig) {
+    this.x = new Float32Array(c.nEmbd);
+    this.xb = new Float32Array(c.nEmbd);
+    this.q = new Float32Array(c.nHeads * c.headDim);
+    this.k = new Float32Array(c.nKvHeads * c.headDim);
+    this.v = new Float32Array(c.nKvHeads * c.headDim);
+    this.attnOut = new Float32Array(c.nHeads * c.headDim);
+    this.scores = new Float32Array(c.contextLength);
+    this.hb = new Float32Array(c.nEmbd);
+    this.gate = new Float32Array(c.nFf);
+    this.up = new Float32Array(c.nFf);
+    this.ropeCos = new Float32Array(c.rope.dims / 2);
+    this.ropeSin = new Float32Array(c.rope.dims / 2);
+  }
+}
+
+/** A model held entirely in f32 on the CPU, with a forward pass written for clarity. */
+export class ReferenceModel {
+  readonly config: ModelConfig;
+  readonly weights: ReferenceWeights;
+  /** Angular frequency of each rotated pair, scaling already applied. */
+  readonly #ropeFreqs: Float64Array; // (ropeDims / 2)
+  readonly #state: RunState;
+
+  /** Wraps weights already in f32; shapes are checked against `config`. */
+  constructor(config: ModelConfig, weights: ReferenceWeights) {
+    checkWeightShapes(config, weights);
+    this.config = config;
+    this.weights = weights;
+    this.#ropeFreqs = ropeFrequencies(config.rope, weights.ropeFreqDivisors);
+    this.#state = new RunState(config);
+  }
+
+  /** Reads a GGUF file and dequantizes every weight to f32 (any quant type `dequantize` knows). */
+  static async load(file: GGUFFile): Promise<ReferenceModel> {
+    const config = modelConfigFromGGUF(file);
+    return new ReferenceModel(config, await loadWeights(file, config));
+  }
+
+  /** An empty KV cache sized for this model. */
+  createCache(): ReferenceKVCache {
+    const c = this.config;
+    return new ReferenceKVCache(c.nLayers, c.nKvHeads * c.headDim, c.contextLength);
+  }
+
+  /**
+   * Runs `tokens` at positions `cache.length ..` and appends them to `cache`, so a prompt
+   * followed by generated tokens gives the same logits as one long prompt.
+   * @returns the logits after the last token (one array), or after every token with `allLogits`.
+   */
+  forward(tokens: readonly number[], cache: ReferenceKVCache, options: ForwardOptions = {}): Float32Array[] {
+    if (tokens.length === 0) throw new InvalidArgumentError("tokens", "no tokens to run");
+    for (const t of tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
+        throw new InvalidArgumentError("tokens", `token id ${t} is outside the vocabulary [0, ${this.config.vocabSize})`);
+      }
+    }
+    cache.reserve(cache.length + tokens.length);
+    const out: Float32Array[] = [];
+    tokens.forEach((token, i) => {
+      this.#forwardOne(token, cache);
+      if (options.allLogits || i === tokens.length - 1) out.push(this.#logits());
+    });
+    return out;
+  }
+
+  /** Greedy decoding from `prompt`: the `n` tokens of highest logit, one after another. */
+  greedy(prompt: readonly number[], n: number): number[] {
+    const cache = this.createCache();
+    let logits = this.forward(prompt, cache)[0]!;
+    const generated: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const next = argmax(logits);
+      generated.push(next);
+      if (i < n - 1) logits = this.forward([next], cache)[0]!;
+    }
+    return generated;
+  }
+
+  /** One token through every layer; leaves the final residual stream in `state.x`. */
+  #forwardOne(token: number, cache: ReferenceKVCache): void {
+    const c = this.config;
+    const s = this.#state;
+    const pos = cache.length;
+    s.x.set(this.weights.tokenEmbd.subarray(token * c.nEmbd, (token + 1) * c.nEmbd));
+    this.#prepareRope(pos);
+    this.weights.layers.forEach((w, layer) => {
+      this.#attention(w, layer, pos, cache);
+      this.#feedForward(w);
+    });
+    cache.length = pos + 1;
+  }
+
+  /** x += attention block(x), storing this position's key and value in the cache. */
+  #attention(w: ReferenceLayerWeights, layer: number, pos: number, cache: ReferenceKVCache): void {
+    const c = this.config;
+    const s = this.#state;
+    rmsNorm(s.xb, s.x, w.attnNorm, c.normEps);
+    matVec(s.q, w.wq, s.xb);
+    matVec(s.k, w.wk, s.xb);
+    matVec(s.v, w.wv, s.xb);
+    if (w.bq && w.bk && w.bv) {
+      addInPlace(s.q, w.bq);
+      addInPlace(s.k, w.bk);
+      addInPlace(s.v, w.bv);
+    }
+    if (w.qNorm && w.kNorm) {
+      rmsNormPerHead(s.q, c.nHeads, c.headDim, w.qNorm, c.normEps);
+      rmsNormPerHead(s.k, c.nKvHeads, c.headDim, w.kNorm, c.normEps);
+    }
+    this.#applyRope(s.q, c.nHeads);
+    this.#applyRope(s.k, c.nKvHeads);
+
+    const kvDim = c.nKvHeads * c.headDim;
+    cache.keys(layer).set(s.k, pos * kvDim);
+    cache.values(layer).set(s.v, pos * kvDim);
+
+    const keys = cache.keys(layer);
+    const values = cache.values(layer);
+    const groupSize = c.nHeads / c.nKvHeads; // query heads sharing one KV head
+    const scale = 1 / Math.sqrt(c.headDim);
+    for (let h = 0; h < c.nHeads; h++) {
+      const qOff = h * c.headDim;
+      const kvOff = Math.floor(h / groupSize) * c.headDim;
+      // Causal: position `pos` sees positions 0..pos, itself included.
+      for (let t = 0; t <= pos; t++) {
+        const kOff = t * kvDim + kvOff;
+        let dot = 0;
+        for (let i = 0; i < c.headDim; i++) dot += s.q[qOff + i]! * keys[kOff + i]!;
+        s.scores[t] = dot * scale;
+      }
+      softmax(s.scores, pos + 1);
+      for (let i = 0; i < c.headDim; i++) {
+        let acc = 0;
+        for (let t = 0; t <= pos; t++) acc += s.scores[t]! * values[t * kvDim + kvOff + i]!;
+        s.attnOut[qOff + i] = acc;
+      }
+    }
+    matVec(s.hb, w.wo, s.attnOut);
+    addInPlace(s.x, s.hb);
+  }
+
+  /** x += SwiGLU feed-forward block(x). */
+  #feedForward(w: ReferenceLayerWeights): void {
+    const c = this.config;
+    const s = this.#state;
+    rmsNorm(s.xb, s.x, w.ffnNorm, c.normEps);
+    matVec(s.gate, w.wGate, s.xb);
+    matVec(s.up, w.wUp, s.xb);
+    for (let i = 0; i < c.nFf; i++) {
+      const g = s.gate[i]!;
+      s.gate[i] = (g / (1 + Math.exp(-g))) * s.up[i]!; // silu(g) * up
+    }
+    matVec(s.hb, w.wDown, s.gate);
+    addInPlace(s.x, s.hb);
+  }
+
+  /** Logits of the current residual stream (a fresh array). */
+  #logits(): Float32Array {
+    const c = this.config;
+    const s = this.#state;
+    rmsNorm(s.xb, s.x, this.weights.outputNorm, c.normEps);
+    const logits = new Float32Array(c.vocabSize);
+    matVec(logits, this.weights.output, s.xb);
+    return logits;
+  }
+
+  /** cos/sin of each rotated pair's angle at `pos`, shared by every head of every layer. */
+  #prepareRope(pos: number): void {
+    const s = this.#state;
+    this.#ropeFreqs.forEach((freq, i) => {
+      const angle = pos * freq;
+      s.ropeCos[i] = Math.cos(angle);
+      s.ropeSin[i] = Math.sin(angle);
+    });
+  }
+
+  /**
+   * Rotates the first `rope.dims` values of each head. `normal` pairs adjacent values
+   * (2i, 2i+1); `neox` pairs the two halves (i, i + dims/2). Both give pair i the angle
+   * pos · freq[i]; the rest of the head (dims..headDim) is left alone.
+   */
+  #applyRope(vec: Float32Array, nHeads: number): void {
+    const c = this.config;
+    const s = this.#state;
+    const half = c.rope.dims / 2;
+    for (let h = 0; h < nHeads; h++) {
+      const base = h * c.headDim;
+      for (let i = 0; i < half; i++) {
+        const [a, b] = c.rope.layout === "normal" ? [base + 2 * i, base + 2 * i + 1] : [base + i, base + i + half];
+        const x0 = vec[a]!;
+        const x1 = vec[b]!;
+        const cos = s.ropeCos[i]!;
+        const sin = s.ropeSin[i]!;
+        vec[a] = x0 * cos - x1 * sin;
+        vec[b] = x0 * sin + x1 * cos;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Math kernels: the few operations the forward pass is made of.
+
+export const WEIGHT_TYPES = new WeakMap<Float32Array, number>();
+function f16round(v: number): number { const f = new Float32Array(1); return Math.fround(v); }
+const F16 = new Uint16Array(1);
+function quantAct(x: Float32Array, type: number): Float32Array {
+  if (type === 0 || type === undefined) return x;
+  const out = new Float32Array(x.length);
+  if (type === 1) { for (let i = 0; i < x.length; i++) out[i] = toF16(x[i]!); return out; }
+  const kquant = type >= 10 && type <= 15;
+  const bs = kquant ? 256 : 32;
+  for (let b = 0; b < x.length; b += bs) {
+    let amax = 0, max = 0;
+    for (let i = b; i < b + bs; i++) { if (Math.abs(x[i]!) > amax) { amax = Math.abs(x[i]!); max = x[i]!; } }
+    if (kquant) {
+      if (amax === 0) continue;
+      const iscale = -127 / max;
+      const d = Math.fround(1 / iscale);
+      for (let i = b; i < b + bs; i++) out[i] = Math.min(127, Math.round(iscale * x[i]!)) * d;
+    } else {
+      const d = amax / 127; const id = d ? 1 / d : 0; const dh = toF16(d);
+      for (let i = b; i < b + bs; i++) out[i] = Math.round(x[i]! * id) * dh;
+    }
+  }
+  return out;
+}
+function toF16(v: number): number { const a = new Float32Array([v]); const u = new Uint32Array(a.buffer)[0]!; 
+  // round to nearest f16 via a simple method
+  const e = Math.floor(Math.log2(Math.abs(v))); if (!isFinite(e)) return 0; const ulp = Math.pow(2, Math.max(e, -14) - 10); return Math.round(v / ulp) * ulp; }
+/** out = W · x, with W of shape (out.length, x.length) row-major. */
+export function matVec(out: Float32Array, w: Float32Array, x0: Float32Array): void {
+  const x = quantAct(x0, WEIGHT_TYPES.get(w) ?? 0);
+  const n = x.length;
+  for (let r = 0; r < out.length; r++) {
+    const off = r * n;
+    let acc = 0;
+    for (let i = 0; i < n; i++) acc += w[off + i]! * x[i]!;
+    out[r] = acc;
+  }
+}
+
+/** out = x / sqrt(mean(x²) + eps) * weight. */
+export function rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, eps: number): void {
+  let ss = 0;
+  for (let i = 0; i < x.length; i++) ss += x[i]! * x[i]!;
+  const inv = 1 / Math.sqrt(ss / x.length + eps);
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! * inv * weight[i]!;
+}
+
+/** RMSNorm of each `headDim` slice of `vec` in place, every head sharing `weight` (qwen3). */
+function rmsNormPerHead(vec: Float32Array, nHeads: number, headDim: number, weight: Float32Array, eps: number): void {
+  for (let h = 0; h < nHeads; h++) {
+    const head = vec.subarray(h * headDim, (h + 1) * headDim);
+    rmsNorm(head, head, weight, eps);
+  }
+}
+
+/** Softmax of `x[0..n)` in place (max subtracted first, so large scores do not overflow). */
+export function softmax(x: Float32Array, n: number = x.length): void {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) max = Math.max(max, x[i]!);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const e = Math.exp(x[i]! - max);
+    x[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < n; i++) x[i] = x[i]! / sum;
+}
+
+function addInPlace(x: Float32Array, y: Float32Array): void {
+  for (let i = 0; i < x.length; i++) x[i] = x[i]! + y[i]!;
+}
+
+/** Index of the largest value (the first one on ties). */
+export function argmax(x: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading.
+
+/** Reads and dequantizes every tensor the forward pass uses. */
+async function loadWeights(file: GGUFFile, c: ModelConfig): Promise<ReferenceWeights> {
+  const read = (name: string) => readF32(file, name);
+  const layers: ReferenceLayerWeights[] = [];
+  for (let l = 0; l < c.nLayers; l++) {
+    const n = layerTensorNames(l);
+    layers.push({
+      attnNorm: await read(n.attnNorm),
+      wq: await read(n.q),
+      wk: await read(n.k),
+      wv: await read(n.v),
+      bq: c.qkvBias ? await read(n.qBias) : null,
+      bk: c.qkvBias ? await read(n.kBias) : null,
+      bv: c.qkvBias ? await read(n.vBias) : null,
+      qNorm: c.qkNorm ? await read(n.qNorm) : null,
+      kNorm: c.qkNorm ? await read(n.kNorm) : null,
+      wo: await read(n.o),
+      ffnNorm: await read(n.ffnNorm),
+      wGate: await read(n.gate),
+      wUp: await read(n.up),
+      wDown: await read(n.down),
+    });
+  }
+  const tokenEmbd = await read(GLOBAL_TENSOR_NAMES.embedding);
+  return {
+    tokenEmbd,
+    layers,
+    outputNorm: await read(GLOBAL_TENSOR_NAMES.outputNorm),
+    output: c.tiedEmbeddings ? tokenEmbd : await read(GLOBAL_TENSOR_NAMES.output),
+    ropeFreqDivisors: c.ropeFreqFactors !== undefined ? await read(c.ropeFreqFactors) : null,
+  };
+}
+
+/** One tensor of `file` as f32 values. */
+async function readF32(file: GGUFFile, name: string): Promise<Float32Array> {
+  const info = file.tensor(name);
+  if (!info) throw new GGUFError("TENSOR_MISSING", `tensor "${name}" is missing`, { field: name });
+  const a = dequantize(info.type, await file.readTensor(info), info.nElements); WEIGHT_TYPES.set(a, info.type); return a;
+}
+
+/** Throws ModelConfigError when a weight's length disagrees with the config. */
+function checkWeightShapes(c: ModelConfig, w: ReferenceWeights): void {
+  const qDim = c.nHeads * c.headDim;
+  const kvDim = c.nKvHeads * c.headDim;
+  const expect = (name: string, array: Float32Array | null, length: number) => {
+    if (!array) throw new ModelConfigError(name, "weight is missing");
+    if (array.length !== length) {
+      throw new ModelConfigError(name, `holds ${array.length} values, expected ${length} from the model config`);
+    }
+  };
+  if (c.nHeads % c.nKvHeads !== 0) {
+    throw new ModelConfigError("nKvHeads", `${c.nHeads} query heads cannot be grouped over ${c.nKvHeads} KV heads`);
+  }
+  if (c.rope.dims % 2 !== 0 || c.rope.dims > c.headDim) {
+    throw new ModelConfigError("rope.dims", `${c.rope.dims} must be even and at most headDim ${c.headDim}`);
+  }
+  expect(GLOBAL_TENSOR_NAMES.embedding, w.tokenEmbd, c.vocabSize * c.nEmbd);
+  expect(GLOBAL_TENSOR_NAMES.outputNorm, w.outputNorm, c.nEmbd);
+  expect(GLOBAL_TENSOR_NAMES.output, w.output, c.vocabSize * c.nEmbd);
+  if (w.ropeFreqDivisors) expect(c.ropeFreqFactors ?? ROPE_FREQS_TENSOR_NAME, w.ropeFreqDivisors, c.rope.dims / 2);
+  if (w.layers.length !== c.nLayers) {
+    throw new ModelConfigError("nLayers", `config says ${c.nLayers} layers, weights hold ${w.layers.length}`);
+  }
+  w.layers.forEach((l, i) => {
+    const n = layerTensorNames(i);
+    expect(n.attnNorm, l.attnNorm, c.nEmbd);
+    expect(n.q, l.wq, qDim * c.nEmbd);
+    expect(n.k, l.wk, kvDim * c.nEmbd);
+    expect(n.v, l.wv, kvDim * c.nEmbd);
+    if (c.qkvBias) {
+      expect(n.qBias, l.bq, qDim);
+      expect(n.kBias, l.bk, kvDim);
+      expect(n.vBias, l.bv, kvDim);
+    }
+    if (c.qkNorm) {
+      expect(n.qNorm, l.qNorm, c.headDim);
+      expect(n.kNorm, l.kNorm, c.headDim);
+    }
+    expect(n.o, l.wo, c.nEmbd * qDim);
+    expect(n.ffnNorm, l.ffnNorm, c.nEmbd);
+    expect(n.gate, l.wGate, c.nFf * c.nEmbd);
+    expect(n.up, l.wUp, c.nFf * c.nEmbd);
+    expect(n.down, l.wDown, c.nEmbd * c.nFf);
+  });
+}
