@@ -140,6 +140,9 @@ export default defineConfig({
     outDir: resolve(ROOT, "dist", "demo"),
     emptyOutDir: true,
     target: "es2022",
+    // Vite minifies CSS with lightningcss, whose native binary is an optional dependency that
+    // scripts/setup.sh leaves out (--omit=optional); the stylesheet is small either way.
+    cssMinify: false,
     rolldownOptions,
   },
   worker: {

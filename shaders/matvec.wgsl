@@ -1,13 +1,23 @@
-// Matrix-vector product for decoding: Y[y_offset + row] = sum_k W[row, k] * X[x_offset + k] (+ B[bias_offset + row])
-// for the rows of one weight part (src/gpu/weights.ts), W dequantized on the fly (quant.wgsl).
+// Matrix-vector products for decoding, one or a few input rows at a time: for m < n and the
+// rows of one weight part (src/gpu/weights.ts), W dequantized on the fly (quant.wgsl),
+//   Y[y_offset + m * y_stride + row] = sum_k W[row, k] * X[x_offset + m * x_stride + k] (+ B[bias_offset + row]).
+// n = 1 is one sequence's decode step (x_stride, y_stride unused); small n is several
+// sequences decoded together, where the product is bandwidth-bound and each weight should
+// be read once for all n input rows (the 64×64 tiles of matmul.wgsl would waste most of
+// their work at n < 64).
 //
 // Defines: one type name (see quant.wgsl), WG (threads, a power of two), ROWS (rows per
-// work-group), BIAS, PAD_COLS (float weights whose cols is not a multiple of 16: x reads
-// past cols become 0), SUBGROUPS (reduce with subgroupAdd; any subgroup size).
+// work-group), NB (input rows per pass, ≥ 1), BIAS, PAD_COLS (float weights whose cols is
+// not a multiple of 16: x reads past cols become 0), SUBGROUPS (reduce with subgroupAdd;
+// any subgroup size).
 //
-// Each thread walks the row's 16-value chunks with stride WG, loads the input chunk once and
-// applies it to all ROWS rows (reusing x is what makes this bandwidth-bound rather than
-// x-bound), then the work-group sums each row's WG partial sums.
+// Each thread walks the rows' 16-value chunks with stride WG. Per chunk it decodes the
+// chunk of each of its ROWS rows once, then loads each input row's chunk once and applies it
+// to all ROWS rows (reusing x across rows is what makes a matvec bandwidth-bound rather than
+// x-bound; reusing the decoded weights across input rows is what makes a small batch cost
+// little more than one row). The work-group then sums each of the ROWS × NB outputs' WG
+// partial sums. For n > NB the work-group repeats over the next NB input rows; its rows'
+// weights (a few KiB) are then read again from cache rather than memory.
 #if SUBGROUPS
 enable subgroups;
 #endif
@@ -19,14 +29,19 @@ struct Params {
   row_words: u32,
   scale_word: u32,
   blocks_per_row: u32,
-  x_offset: u32,       // f32 index of x[0]
-  y_offset: u32,       // f32 index of this part's first output
+  x_offset: u32,       // f32 index of X[0, 0]
+  y_offset: u32,       // f32 index of Y[0, this part's first row]
   bias_offset: u32,    // f32 index of this part's first bias
   groups_x: u32,       // work-groups along x (the grid may be 2-D when rows/ROWS > 65535)
+  n: u32,              // input rows (1 for a single matrix-vector product)
+  x_stride: u32,       // f32 elements between input rows
+  y_stride: u32,       // f32 elements between output rows
 }
 
 const WG: u32 = {{WG}}u;
 const R: u32 = {{ROWS}}u;
+const NB: u32 = {{NB}}u;
+const OUT: u32 = R * NB;   // outputs per pass: acc[m * R + r] for input row m, weight row r
 
 @group(0) @binding(0) var<storage, read> W: array<u32>;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
@@ -38,13 +53,14 @@ const R: u32 = {{ROWS}}u;
 
 #include "quant.wgsl"
 
-var<workgroup> partial: array<f32, WG * R>;
+var<workgroup> partial: array<f32, WG * OUT>;
 #if SUBGROUPS
 var<workgroup> n_subgroups: atomic<u32>;
 #endif
 
-fn load_x(col: u32) -> mat4x4<f32> {
-  let b = P.x_offset + col;
+// The 16 inputs from column `col` of the input row starting at f32 index `base`.
+fn load_x(base: u32, col: u32) -> mat4x4<f32> {
+  let b = base + col;
   var m: mat4x4<f32>;
   for (var i = 0u; i < 4u; i++) {
 #if PAD_COLS
@@ -71,64 +87,90 @@ fn main(
   if (row0 >= P.rows) {
     return;
   }
-  var acc: array<f32, R>;
   var rows: array<WRow, R>;
   for (var r = 0u; r < R; r++) {
     // Rows past the end repeat the last row; their sums are never written.
     rows[r] = wrow(min(row0 + r, P.rows - 1u));
   }
-  for (var c = lid; c < P.chunks; c += WG) {
-    let x = load_x(c * 16u);
-    for (var r = 0u; r < R; r++) {
-      let w = dq16(rows[r], c);
-      acc[r] += dot(w[0], x[0]) + dot(w[1], x[1]) + dot(w[2], x[2]) + dot(w[3], x[3]);
-    }
+#if SUBGROUPS
+  // One slot per subgroup, claimed with an atomic so that nothing depends on the subgroup
+  // size or on how invocations map to subgroups (an invocation's subgroup is fixed, so the
+  // slot serves every pass).
+  var slot = 0u;
+  if (sid == 0u) {
+    slot = atomicAdd(&n_subgroups, 1u);
   }
+  workgroupBarrier();
+  let count = atomicLoad(&n_subgroups);
+#endif
+
+  for (var m0 = 0u; m0 < P.n; m0 += NB) {
+    var acc: array<f32, OUT>;
+    for (var c = lid; c < P.chunks; c += WG) {
+      var w: array<mat4x4<f32>, R>;
+      for (var r = 0u; r < R; r++) {
+        w[r] = dq16(rows[r], c);
+      }
+      for (var m = 0u; m < NB; m++) {
+        // Uniform branch: the last pass may hold fewer than NB input rows.
+        if (m0 + m < P.n) {
+          let x = load_x(P.x_offset + (m0 + m) * P.x_stride, c * 16u);
+          for (var r = 0u; r < R; r++) {
+            acc[m * R + r] += dot(w[r][0], x[0]) + dot(w[r][1], x[1]) + dot(w[r][2], x[2]) + dot(w[r][3], x[3]);
+          }
+        }
+      }
+    }
 
 #if SUBGROUPS
-  // Subgroup sums, one slot per subgroup; slots are claimed with an atomic so nothing
-  // depends on the subgroup size or on how invocations map to subgroups.
-  for (var r = 0u; r < R; r++) {
-    acc[r] = subgroupAdd(acc[r]);
-  }
-  if (sid == 0u) {
-    let slot = atomicAdd(&n_subgroups, 1u);
-    for (var r = 0u; r < R; r++) {
-      partial[r * WG + slot] = acc[r];
+    for (var o = 0u; o < OUT; o++) {
+      acc[o] = subgroupAdd(acc[o]);
     }
-  }
-  workgroupBarrier();
-  if (lid < R && row0 + lid < P.rows) {
-    let count = atomicLoad(&n_subgroups);
-    var sum = 0.0;
-    for (var k = 0u; k < count; k++) {
-      sum += partial[lid * WG + k];
-    }
-    store(row0 + lid, sum);
-  }
-#else
-  for (var r = 0u; r < R; r++) {
-    partial[r * WG + lid] = acc[r];
-  }
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      for (var r = 0u; r < R; r++) {
-        partial[r * WG + lid] += partial[r * WG + lid + s];
+    if (sid == 0u) {
+      for (var o = 0u; o < OUT; o++) {
+        partial[o * WG + slot] = acc[o];
       }
     }
     workgroupBarrier();
-  }
-  if (lid < R && row0 + lid < P.rows) {
-    store(row0 + lid, partial[lid * WG]);
-  }
+    for (var o = lid; o < OUT; o += WG) {
+      var sum = 0.0;
+      for (var k = 0u; k < count; k++) {
+        sum += partial[o * WG + k];
+      }
+      store(row0, m0, o, sum);
+    }
+#else
+    for (var o = 0u; o < OUT; o++) {
+      partial[o * WG + lid] = acc[o];
+    }
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        for (var o = 0u; o < OUT; o++) {
+          partial[o * WG + lid] += partial[o * WG + lid + s];
+        }
+      }
+      workgroupBarrier();
+    }
+    for (var o = lid; o < OUT; o += WG) {
+      store(row0, m0, o, partial[o * WG]);
+    }
 #endif
+    // The next pass overwrites `partial`.
+    workgroupBarrier();
+  }
 }
 
-fn store(row: u32, sum: f32) {
+// Stores output `o` (input row m0 + o / R, weight row row0 + o % R) when both exist.
+fn store(row0: u32, m0: u32, o: u32, sum: f32) {
+  let row = row0 + o % R;
+  let m = m0 + o / R;
+  if (row >= P.rows || m >= P.n) {
+    return;
+  }
 #if BIAS
-  Y[P.y_offset + row] = sum + B[P.bias_offset + row];
+  Y[P.y_offset + m * P.y_stride + row] = sum + B[P.bias_offset + row];
 #else
-  Y[P.y_offset + row] = sum;
+  Y[P.y_offset + m * P.y_stride + row] = sum;
 #endif
 }

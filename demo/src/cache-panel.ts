@@ -2,7 +2,7 @@
  * The "Cached models" list: models downloaded from URLs and kept in this browser (OPFS),
  * each loadable without a download or removable, plus "Clear cache".
  */
-import { type CachedModel, ModelCache } from "../../src/index.ts";
+import { type CachedModel, ModelCache } from "./runtime.ts";
 import { byId, h } from "./dom.ts";
 import { formatBytes, shortName } from "./format.ts";
 

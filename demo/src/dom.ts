@@ -7,7 +7,8 @@ export function byId<T extends HTMLElement>(id: string, type: new () => T): T {
   return el;
 }
 
-type Child = Node | string | null | undefined | false;
+/** A child of {@link h}: nodes and text; `null`, `undefined` and `false` are skipped. */
+export type Child = Node | string | null | undefined | false;
 
 /** `h("div", { class: "x" }, "text", child)`: an element with attributes and children. */
 export function h<K extends keyof HTMLElementTagNameMap>(

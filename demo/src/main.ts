@@ -7,7 +7,7 @@
  * `unloaded`, `failed`) for people styling it and for the browser tests.
  */
 import defaultModel from "virtual:default-model";
-import { type GenerateInput, RequestAbortedError, type WorkerLoadProgress } from "../../src/index.ts";
+import { type GenerateInput, RequestAbortedError, type WorkerLoadProgress } from "./runtime.ts";
 import { type AdapterReport, probeAdapter, renderAdapter } from "./adapter.ts";
 import { CachePanel } from "./cache-panel.ts";
 import { byId, h } from "./dom.ts";
@@ -122,6 +122,7 @@ function renderModelCard(m: LoadedModel | undefined): void {
   }
   const d = m.info.model;
   const tags = [d.architecture, `${formatCount(d.parameterCount)} params`, formatBytes(d.fileSize), d.weightTypes.slice(0, 2).join("+"), `${m.info.limits.contextLength} ctx`];
+  const synthetic = m.choice.kind === "default" && defaultModel.synthetic;
   ui.modelCard.replaceChildren(
     h("div", { class: "model-name", "data-testid": "model-name" }, d.name),
     h("div", { class: "tags" }, ...tags.map((t) => h("span", { class: "tag" }, t))),
@@ -131,10 +132,12 @@ function renderModelCard(m: LoadedModel | undefined): void {
       h("span", { class: `badge ${m.backend}` }, m.backend === "webgpu" ? "WebGPU" : "CPU"),
       h("span", { "data-testid": "model-origin", "data-cache": m.info.origin.cache }, originText(m)),
     ),
-    m.choice.kind === "default" && defaultModel.synthetic
-      ? h("p", { class: "callout" }, "This build embeds a synthetic model with random weights, so its replies are noise. Train the real one with tools/train, or load any GGUF.")
-      : null,
   );
+  if (synthetic) {
+    ui.modelCard.append(
+      h("p", { class: "callout" }, "This build embeds a synthetic model with random weights, so its replies are noise. Load any GGUF to chat for real."),
+    );
+  }
 }
 
 function showWelcome(m: LoadedModel | undefined): void {

@@ -3,7 +3,7 @@
  * (kept across the worker boundary), so each known failure gets a plain sentence and,
  * where there is one, what to do about it.
  */
-import { GpuError, InvalidRequestError, LlmError, SourceError } from "../../src/index.ts";
+import { GpuError, InvalidRequestError, LlmError, SourceError } from "./runtime.ts";
 import { formatBytes } from "./format.ts";
 
 export interface FriendlyError {

@@ -2,7 +2,7 @@
  * The load progress block: phase, bar, bytes, speed and time left. Speed is measured over
  * the last few seconds (not since the start), so it follows the network as it changes.
  */
-import type { WorkerLoadProgress } from "../../src/index.ts";
+import type { WorkerLoadProgress } from "./runtime.ts";
 import { byId } from "./dom.ts";
 import { formatBytes, formatDuration, formatRate } from "./format.ts";
 

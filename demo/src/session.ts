@@ -9,7 +9,7 @@ import {
   WorkerEngine,
   type WorkerEngineInfo,
   type WorkerLoadProgress,
-} from "../../src/index.ts";
+} from "./runtime.ts";
 import { shouldFallBackToCpu } from "./messages.ts";
 
 export type BackendPreference = "auto" | "webgpu" | "cpu";

@@ -2,7 +2,7 @@
  * The generation settings panel: mode, system prompt, sampling and length. Values live in
  * the form and are saved in localStorage, so a reload keeps them.
  */
-import type { GenerateOptions } from "../../src/index.ts";
+import type { GenerateOptions } from "./runtime.ts";
 import { byId, h } from "./dom.ts";
 
 export type Mode = "chat" | "complete";

@@ -3,7 +3,7 @@
  * welcome card of an empty chat. Replies are plain text (`white-space: pre-wrap`), shown
  * exactly as the model produced them.
  */
-import type { ChatMessage, GenerationResult } from "../../src/index.ts";
+import type { ChatMessage, GenerationResult } from "./runtime.ts";
 import { h } from "./dom.ts";
 import { formatMs } from "./format.ts";
 

@@ -21,6 +21,12 @@ export const ENGINE_FLAGS = {
     placeholder: "webgpu|cpu",
     description: "webgpu, or cpu (the reference implementation, for checking)",
   },
+  webgpu: {
+    type: "string",
+    default: "auto",
+    placeholder: "auto|dawn|deno",
+    description: "WebGPU provider: dawn (npm package webgpu), deno (built-in), auto (dawn if it finds an adapter)",
+  },
   context: { type: "number", integer: true, min: 1, placeholder: "n", description: "context per sequence (default: the model's)" },
   lookahead: {
     type: "number",
@@ -35,6 +41,7 @@ export const ENGINE_FLAGS = {
 export interface EngineFlagValues {
   readonly model: string | undefined;
   readonly backend: string;
+  readonly webgpu: string;
   readonly context: number | undefined;
   readonly lookahead: number | undefined;
 }
@@ -44,9 +51,13 @@ export function engineFromFlags(flags: EngineFlagValues, extra: EngineOptions = 
   if (flags.backend !== "webgpu" && flags.backend !== "cpu") {
     throw new InvalidArgumentError("--backend", `must be webgpu or cpu, got "${flags.backend}"`);
   }
+  if (flags.webgpu !== "auto" && flags.webgpu !== "dawn" && flags.webgpu !== "deno") {
+    throw new InvalidArgumentError("--webgpu", `must be auto, dawn or deno, got "${flags.webgpu}"`);
+  }
   const progress = loadProgressBar();
   const engine = createEngine(flags.model ?? DEFAULT_MODEL_PATH, {
     backend: flags.backend,
+    webgpu: flags.webgpu,
     contextLength: flags.context,
     lookahead: flags.lookahead,
     onProgress: progress.onProgress,

@@ -15,8 +15,14 @@ export type ModelSource = string | URL | Blob | Uint8Array;
 export interface RunnerChoice {
   /** `webgpu` (default) or `cpu` (the reference, for checking). */
   readonly backend?: "webgpu" | "cpu";
-  /** A WebGPU entry point (e.g. Dawn's in Node); default `navigator.gpu`. */
+  /** A WebGPU entry point (e.g. Dawn's in Node); when given, `webgpu` is not consulted. */
   readonly gpu?: GPU;
+  /**
+   * Where `gpu` comes from when neither `gpu` nor `device` is given: `dawn` (the optional
+   * npm package `webgpu`), `deno` (Deno's built-in), or `auto` (default: Dawn when it loads
+   * and finds an adapter, else the built-in `navigator.gpu`). See `resolveWebGpu`.
+   */
+  readonly webgpu?: "auto" | "dawn" | "deno";
   /** A ready device; the engine then leaves its destruction to the caller. */
   readonly device?: GPUDevice;
   /** For URL sources: the fetch to use. */
@@ -36,12 +42,17 @@ export async function loadRunner(file: GGUFFile, choice: RunnerChoice, sizes: Ru
   const backend = choice.backend ?? "webgpu";
   if (backend === "cpu") return CpuRunner.load(file, sizes);
   if (backend === "webgpu") {
-    // Loaded on demand: the GPU modules need WebGPU's globals, which a CPU-only Node lacks.
+    // A caller's own GPU or device wins; otherwise the provider is resolved first, because
+    // Dawn installs WebGPU's globals (GPUBufferUsage, …) that a CPU-only Node lacks and
+    // the GPU modules, loaded on demand after it, use.
+    const injected = choice.gpu !== undefined || choice.device !== undefined;
+    const { resolveWebGpu } = await import("../gpu/provider.ts");
+    const gpu = injected ? choice.gpu : (await resolveWebGpu(choice.webgpu ?? "auto")).gpu;
     const [{ GpuRunner }, { createDeviceSampler }] = await Promise.all([
       import("../model/gpu-runner.ts"),
       import("../gpu/kernels/sample.ts"),
     ]);
-    return GpuRunner.load(file, { ...sizes, gpu: choice.gpu, device: choice.device, sampler: createDeviceSampler });
+    return GpuRunner.load(file, { ...sizes, gpu, device: choice.device, sampler: createDeviceSampler });
   }
   throw new InvalidRequestError("backend", `unknown backend "${String(backend)}" (webgpu or cpu)`);
 }

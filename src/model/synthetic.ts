@@ -218,12 +218,13 @@ export class SeededRandom {
  * deviations, and at a larger scale every greedy continuation would repeat its input token.
  * The output norm's gain makes up for the small scale in the logits.
  */
-const EMBEDDING_STD = 0.02;
+const EMBEDDING_STD = Number(globalThis.process?.env.SYN_EMB ?? 0.02);
 /**
  * Target standard deviation of the logits across the vocabulary. The output norm's gain is
  * chosen to reach it: about 4 makes the top token typically hold > 30% of the probability.
  */
-const LOGIT_STD = 4;
+const LOGIT_STD = Number(globalThis.process?.env.SYN_LOGIT ?? 4);
+const OUTPUT_BIGRAM = Number(globalThis.process?.env.SYN_BETA ?? 0.8);
 
 /** One synthetic tensor: GGUF name, shape (`ne`, innermost first) and its f32 values on demand. */
 export interface SyntheticTensor {
@@ -247,7 +248,8 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
   const norm = (name: string, n: number, gain = 1) => add(name, [n], (rng, len) => rng.normals(len, 0.1 * gain, gain));
   const bias = (name: string, n: number) => add(name, [n], (rng, len) => rng.normals(len, 0.3));
 
-  add(GLOBAL_TENSOR_NAMES.embedding, [c.nEmbd, c.vocabSize], (rng, n) => rng.normals(n, EMBEDDING_STD));
+  const embedding = (rng: SeededRandom, n: number) => rng.normals(n, EMBEDDING_STD);
+  add(GLOBAL_TENSOR_NAMES.embedding, [c.nEmbd, c.vocabSize], embedding);
   if (c.rope.scaling.type === "llama3") {
     // llama.cpp applies Llama 3 scaling only through this tensor, as its converter writes it.
     const scaling = c.rope.scaling;
@@ -279,9 +281,29 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
   const outputStd = c.tiedEmbeddings ? EMBEDDING_STD : 1;
   norm(GLOBAL_TENSOR_NAMES.outputNorm, c.nEmbd, LOGIT_STD / (outputStd * Math.sqrt(c.nEmbd)));
   if (!c.tiedEmbeddings) {
-    add(GLOBAL_TENSOR_NAMES.output, [c.nEmbd, c.vocabSize], (rng, n) => rng.normals(n, outputStd));
+    add(GLOBAL_TENSOR_NAMES.output, [c.nEmbd, c.vocabSize], (rng, n) => {
+      const e = embedding(new SeededRandom(seed, GLOBAL_TENSOR_NAMES.embedding), n);
+      const perm = permutation(c.vocabSize, new SeededRandom(seed, "output-permutation"));
+      const out = rng.normals(n, outputStd * Math.sqrt(1 - OUTPUT_BIGRAM * OUTPUT_BIGRAM));
+      const k = (OUTPUT_BIGRAM * outputStd) / EMBEDDING_STD;
+      for (let t = 0; t < c.vocabSize; t++) {
+        const row = perm[t]! * c.nEmbd;
+        for (let i = 0; i < c.nEmbd; i++) out[row + i] = out[row + i]! + k * e[t * c.nEmbd + i]!;
+      }
+      return out;
+    });
   }
   return tensors;
+}
+
+/** A uniformly random permutation of 0..n-1 (Fisher–Yates). */
+function permutation(n: number, rng: SeededRandom): Uint32Array {
+  const p = Uint32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng.uniform() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
 }
 
 // ---------------------------------------------------------------------------------------

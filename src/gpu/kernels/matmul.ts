@@ -15,7 +15,16 @@
  * apart and Y rows `rows` apart. A weight split into parts (weights.ts) becomes one dispatch
  * per part, each writing its own row range of Y. A buffer larger than the device's storage
  * binding limit is bound through a window around the elements a dispatch touches.
- * `matmul` with n = 1 records a matvec.
+ *
+ * Which kernel `matmul` records depends on n:
+ * - n = 1: the matvec (matvec.wgsl with one input row).
+ * - 2 ≤ n ≤ `batchMax`: the same kernel with NB = `batchRows` input rows per pass ("small
+ *   batch": several sequences decoded together). It reads each weight chunk once per pass,
+ *   decodes it once, and applies it to all the pass's input rows, so its cost grows slowly
+ *   with n; the 64×64 tiles of matmul.wgsl would compute (and, on lavapipe, pay for) 64
+ *   input rows whatever n is.
+ * - n > `batchMax`: the tiled matmul (prefill), which reuses each decoded weight 64 times
+ *   from work-group memory.
  */
 import { GpuError } from "../../errors.ts";
 import { ggmlTypeName, type GGMLType } from "../../gguf/ggml-type.ts";
@@ -39,6 +48,11 @@ export interface MatrixKernelKey {
   readonly rowsPerWorkgroup: number;
   /** matvec only: reduce with subgroup operations. */
   readonly subgroups: boolean;
+  /**
+   * matvec only: input rows per pass (NB of matvec.wgsl); absent or 1 for the single-row
+   * matvec, more for the small-batch kernel that `matmul` records for small n.
+   */
+  readonly batchRows?: number;
 }
 
 /** The variant (name, file, defines) of a key. */
@@ -48,8 +62,10 @@ export function matrixVariant(key: MatrixKernelKey): KernelVariant {
   if (key.family === "matmul") {
     return { name: `matmul_${typeName}${key.bias ? "_bias" : ""}`, file: "matmul.wgsl", defines: base };
   }
+  const batchRows = key.batchRows ?? 1;
   const name = [
     `matvec_${typeName}_wg${key.workgroupSize}_r${key.rowsPerWorkgroup}`,
+    batchRows > 1 ? `_b${batchRows}` : "",
     key.bias ? "_bias" : "",
     key.padCols ? "_pad" : "",
     key.subgroups ? "_sg" : "",
@@ -61,6 +77,7 @@ export function matrixVariant(key: MatrixKernelKey): KernelVariant {
       ...base,
       WG: key.workgroupSize,
       ROWS: key.rowsPerWorkgroup,
+      NB: batchRows,
       PAD_COLS: key.padCols,
       SUBGROUPS: key.subgroups,
     },
@@ -75,6 +92,13 @@ export interface MatrixKernelsOptions {
   matvecRows?: number;
   /** Use subgroup reductions when the device has them; default true. */
   subgroups?: boolean;
+  /**
+   * Largest n that `matmul` records with the small-batch kernel instead of 64×64 tiles;
+   * default {@link DEFAULT_BATCH_MAX}. 1 turns the small-batch kernel off.
+   */
+  batchMax?: number;
+  /** Input rows per pass of the small-batch kernel; default {@link DEFAULT_BATCH_ROWS}. */
+  batchRows?: number;
 }
 
 /** Placement of one product's operands. Offsets and strides are in f32 elements. */
@@ -98,26 +122,52 @@ export interface MatmulOptions extends MatrixOptions {
 const MATMUL_TILE_ROWS = 64;
 const MATMUL_TILE_N = 64;
 
+/**
+ * Default largest n for the small-batch kernel. Measured on lavapipe (1024×1024 Q8_0 and
+ * Q4_K; see test/deno/gpu-matmul.test.ts for the numbers): TODO.
+ */
+export const DEFAULT_BATCH_MAX = 32;
+/** Default input rows per small-batch pass: 8 rows × 4 weight rows = 32 sums per thread. */
+export const DEFAULT_BATCH_ROWS = 8;
+
 /** Records matrix-vector and matrix-matrix products into a {@link GpuStep}. */
 export class MatrixKernels {
   readonly ctx: GpuContext;
   private readonly workgroupSize: number;
   private readonly rowsPerWorkgroup: number;
   private readonly subgroups: boolean;
+  private readonly batchMax: number;
+  private readonly batchRows: number;
 
   constructor(ctx: GpuContext, options: MatrixKernelsOptions = {}) {
     this.ctx = ctx;
     this.workgroupSize = options.matvecWorkgroupSize ?? 64;
     this.rowsPerWorkgroup = options.matvecRows ?? 4;
     this.subgroups = (options.subgroups ?? true) && ctx.features.subgroups;
+    this.batchMax = options.batchMax ?? DEFAULT_BATCH_MAX;
+    this.batchRows = options.batchRows ?? DEFAULT_BATCH_ROWS;
     const wg = this.workgroupSize;
     if (wg < 1 || (wg & (wg - 1)) !== 0 || wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
       throw new GpuError("GPU_UNSUPPORTED", `matvecWorkgroupSize ${wg} must be a power of two ≤ ${ctx.limits.maxComputeInvocationsPerWorkgroup}`);
     }
+    for (const [what, value] of [["matvecRows", this.rowsPerWorkgroup], ["batchMax", this.batchMax], ["batchRows", this.batchRows]] as const) {
+      if (!Number.isInteger(value) || value < 1) throw new GpuError("GPU_UNSUPPORTED", `${what} ${value} must be a positive integer`);
+    }
+    // matvec.wgsl keeps WG partial sums per output in work-group memory.
+    const storage = wg * this.rowsPerWorkgroup * Math.max(1, this.batchMax > 1 ? this.batchRows : 1) * 4;
+    if (storage > ctx.limits.maxComputeWorkgroupStorageSize) {
+      throw new GpuError(
+        "GPU_UNSUPPORTED",
+        `matvec work-group storage ${wg}×${this.rowsPerWorkgroup}×${this.batchRows}×4 = ${storage} bytes exceeds maxComputeWorkgroupStorageSize ${ctx.limits.maxComputeWorkgroupStorageSize}`,
+      );
+    }
   }
 
-  /** The key of the variant a product with this weight records. */
-  key(family: MatrixFamily, weight: GpuWeight, bias: boolean): MatrixKernelKey {
+  /**
+   * The key of the variant a product with this weight records. `family` "matmul" is the
+   * tiled kernel; the small-batch kernel is `matvec` with `batchRows` > 1.
+   */
+  key(family: MatrixFamily, weight: GpuWeight, bias: boolean, batchRows = 1): MatrixKernelKey {
     return {
       family,
       type: weight.type,
@@ -126,20 +176,26 @@ export class MatrixKernels {
       workgroupSize: this.workgroupSize,
       rowsPerWorkgroup: this.rowsPerWorkgroup,
       subgroups: family === "matvec" && this.subgroups,
+      ...(family === "matvec" && batchRows > 1 ? { batchRows } : {}),
     };
   }
 
   /**
    * Compiles (checked) the variants these weights need: matvec and matmul by default, with
-   * and without bias when `bias` is set; pass `families` to choose one.
+   * and without bias when `bias` is set; pass `families` to choose one. "matmul" covers
+   * every kernel `matmul` may record for n ≥ 2 (small-batch and tiled).
    */
   async prepare(weights: Iterable<GpuWeight>, options: { bias?: boolean; families?: readonly MatrixFamily[] } = {}): Promise<void> {
     const variants = new Map<string, KernelVariant>();
     for (const weight of weights) {
       for (const family of options.families ?? (["matvec", "matmul"] as const)) {
         for (const bias of options.bias ? [false, true] : [false]) {
-          const variant = matrixVariant(this.key(family, weight, bias));
-          variants.set(variant.name, variant);
+          const keys = [this.key(family, weight, bias)];
+          if (family === "matmul" && this.batchMax >= 2) keys.push(this.key("matvec", weight, bias, this.batchRows));
+          for (const key of keys) {
+            const variant = matrixVariant(key);
+            variants.set(variant.name, variant);
+          }
         }
       }
     }
@@ -148,41 +204,7 @@ export class MatrixKernels {
 
   /** y[yOffset + r] = Σ_k W[r, k] · x[xOffset + k] (+ bias[biasOffset + r]) for every row r. */
   matvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, options: MatrixOptions = {}): void {
-    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matvec", weight, options.bias !== undefined)));
-    const xOffset = options.xOffset ?? 0;
-    const yOffset = options.yOffset ?? 0;
-    const biasOffset = options.biasOffset ?? 0;
-    const xWin = this.window(x, xOffset, weight.cols, "x");
-    const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
-    for (const part of weight.parts) {
-      const yWin = this.window(y, yOffset + part.firstRow, part.rows, "y");
-      const groups = splitWorkgroups(Math.ceil(part.rows / this.rowsPerWorkgroup), maxGroups);
-      const entries: GPUBindGroupEntry[] = [
-        { binding: 0, resource: { buffer: part.buffer } },
-        { binding: 1, resource: xWin.resource },
-        { binding: 2, resource: yWin.resource },
-      ];
-      let biasBase = 0;
-      if (options.bias) {
-        const bWin = this.window(options.bias, biasOffset + part.firstRow, part.rows, "bias");
-        entries.push({ binding: 4, resource: bWin.resource });
-        biasBase = bWin.base;
-      }
-      const params = new Uint32Array([
-        part.rows,
-        weight.chunksPerRow,
-        weight.cols,
-        weight.rowWords,
-        part.scaleWord,
-        weight.blocksPerRow,
-        xWin.base,
-        yWin.base,
-        biasBase,
-        groups[0],
-      ]);
-      entries.push({ binding: 3, resource: step.params(params) });
-      step.dispatch(pipeline, entries, groups);
-    }
+    this.recordMatvec(step, weight, x, y, 1, 1, options);
   }
 
   /**
@@ -194,6 +216,10 @@ export class MatrixKernels {
     if (n === 0) return;
     if (n === 1) {
       this.matvec(step, weight, x, y, options);
+      return;
+    }
+    if (n <= this.batchMax) {
+      this.recordMatvec(step, weight, x, y, n, this.batchRows, options);
       return;
     }
     const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matmul", weight, options.bias !== undefined)));
@@ -232,6 +258,51 @@ export class MatrixKernels {
       ]);
       entries.push({ binding: 3, resource: step.params(params) });
       step.dispatch(pipeline, entries, [Math.ceil(part.rows / MATMUL_TILE_ROWS), Math.ceil(n / MATMUL_TILE_N)]);
+    }
+  }
+
+  /** Records matvec.wgsl over n input rows, `batchRows` per pass (1 for a single matvec). */
+  private recordMatvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, batchRows: number, options: MatmulOptions): void {
+    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matvec", weight, options.bias !== undefined, batchRows)));
+    const xOffset = options.xOffset ?? 0;
+    const yOffset = options.yOffset ?? 0;
+    // Strides are unused when n = 1 (0 keeps a stride no caller gave out of the params).
+    const xStride = n === 1 ? 0 : (options.xStride ?? weight.cols);
+    const yStride = n === 1 ? 0 : (options.yStride ?? weight.rows);
+    const biasOffset = options.biasOffset ?? 0;
+    const xWin = this.window(x, xOffset, (n - 1) * xStride + weight.cols, "x");
+    const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    for (const part of weight.parts) {
+      const yWin = this.window(y, yOffset + part.firstRow, (n - 1) * yStride + part.rows, "y");
+      const groups = splitWorkgroups(Math.ceil(part.rows / this.rowsPerWorkgroup), maxGroups);
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: part.buffer } },
+        { binding: 1, resource: xWin.resource },
+        { binding: 2, resource: yWin.resource },
+      ];
+      let biasBase = 0;
+      if (options.bias) {
+        const bWin = this.window(options.bias, biasOffset + part.firstRow, part.rows, "bias");
+        entries.push({ binding: 4, resource: bWin.resource });
+        biasBase = bWin.base;
+      }
+      const params = new Uint32Array([
+        part.rows,
+        weight.chunksPerRow,
+        weight.cols,
+        weight.rowWords,
+        part.scaleWord,
+        weight.blocksPerRow,
+        xWin.base,
+        yWin.base,
+        biasBase,
+        groups[0],
+        n,
+        xStride,
+        yStride,
+      ]);
+      entries.push({ binding: 3, resource: step.params(params) });
+      step.dispatch(pipeline, entries, groups);
     }
   }
 

@@ -10,4 +10,6 @@ export interface TestBackend {
 
 export const BACKENDS: readonly TestBackend[] = [
   { name: "cpu", options: { backend: "cpu" }, cycles: 20 },
+  // Deno's built-in WebGPU: Mesa's lavapipe here, a real GPU elsewhere.
+  { name: "webgpu", options: { backend: "webgpu" }, cycles: 100 },
 ];
