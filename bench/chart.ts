@@ -72,7 +72,8 @@ function panelSvg(panel: BarPanel, series: readonly string[], x0: number, y0: nu
   for (let e = lo; e <= hi; e++) {
     const y = yOf(10 ** e);
     out.push(`<line x1="${left}" y1="${y.toFixed(1)}" x2="${left + plotW}" y2="${y.toFixed(1)}" stroke="#ddd"/>`);
-    out.push(`<text x="${left - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end" font-size="11">${esc(formatValue(10 ** e))}</text>`);
+    const tick = e >= 0 ? (10 ** e).toLocaleString("en-US") : (10 ** e).toFixed(-e);
+    out.push(`<text x="${left - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end" font-size="11">${tick}</text>`);
   }
   out.push(`<line x1="${left}" y1="${top}" x2="${left}" y2="${top + plotH}" stroke="#333"/>`);
   out.push(`<line x1="${left}" y1="${top + plotH}" x2="${left + plotW}" y2="${top + plotH}" stroke="#333"/>`);

@@ -4,6 +4,9 @@
  *
  *   deno run -A bench/kernels.ts [--rows 4096 --cols 4096] [--types Q4_K,Q8_0] [--json]
  *   deno run -A bench/kernels.ts --quick           # small sizes, a few seconds on lavapipe
+ *   deno run -A bench/kernels.ts --matvec-wg 16 --matvec-rows 2   # try another matvec shape
+ *
+ * Prints a table and writes results/kernels-<time>.json (`--out-dir`).
  *
  * Decode is bound by reading each weight once per token, so a matvec's figure of merit is
  * bytes read per second against what a plain vec4 copy kernel moves on the same adapter
@@ -18,7 +21,11 @@
  * so that a matrix smaller than the CPU's (lavapipe) or GPU's last-level cache is not
  * served from it.
  */
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "../src/cli/args.ts";
+import { GpuError } from "../src/errors.ts";
 import { GGMLType, ggmlTypeName } from "../src/gguf/ggml-type.ts";
 import { quantize } from "../src/gguf/quant/index.ts";
 import { createGpuContext, type GpuContext } from "../src/gpu/device.ts";
@@ -44,6 +51,7 @@ const parsed = parseArgs(Deno.args, {
     repetitions: { type: "number", integer: true, min: 1, default: 3, placeholder: "n", description: "measured submissions per kernel (median)" },
     wallClock: { type: "boolean", description: "time with wall clocks even where timestamp queries exist" },
     quick: { type: "boolean", description: "small sizes (1024×1024 matvec, 64×512×512 matmul, 16 MiB working set)" },
+    outDir: { type: "string", default: "results", placeholder: "dir", description: "where kernels-<time>.json is written (relative to the project root)" },
     json: { type: "boolean", description: "print one JSON object" },
   },
 });
@@ -107,6 +115,19 @@ function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** `promise`, or a GPU_TIMEOUT error after `ms`: a hung submission must end the run, not stall it. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new GpuError("GPU_TIMEOUT", `benchmark submission did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Records `iterations` repetitions of some GPU work into a step. */
@@ -176,7 +197,7 @@ class Timer {
     const start = performance.now();
     step.submit();
     if (this.readback) {
-      await this.readback.mapAsync(GPUMapMode.READ);
+      await withTimeout(this.readback.mapAsync(GPUMapMode.READ), 120_000);
       const [t0, t1] = new BigUint64Array(this.readback.getMappedRange().slice(0));
       this.readback.unmap();
       this.ctx.check();
@@ -364,16 +385,24 @@ try {
     matmul.push(r);
     log(`${r.type.padEnd(8)} ${(r.flop / 1e9).toFixed(2).padStart(8)} ${r.ms.toFixed(2).padStart(9)} ${r.gflops.toFixed(1).padStart(9)}`);
   }
-  if (f.json) {
-    console.log(JSON.stringify({
-      adapter: adapterName(ctx),
-      timing: timer.method,
-      matvec_workgroup: { threads: f.matvecWg ?? "default", rows: f.matvecRows ?? "default" },
-      copy,
-      matvec,
-      matmul,
-    }));
-  }
+  const created = new Date();
+  const result = {
+    created: created.toISOString(),
+    adapter: adapterName(ctx),
+    timing: timer.method,
+    loadavg: Deno.loadavg(),
+    settings: { ...f, json: undefined, outDir: undefined },
+    matvec_workgroup: { threads: f.matvecWg ?? "default", rows: f.matvecRows ?? "default" },
+    copy,
+    matvec,
+    matmul,
+  };
+  const outDir = resolve(dirname(fileURLToPath(import.meta.url)), "..", f.outDir);
+  await mkdir(outDir, { recursive: true });
+  const path = join(outDir, `kernels-${created.toISOString().replace(/[:.]/g, "-")}.json`);
+  await writeFile(path, JSON.stringify(result, null, 2) + "\n");
+  if (f.json) console.log(JSON.stringify({ ...result, json_path: path }));
+  else console.log(`\nwrote ${path}`);
 } finally {
   timer.destroy();
   await ctx.destroy();

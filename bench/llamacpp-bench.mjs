@@ -2,7 +2,7 @@
 // node-llama-cpp's prebuilt binaries, timed the way `deno task cli bench` times ours.
 //
 //   node bench/llamacpp-bench.mjs --model FILE [--prompt-tokens 128] [--gen-tokens 64]
-//        [--repetitions 3] [--gpu cpu|vulkan|cuda] [--threads N]
+//        [--repetitions 3] [--gpu cpu|vulkan|cuda] [--threads N (default: the cores)]
 //
 // Prints one JSON line: load_ms, prefill_tok_s, decode_tok_s, ttft_ms (medians over the
 // repetitions, after one warm-up), spread (median/min/max of each), and what ran (gpu,
@@ -13,6 +13,7 @@
 // NODE_LLAMA_CPP names the module to import (default `node-llama-cpp`): on a GPU machine the
 // Vulkan build may be unpacked elsewhere (see ../shared/tools/llamacpp-vulkan/).
 import { parseArgs } from "node:util";
+import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
 
 const { values: opts } = parseArgs({
@@ -47,7 +48,9 @@ if (!["cpu", "vulkan", "cuda", "metal"].includes(opts.gpu)) {
 const promptTokens = whole("prompt-tokens");
 const genTokens = whole("gen-tokens", 2);
 const repetitions = whole("repetitions");
-const threads = opts.threads === undefined ? undefined : whole("threads");
+// node-llama-cpp's own default can exceed the cores (4 on this 2-core machine), and ggml's
+// spinning threads then fight each other: decode fell 400-fold here.
+const threads = opts.threads === undefined ? availableParallelism() : whole("threads");
 const onGpu = opts.gpu !== "cpu";
 
 /** Median, min and max of a non-empty list. */
@@ -101,7 +104,7 @@ const context = await model.createContext({
   contextSize,
   batchSize: Math.min(512, contextSize),
   sequences: 1,
-  ...(threads === undefined ? {} : { threads }),
+  threads,
 });
 const sequence = context.getSequence();
 const loadMs = performance.now() - loadStart;

@@ -5,7 +5,7 @@
 #   - Mesa's lavapipe (`mesa-vulkan-drivers`): software WebGPU where no GPU is present
 #   - Chromium: the browser tests (WebGPU on its bundled SwiftShader)
 #   - nginx: the scale-out test (two servers behind a load balancer)
-#   - the project's npm packages (`npm ci`), llama.cpp's prebuilt CPU build among them
+#   - the project's npm packages, llama.cpp's prebuilt CPU build and Dawn among them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,7 @@ fi
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
   # `npm install` rather than `npm ci`: node-llama-cpp lists optional builds for other
   # platforms that the registry does not serve, which `npm ci` refuses as a lock mismatch.
+  # Optional packages stay in: Vite's native bundler binding and Dawn (`webgpu`) are optional.
   echo "setup: installing npm packages" >&2
-  npm install --omit=optional --no-audit --no-fund >&2
+  npm install --no-audit --no-fund >&2
 fi

@@ -36,6 +36,7 @@ struct Params {
   n: u32,              // input rows (1 for a single matrix-vector product)
   x_stride: u32,       // f32 elements between input rows
   y_stride: u32,       // f32 elements between output rows
+  x_vec4: u32,         // 1 when every input chunk starts at a multiple of 4 f32: read X4
 }
 
 const WG: u32 = {{WG}}u;
@@ -45,6 +46,9 @@ const OUT: u32 = R * NB;   // outputs per pass: acc[m * R + r] for input row m, 
 
 @group(0) @binding(0) var<storage, read> W: array<u32>;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
+// The same buffer range as X: when x_vec4 is set, each input chunk is 4 aligned vec4 loads
+// (one memory operation instead of four, which matters most on CPU adapters such as lavapipe).
+@group(0) @binding(5) var<storage, read> X4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> P: Params;
 #if BIAS
@@ -53,7 +57,9 @@ const OUT: u32 = R * NB;   // outputs per pass: acc[m * R + r] for input row m, 
 
 #include "quant.wgsl"
 
-var<workgroup> partial: array<f32, WG * OUT>;
+// Output o's WG partial sums at o * (WG + 1): the padding puts the threads that each sum one
+// output on different banks.
+var<workgroup> partial: array<f32, (WG + 1u) * OUT>;
 #if SUBGROUPS
 var<workgroup> n_subgroups: atomic<u32>;
 #endif
@@ -62,6 +68,10 @@ var<workgroup> n_subgroups: atomic<u32>;
 fn load_x(base: u32, col: u32) -> mat4x4<f32> {
   let b = base + col;
   var m: mat4x4<f32>;
+  if (P.x_vec4 != 0u) {
+    let q = b >> 2u;
+    return mat4x4<f32>(X4[q], X4[q + 1u], X4[q + 2u], X4[q + 3u]);
+  }
   for (var i = 0u; i < 4u; i++) {
 #if PAD_COLS
     let c = col + 4u * i;
@@ -104,8 +114,13 @@ fn main(
   let count = atomicLoad(&n_subgroups);
 #endif
 
+  var acc: array<f32, OUT>;
   for (var m0 = 0u; m0 < P.n; m0 += NB) {
-    var acc: array<f32, OUT>;
+    // Zeroed by hand each pass: declared inside the loop instead, passes after the first
+    // summed onto the previous pass's values on both lavapipe (Deno) and SwiftShader (Dawn).
+    for (var o = 0u; o < OUT; o++) {
+      acc[o] = 0.0;
+    }
     for (var c = lid; c < P.chunks; c += WG) {
       var w: array<mat4x4<f32>, R>;
       for (var r = 0u; r < R; r++) {
@@ -128,32 +143,34 @@ fn main(
     }
     if (sid == 0u) {
       for (var o = 0u; o < OUT; o++) {
-        partial[o * WG + slot] = acc[o];
+        partial[o * (WG + 1u) + slot] = acc[o];
       }
     }
     workgroupBarrier();
     for (var o = lid; o < OUT; o += WG) {
       var sum = 0.0;
       for (var k = 0u; k < count; k++) {
-        sum += partial[o * WG + k];
+        sum += partial[o * (WG + 1u) + k];
       }
       store(row0, m0, o, sum);
     }
 #else
+    // Each of the (active) outputs is then summed by one thread, in order: one barrier
+    // instead of log2(WG), which matters where barriers are dear (lavapipe).
     for (var o = 0u; o < OUT; o++) {
-      partial[o * WG + lid] = acc[o];
+      if (m0 + o / R < P.n) {
+        partial[o * (WG + 1u) + lid] = acc[o];
+      }
     }
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-      if (lid < s) {
-        for (var o = 0u; o < OUT; o++) {
-          partial[o * WG + lid] += partial[o * WG + lid + s];
-        }
-      }
-      workgroupBarrier();
-    }
     for (var o = lid; o < OUT; o += WG) {
-      store(row0, m0, o, partial[o * WG]);
+      if (m0 + o / R < P.n) {
+        var sum = 0.0;
+        for (var k = 0u; k < WG; k++) {
+          sum += partial[o * (WG + 1u) + k];
+        }
+        store(row0, m0, o, sum);
+      }
     }
 #endif
     // The next pass overwrites `partial`.

@@ -76,12 +76,23 @@ function setState(next: PageState): void {
 // ---------------------------------------------------------------------------------------
 // Notices
 
-function notify(kind: "info" | "warn" | "error", title: string, detail?: string, action?: { label: string; run: () => void }): void {
+/**
+ * Shows a notice. Those with a `scope` are replaced by the next notice of that scope, and
+ * cleared when the thing they were about succeeds (a load error, once a model loads).
+ */
+function notify(
+  kind: "info" | "warn" | "error",
+  title: string,
+  detail?: string,
+  action?: { label: string; run: () => void },
+  scope?: "load",
+): void {
+  if (scope) clearNotices(scope);
   const close = h("button", { type: "button", class: "icon-button small", "aria-label": "Dismiss" }, "✕");
   const actionButton = action ? h("button", { type: "button", class: "secondary-button small" }, action.label) : null;
   const notice = h(
     "div",
-    { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" },
+    { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status", "data-scope": scope },
     h("div", { class: "notice-body" }, h("strong", {}, title), detail ? h("details", {}, h("summary", {}, "Details"), h("code", {}, detail)) : null),
     actionButton,
     close,
@@ -92,11 +103,13 @@ function notify(kind: "info" | "warn" | "error", title: string, detail?: string,
     action?.run();
   });
   ui.notices.append(notice);
+  // Information fades on its own; warnings and errors stay until dismissed.
+  if (kind === "info") window.setTimeout(() => notice.remove(), 8000);
   while (ui.notices.children.length > 3) ui.notices.firstElementChild?.remove();
 }
 
-function clearNotices(): void {
-  ui.notices.replaceChildren();
+function clearNotices(scope: "load"): void {
+  for (const n of ui.notices.querySelectorAll(`.notice[data-scope="${scope}"]`)) n.remove();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -115,9 +128,9 @@ function originText(m: LoadedModel): string {
   }
 }
 
-function renderModelCard(m: LoadedModel | undefined): void {
+function renderModelCard(m: LoadedModel | undefined, loading?: string): void {
   if (!m) {
-    ui.modelCard.replaceChildren(h("p", { class: "muted" }, state === "loading" ? "Loading…" : "No model loaded."));
+    ui.modelCard.replaceChildren(h("p", { class: "muted" }, loading !== undefined ? `Loading ${loading}…` : "No model loaded."));
     return;
   }
   const d = m.info.model;
@@ -152,10 +165,14 @@ function showWelcome(m: LoadedModel | undefined): void {
   }
   const d = m.info.model;
   const where = m.backend === "webgpu" ? "on your GPU through WebGPU" : "on your CPU";
+  const chat = settings.settings.mode === "chat";
   transcript.showWelcome(
-    `Chat with ${d.name}`,
-    [`It runs entirely in this browser, ${where}. Nothing you type leaves your device.`],
-    settings.settings.mode === "chat" ? SUGGESTIONS : ["Once upon a time", "The meaning of life is", "A wise man once said"],
+    chat ? `Chat with ${d.name}` : `Write with ${d.name}`,
+    [
+      `It runs entirely in this browser, ${where}. Nothing you type leaves your device.`,
+      chat ? "" : "Complete mode: type the start of a text, and the model continues it.",
+    ].filter((line) => line !== ""),
+    chat ? SUGGESTIONS : ["Once upon a time", "The meaning of life is", "A wise man once said"],
     (s) => {
       ui.prompt.value = s;
       void send();
@@ -187,35 +204,41 @@ async function loadModel(choice: ModelChoice): Promise<void> {
   await stopGenerating();
   setState("loading");
   renderChip(undefined);
-  renderModelCard(undefined);
-  progress.start(`Opening ${choiceLabel(choice)}`);
+  const label = choiceLabel(choice);
+  renderModelCard(undefined, label);
+  if (transcript.empty) {
+    transcript.showWelcome(`Getting ${label} ready`, ["The model is loading into this tab, where it runs: nothing you type will leave your device."], [], () => {});
+  }
+  progress.start(`Opening ${label}`);
   const preference = backendPreference();
   try {
     const loaded = await session.load(choice, preference, (p: WorkerLoadProgress) => progress.update(p));
-    clearNotices();
+    clearNotices("load");
     if (loaded.fallbackReason !== undefined) {
       const why = describeError(loaded.fallbackReason);
-      notify("warn", `Running on the CPU: ${why.title}`, why.detail);
+      notify("warn", `Running on the CPU: ${why.title}`, why.detail, undefined, "load");
     }
     settings.setChatAvailable(loaded.info.model.chatTemplate);
     setState("ready");
-    if (!transcript.empty) transcript.addDivider(`Now talking to ${loaded.info.model.name}`);
+    if (!transcript.empty) transcript.addDivider(`Now talking to ${loaded.info.model.name} (${loaded.backend === "webgpu" ? "WebGPU" : "CPU"})`);
     else showWelcome(loaded);
     renderModelCard(loaded);
     renderChip(loaded);
     renderDevice();
+    // A cached model should survive the browser's storage clean-ups; ask once it holds one.
+    if (loaded.info.origin.cache === "stored") void navigator.storage?.persist?.().catch(() => false);
     ui.prompt.focus();
   } catch (error) {
     if (isCancelled(error)) {
       setState("unloaded");
-      notify("info", "Loading cancelled.");
+      notify("info", "Loading cancelled.", undefined, undefined, "load");
     } else {
       setState("failed");
       const why = describeError(error);
       const retryOnCpu = preference !== "cpu" && session.loaded === undefined && /GPU/.test(why.title)
         ? { label: "Run on the CPU", run: () => { ui.backend.value = "cpu"; void loadModel(choice); } }
         : undefined;
-      notify("error", why.title, why.detail, retryOnCpu);
+      notify("error", why.title, why.detail, retryOnCpu, "load");
     }
     renderModelCard(undefined);
     renderChip(undefined);
@@ -407,7 +430,10 @@ document.addEventListener("keydown", (e) => {
   }
 });
 ui.unload.addEventListener("click", () => void unload());
-ui.loadDefault.addEventListener("click", () => void loadModel(DEFAULT_CHOICE));
+ui.loadDefault.addEventListener("click", () => {
+  setDrawer(false);
+  void loadModel(DEFAULT_CHOICE);
+});
 ui.cancelLoad.addEventListener("click", () => void session.cancel());
 ui.urlForm.addEventListener("submit", (e) => {
   e.preventDefault();
@@ -455,7 +481,6 @@ try {
 }
 
 setState("loading");
-renderModelCard(undefined);
 void probeAdapter().then((report) => {
   adapterReport = report;
   renderDevice();

@@ -30,6 +30,7 @@ export class ProgressView {
     this.#samples = [];
     this.#currentPhase = undefined;
     this.#root.hidden = false;
+    this.#root.classList.remove("indeterminate");
     this.#phase.textContent = label;
     this.#percent.textContent = "";
     this.#detail.textContent = "";
@@ -42,8 +43,12 @@ export class ProgressView {
       this.#currentPhase = p.phase;
       this.#samples = [];
     }
-    this.#root.dataset.phase = p.phase;
-    this.#phase.textContent = PHASE_LABELS[p.phase];
+    // After the last tensor the runner still builds its kernels (tens of seconds on a
+    // software GPU): say so rather than sit at 100%.
+    const preparing = p.phase === "weights" && p.bytesLoaded >= p.bytesTotal;
+    this.#root.dataset.phase = preparing ? "preparing" : p.phase;
+    this.#root.classList.toggle("indeterminate", preparing);
+    this.#phase.textContent = preparing ? "Preparing the model to run (compiling kernels)" : PHASE_LABELS[p.phase];
     const fraction = p.bytesTotal > 0 ? p.bytesLoaded / p.bytesTotal : 0;
     this.#setFraction(fraction);
     this.#percent.textContent = `${Math.floor(fraction * 100)}%`;

@@ -7,6 +7,10 @@ import type { ChatMessage, GenerationResult } from "./runtime.ts";
 import { h } from "./dom.ts";
 import { formatMs } from "./format.ts";
 
+function tokenCount(n: number): string {
+  return n === 1 ? "1 token" : `${n} tokens`;
+}
+
 export type ReplyStatus = "waiting" | "streaming" | "done" | "stopped" | "error";
 
 /** One reply being streamed into the transcript. */
@@ -58,11 +62,11 @@ export class ReplyView {
 
   finish(result: GenerationResult): void {
     const t = result.timings;
-    const parts = [
-      `TTFT ${formatMs(t.timeToFirstTokenMs)}`,
-      `${t.decodeTokensPerSecond.toFixed(1)} tok/s`,
-      `${result.usage.completionTokens} tokens`,
-    ];
+    const n = result.usage.completionTokens;
+    const parts = [`TTFT ${formatMs(t.timeToFirstTokenMs)}`];
+    // A rate needs two tokens at least: the first one's time is the TTFT.
+    if (n > 1) parts.push(`${t.decodeTokensPerSecond.toFixed(1)} tok/s`);
+    parts.push(tokenCount(n));
     if (result.finishReason === "length") parts.push("length limit");
     this.#meta.textContent = parts.join(" · ");
     this.#setStatus("done");
@@ -71,7 +75,11 @@ export class ReplyView {
   stopped(): void {
     const parts = ["Stopped"];
     const ttft = this.pageTtftMs;
-    if (ttft !== undefined) parts.push(`TTFT ${formatMs(ttft)}`, `${this.liveRate.toFixed(1)} tok/s`, `${this.#tokens} tokens`);
+    if (ttft !== undefined) {
+      parts.push(`TTFT ${formatMs(ttft)}`);
+      if (this.#tokens > 1) parts.push(`${this.liveRate.toFixed(1)} tok/s`);
+      parts.push(tokenCount(this.#tokens));
+    }
     this.#meta.textContent = parts.join(" · ");
     this.#setStatus("stopped");
   }
@@ -83,7 +91,22 @@ export class ReplyView {
 
   #setStatus(status: ReplyStatus): void {
     this.element.dataset.status = status;
+    // Screen readers announce the reply once, when it is complete, not token by token.
+    this.element.setAttribute("aria-busy", String(status === "waiting" || status === "streaming"));
   }
+}
+
+/** The gradient tile with the brand's stroke, drawn here so it needs no asset. */
+function welcomeMark(): Element {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 32 32");
+  svg.setAttribute("class", "welcome-mark");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M9.5 21 13.2 10.5 16 17.6 18.8 10.5 22.5 21");
+  svg.append(path);
+  return svg;
 }
 
 export class Transcript {
@@ -112,7 +135,7 @@ export class Transcript {
       h(
         "div",
         { class: "welcome" },
-        h("div", { class: "welcome-mark", "aria-hidden": "true" }),
+        welcomeMark(),
         h("h1", {}, title),
         ...lines.map((l) => h("p", {}, l)),
         chips.length > 0 ? h("div", { class: "chips" }, ...chips) : null,
@@ -149,6 +172,9 @@ export class Transcript {
   /** Notes that the model changed, between turns of one conversation. */
   addDivider(text: string): void {
     if (this.empty) return;
+    // Two model changes in a row: only the latest one matters.
+    const last = this.#root.lastElementChild;
+    if (last?.classList.contains("divider")) last.remove();
     this.#root.append(h("div", { class: "divider", role: "separator" }, h("span", {}, text)));
     this.#scroll();
   }

@@ -178,10 +178,16 @@ export class ReferenceModel {
     return new ReferenceModel(config, await loadWeights(file, config));
   }
 
-  /** An empty KV cache sized for this model. */
-  createCache(): ReferenceKVCache {
+  /**
+   * An empty KV cache for this model.
+   * @param maxLength most positions it holds: the model's context length unless less is given.
+   */
+  createCache(maxLength: number = this.config.contextLength): ReferenceKVCache {
     const c = this.config;
-    return new ReferenceKVCache(c.nLayers, c.nKvHeads * c.headDim, c.contextLength);
+    if (!Number.isInteger(maxLength) || maxLength < 1 || maxLength > c.contextLength) {
+      throw new InvalidArgumentError("maxLength", `${maxLength} is not a whole number in [1, ${c.contextLength}]`);
+    }
+    return new ReferenceKVCache(c.nLayers, c.nKvHeads * c.headDim, maxLength);
   }
 
   /**

@@ -10,6 +10,7 @@
  */
 import { createEngine, type Engine, type EngineStats } from "../engine/engine.ts";
 import { EngineDisposedError, EngineFailedError } from "../engine/errors.ts";
+import { GGUFError, SourceError } from "../errors.ts";
 import type { GenerationStream } from "../engine/types.ts";
 import { ggmlTypeName } from "../gguf/ggml-type.ts";
 import { type GGUFFile, openGGUF } from "../gguf/reader.ts";
@@ -21,7 +22,6 @@ import type {
   MessageEndpoint,
   ModelDescription,
   ModelOrigin,
-  WorkerEngineInfo,
   WorkerMessage,
   WorkerModelSource,
 } from "./protocol.ts";
@@ -63,6 +63,61 @@ export function describeModel(file: GGUFFile): ModelDescription {
     weightTypes: [...bytesByType].sort((a, b) => b[1] - a[1]).map(([type]) => type),
     tokenizer: typeof tokenizer === "string" ? tokenizer : null,
     chatTemplate: typeof file.metadata["tokenizer.chat_template"] === "string",
+  };
+}
+
+/** A fetch that can replay the range answers it recorded. */
+interface ReplayingFetch {
+  readonly fetch: typeof fetch;
+  /** From now on, replay what was recorded but record nothing new (tensor data must not pile up). */
+  stopRecording(): void;
+  /** Drops what was recorded; later requests all go to the network. */
+  forget(): void;
+}
+
+/**
+ * Lets the engine's header read of a URL model be answered from the one made just before
+ * for {@link describeModel}: same ranges, so without this a model's first megabytes would
+ * cross the network twice. Only range requests are recorded, and only until
+ * `stopRecording()`.
+ */
+function replayingFetch(base: typeof fetch): ReplayingFetch {
+  interface Recorded {
+    readonly status: number;
+    readonly statusText: string;
+    readonly headers: [string, string][];
+    readonly body: ArrayBuffer;
+  }
+  const recorded = new Map<string, Promise<Recorded>>();
+  let recording = true;
+  const replaying: typeof fetch = async (input, init) => {
+    const range = new Headers(init?.headers).get("range");
+    const url = input instanceof Request ? input.url : String(input);
+    const key = `${url}\n${range}`;
+    let answer = range === null ? undefined : recorded.get(key);
+    if (!answer) {
+      if (!recording || range === null) return base(input, init);
+      answer = base(input, init).then(async (res) => ({
+        status: res.status,
+        statusText: res.statusText,
+        headers: [...res.headers],
+        body: await res.arrayBuffer(),
+      }));
+      recorded.set(key, answer);
+      answer.catch(() => recorded.delete(key));
+    }
+    const r = await answer;
+    return new Response(r.body.slice(0), { status: r.status, statusText: r.statusText, headers: r.headers });
+  };
+  return {
+    fetch: replaying,
+    stopRecording: () => {
+      recording = false;
+    },
+    forget: () => {
+      recording = false;
+      recorded.clear();
+    },
   };
 }
 
@@ -113,29 +168,55 @@ class EngineHost {
     this.#engine = started.then(({ engine }) => engine);
     this.#engine.catch(() => {});
     started.then(
-      async ({ engine, origin }) => {
+      async ({ engine, model, origin, headerFetch }) => {
         try {
           await engine.ready;
-          const info = await this.#info(engine, message.source, origin);
-          this.#post({ type: "ready", info });
+          this.#post({
+            type: "ready",
+            info: { config: engine.config, description: engine.description, limits: engine.limits, model, origin },
+          });
         } catch (e) {
           this.#post({ type: "load-failed", error: serializeError(e) });
+        } finally {
+          headerFetch.forget();
         }
       },
       (e: unknown) => this.#post({ type: "load-failed", error: serializeError(e) }),
     );
   }
 
-  /** Fetches the model into the cache first when asked to, then creates the engine. */
-  async #start(message: Extract<ClientMessage, { type: "load" }>): Promise<{ engine: Engine; origin: ModelOrigin }> {
+  /**
+   * Fetches the model into the cache first when asked to, reads its header for
+   * {@link ModelDescription} (the engine does not expose its file), then creates the engine.
+   */
+  async #start(message: Extract<ClientMessage, { type: "load" }>): Promise<{
+    engine: Engine;
+    model: ModelDescription;
+    origin: ModelOrigin;
+    headerFetch: ReplayingFetch;
+  }> {
     const { source, origin } = await this.#resolveSource(message.source, message.cache);
-    if (this.#disposing) throw new EngineDisposedError();
+    const headerFetch = replayingFetch(this.#options.fetch ?? globalThis.fetch);
+    let model: ModelDescription;
+    try {
+      const file = await openGGUF(source, { fetch: headerFetch.fetch, signal: this.#loadController.signal });
+      try {
+        model = describeModel(file);
+      } finally {
+        await file.close();
+      }
+      headerFetch.stopRecording();
+      if (this.#disposing) throw new EngineDisposedError();
+    } catch (e) {
+      headerFetch.forget();
+      throw e;
+    }
     const engine = createEngine(source, {
       ...message.settings,
-      fetch: this.#options.fetch,
+      fetch: headerFetch.fetch,
       onProgress: (progress) => this.#post({ type: "progress", progress }),
     });
-    return { engine, origin };
+    return { engine, model, origin, headerFetch };
   }
 
   async #resolveSource(source: WorkerModelSource, cache: boolean): Promise<{ source: WorkerModelSource; origin: ModelOrigin }> {
@@ -150,10 +231,7 @@ class EngineHost {
     const hit = await store.get(source);
     if (hit) return { source: hit, origin: { kind: "url", name: source, cache: "hit" } };
     const signal = this.#loadController.signal;
-    // Read the header over range requests first: a file that is not a usable GGUF fails
-    // now, before gigabytes are downloaded.
-    const header = await openGGUF(source, { signal, fetch: this.#options.fetch });
-    await header.close();
+    await this.#checkMagic(source, signal);
     let lastPost = -Infinity;
     const file = await store.download(source, {
       signal,
@@ -168,16 +246,30 @@ class EngineHost {
     return { source: file, origin: { kind: "url", name: source, cache: "stored" } };
   }
 
-  async #info(engine: Engine, source: WorkerModelSource, origin: ModelOrigin): Promise<WorkerEngineInfo> {
-    // The engine does not expose its file; a second header read is cheap (no tensor data).
-    const file = await openGGUF(source instanceof Uint8Array || source instanceof Blob ? source : origin.name, {
-      fetch: this.#options.fetch,
-    });
+  /**
+   * One small request before the download: the file must start like a GGUF, so an error
+   * page or a Git LFS pointer under a model's name fails at once, not after a long
+   * download. (The full header is checked on load.) A server that ignores the range and
+   * sends the whole file is fine here: only its first bytes are read.
+   */
+  async #checkMagic(url: string, signal: AbortSignal): Promise<void> {
+    const fetchFn = this.#options.fetch ?? globalThis.fetch;
+    let res: Response;
     try {
-      return { config: engine.config, description: engine.description, limits: engine.limits, model: describeModel(file), origin };
-    } finally {
-      await file.close();
+      res = await fetchFn(url, { headers: { Range: "bytes=0-3" }, signal });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      const why = err instanceof Error ? err.message : String(err);
+      throw new SourceError("FETCH_FAILED", url, `request for bytes 0-3 failed: ${why}`, undefined, { cause: err });
     }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new SourceError("HTTP_STATUS", url, `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`, res.status);
+    }
+    const head = await firstBytes(res, 4);
+    if (head.byteLength === 4 && new TextDecoder().decode(head) === "GGUF") return;
+    const hex = Array.from(head, (b) => b.toString(16).padStart(2, "0")).join(" ");
+    throw new GGUFError("NOT_GGUF", `not a GGUF file: it starts with bytes [${hex}], not "GGUF"`, { file: url, offset: 0 });
   }
 
   async #generate(message: Extract<ClientMessage, { type: "generate" }>): Promise<void> {
@@ -229,6 +321,26 @@ class EngineHost {
       this.#post({ type: "disposed" });
     }
   }
+}
+
+/** The first `n` bytes of a body (fewer if it is shorter); the rest is not downloaded. */
+async function firstBytes(res: Response, n: number): Promise<Uint8Array> {
+  const reader = res.body?.getReader();
+  if (!reader) return new Uint8Array(0);
+  const out = new Uint8Array(n);
+  let got = 0;
+  try {
+    while (got < n) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const take = Math.min(n - got, value.byteLength);
+      out.set(value.subarray(0, take), got);
+      got += take;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return out.subarray(0, got);
 }
 
 /** Serves one engine over `endpoint` (a worker's global scope, or a `MessagePort`). */

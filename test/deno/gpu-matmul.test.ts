@@ -1,6 +1,8 @@
 /**
  * Matrix kernels against a CPU reference, for every GPU weight type.
  * Run: deno test -A test/deno/gpu-matmul.test.ts   (lavapipe here; any WebGPU adapter works)
+ * With DAWN_VK_ICD=/usr/lib/chromium/vk_swiftshader_icd.json it also checks the subgroup
+ * reductions on Dawn (see test/node/dawn/dawn-env.ts).
  *
  * The reference: weights are quantized on the CPU (src/gguf/quant), dequantized back on the
  * CPU with `dequantize` (bit-exact with GGML), and multiplied in f64. The GPU reads the same
@@ -12,9 +14,10 @@ import assert from "node:assert/strict";
 import { GGMLType, ggmlTypeName } from "../../src/gguf/ggml-type.ts";
 import { dequantize, quantize } from "../../src/gguf/quant/index.ts";
 import { createGpuContext, type GpuContext } from "../../src/gpu/device.ts";
-import { MatrixKernels } from "../../src/gpu/kernels/matmul.ts";
+import { DEFAULT_BATCH_MAX, MatrixKernels } from "../../src/gpu/kernels/matmul.ts";
 import { ParamArena, GpuStep } from "../../src/gpu/step.ts";
 import { destroyWeight, uploadWeight, type GpuWeight } from "../../src/gpu/weights.ts";
+import { dawnIcd, primeDawn } from "../node/dawn/dawn-env.ts";
 
 /**
  * Allowed |gpu − ref| / Σ|w·x| per type. f32 has 24 bits: sums of up to 512 terms in a
@@ -144,9 +147,22 @@ function gather(data: Float32Array, n: number, offset: number, stride: number, r
   return out;
 }
 
+/** How {@link checkProducts} places its operands. */
+interface Placement {
+  /** Input rows of each matmul (one output buffer each). */
+  ns?: readonly number[];
+  /** Unused trailing elements: buffers larger than a (forced small) binding limit. */
+  pad?: number;
+  /**
+   * X offset and stride multiples of 4 (the small-batch kernel then reads X as vec4), or
+   * odd ones (read as f32).
+   */
+  alignedX?: boolean;
+}
+
 /**
- * Runs, in one step: matvec, matvec + bias, matmul (n = N) + bias with strides and offsets,
- * and checks all three against the reference.
+ * Runs, in one step: matvec, matvec + bias, and for each n a matmul + bias with strides and
+ * offsets, and checks them all against the reference.
  */
 async function checkProducts(
   ctx: GpuContext,
@@ -154,61 +170,145 @@ async function checkProducts(
   w: TestMatrix,
   gw: GpuWeight,
   seed: number,
-  { n = N, pad = 0 }: { n?: number; pad?: number } = {},
+  { ns = [N], pad = 0, alignedX = false }: Placement = {},
 ): Promise<void> {
-  const name = ggmlTypeName(w.type);
+  const name = `${ggmlTypeName(w.type)}${alignedX ? " (aligned x)" : ""}`;
   const tolerance = TOLERANCE.get(w.type) ?? 0;
   const { rows, cols } = w;
-  const xOffset = 3;
-  const xStride = cols + 5;
+  const xOffset = alignedX ? 8 : 3;
+  const xStride = alignedX ? cols + (cols % 4 === 0 ? 4 : 8 - (cols % 4)) : cols + 5;
   const yOffset = 7;
   const yStride = rows + 2;
-  // `pad` unused trailing elements make buffers larger than a (forced small) binding limit.
-  const x = randomArray(xOffset + n * xStride + pad, seed + 1);
+  const nMax = Math.max(...ns);
+  const x = randomArray(xOffset + nMax * xStride + pad, seed + 1);
   const bias = randomArray(rows, seed + 2);
   const xBuf = f32Buffer(ctx, "x", x);
   const biasBuf = f32Buffer(ctx, "bias", bias);
-  const yLen = yOffset + n * yStride + pad;
   const yVec = f32Buffer(ctx, "y matvec", new Float32Array(rows + pad).fill(NaN));
   const yBias = f32Buffer(ctx, "y matvec+bias", new Float32Array(rows + pad).fill(NaN));
-  const yMat = f32Buffer(ctx, "y matmul", new Float32Array(yLen).fill(NaN));
+  const yLen = (n: number) => yOffset + n * yStride + pad;
+  const yMats = ns.map((n) => f32Buffer(ctx, `y matmul n=${n}`, new Float32Array(yLen(n)).fill(NaN)));
 
   await kernels.prepare([gw], { bias: true });
   const arena = new ParamArena(ctx.allocator, ctx.limits.minUniformBufferOffsetAlignment);
   const step = new GpuStep(ctx, arena, `products ${name}`);
   kernels.matvec(step, gw, xBuf, yVec, { xOffset });
   kernels.matvec(step, gw, xBuf, yBias, { xOffset, bias: biasBuf });
-  kernels.matmul(step, gw, xBuf, yMat, n, { xOffset, xStride, yOffset, yStride, bias: biasBuf });
+  ns.forEach((n, i) => kernels.matmul(step, gw, xBuf, yMats[i], n, { xOffset, xStride, yOffset, yStride, bias: biasBuf }));
   step.submit();
 
   const xVec = x.subarray(xOffset);
   assertClose(`${name} matvec`, await readF32(ctx, yVec, 0, rows), reference(w, xVec, 1, cols), tolerance);
   assertClose(`${name} matvec+bias`, await readF32(ctx, yBias, 0, rows), reference(w, xVec, 1, cols, bias), tolerance);
-  const yAll = await readF32(ctx, yMat, 0, yLen);
-  assertClose(`${name} matmul`, gather(yAll, n, yOffset, yStride, rows), reference(w, xVec, n, xStride, bias), tolerance);
-  // Gaps between strided output rows are never written.
-  for (let m = 0; m < n; m++) {
-    for (let g = rows; g < yStride && yOffset + m * yStride + g < yLen; g++) {
-      assert.ok(Number.isNaN(yAll[yOffset + m * yStride + g]), `${name} matmul wrote outside its rows at m=${m}, col ${g}`);
+  for (const [i, n] of ns.entries()) {
+    const yAll = await readF32(ctx, yMats[i], 0, yLen(n));
+    assertClose(`${name} matmul n=${n}`, gather(yAll, n, yOffset, yStride, rows), reference(w, xVec, n, xStride, bias), tolerance);
+    // Nothing outside the n strided output rows is written: not the gaps between them, not
+    // past the last (the last pass of the small-batch kernel may hold fewer than NB rows).
+    for (let e = 0; e < yAll.length; e++) {
+      const m = Math.floor((e - yOffset) / yStride);
+      const inside = e >= yOffset && m < n && e - yOffset - m * yStride < rows;
+      if (!inside) assert.ok(Number.isNaN(yAll[e]), `${name} matmul n=${n} wrote element ${e}, outside its rows`);
     }
   }
   ctx.check();
   arena.destroy();
-  for (const b of [xBuf, biasBuf, yVec, yBias, yMat]) ctx.allocator.destroy(b);
+  for (const b of [xBuf, biasBuf, yVec, yBias, ...yMats]) ctx.allocator.destroy(b);
 }
 
 const ctx = await createGpuContext();
 const kernels = new MatrixKernels(ctx);
+/** One past the largest n of the small-batch kernel: the tiled kernel. */
+const TILED_N = DEFAULT_BATCH_MAX + 1;
 
 for (const [i, type] of [...TOLERANCE.keys()].entries()) {
-  Deno.test(`matvec and matmul: ${ggmlTypeName(type)} (${ROWS} rows, n = ${N})`, async () => {
+  Deno.test(`matvec and matmul: ${ggmlTypeName(type)} (${ROWS} rows, n = 1, ${N}, ${TILED_N})`, async () => {
     const w = makeMatrix(type, ROWS, colsFor(type), 100 + i);
     const gw = await uploadWeight(ctx, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `w ${ggmlTypeName(type)}`);
     assert.equal(gw.parts.length, 1);
-    await checkProducts(ctx, kernels, w, gw, 200 + i);
+    await checkProducts(ctx, kernels, w, gw, 200 + i, { ns: [N, TILED_N] });
     destroyWeight(ctx.allocator, gw);
   });
 }
+
+/** Input-row counts around the small-batch kernel's passes of 2, 4 and 8 rows. */
+const SMALL_NS = [2, 3, 7, 8, 9, 16, 17];
+
+Deno.test(`small-batch matmul, n = ${SMALL_NS.join(", ")}: several types, bias, aligned and odd x placement`, async () => {
+  // F16 with 40 columns: padded rows (x read with bounds checks, never as vec4).
+  for (const [i, type] of [GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q5_1, GGMLType.Q6_K, GGMLType.F16].entries()) {
+    const w = makeMatrix(type, ROWS, colsFor(type), 500 + i);
+    const gw = await uploadWeight(ctx, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `small ${ggmlTypeName(type)}`);
+    for (const alignedX of [true, false]) await checkProducts(ctx, kernels, w, gw, 600 + 2 * i + Number(alignedX), { ns: SMALL_NS, alignedX });
+    destroyWeight(ctx.allocator, gw);
+  }
+});
+
+Deno.test("small-batch matmul over split weights (n = 2, 9, 17)", async () => {
+  // Parts of at most 1 KiB: 3 Q8_0 rows of 256 values (272 bytes each) or 7 Q4_K rows
+  // (144 bytes) per part; each part is its own dispatch writing its own rows of Y.
+  for (const [i, type] of [GGMLType.Q8_0, GGMLType.Q4_K].entries()) {
+    const w = makeMatrix(type, ROWS, 256, 700 + i);
+    const gw = await uploadWeight(ctx, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `split ${ggmlTypeName(type)}`, { maxPartBytes: 1024 });
+    assert.ok(gw.parts.length >= 5, `${ggmlTypeName(type)}: ${gw.parts.length} parts`);
+    for (const alignedX of [true, false]) await checkProducts(ctx, kernels, w, gw, 800 + 2 * i + Number(alignedX), { ns: [2, 9, 17], alignedX });
+    destroyWeight(ctx.allocator, gw);
+  }
+});
+
+Deno.test("prepare compiles every variant matvec and matmul record, for every n", async () => {
+  const w = makeMatrix(GGMLType.Q4_0, ROWS, 96, 11);
+  const gw = await uploadWeight(ctx, { type: w.type, shape: [w.cols, w.rows], bytes: w.bytes }, "variants");
+  const x = f32Buffer(ctx, "x", 70 * w.cols);
+  const y = f32Buffer(ctx, "y", 70 * w.rows);
+  const bias = f32Buffer(ctx, "bias", w.rows);
+  await kernels.prepare([gw], { bias: true });
+  const compiled = ctx.pipelines.size;
+  const arena = new ParamArena(ctx.allocator, ctx.limits.minUniformBufferOffsetAlignment);
+  const step = new GpuStep(ctx, arena, "variants");
+  kernels.matvec(step, gw, x, y);
+  kernels.matvec(step, gw, x, y, { bias });
+  for (let n = 1; n <= 70; n++) {
+    kernels.matmul(step, gw, x, y, n);
+    kernels.matmul(step, gw, x, y, n, { bias });
+  }
+  // A variant missing from prepare() would have been compiled (unchecked) while recording.
+  assert.equal(ctx.pipelines.size, compiled);
+  step.submit();
+  await ctx.finish();
+  arena.destroy();
+  for (const b of [x, y, bias]) ctx.allocator.destroy(b);
+  destroyWeight(ctx.allocator, gw);
+});
+
+Deno.test("small-batch and tiled matmul agree with a matvec per row", async () => {
+  // Independent of the CPU reference: the three kernels on the same GPU data. Each output
+  // is a sum of the same products in a different order, so they agree within f32 rounding.
+  const w = makeMatrix(GGMLType.Q4_K, 70, 512, 12);
+  const gw = await uploadWeight(ctx, { type: w.type, shape: [w.cols, w.rows], bytes: w.bytes }, "agree");
+  const n = 12;
+  const x = randomArray(n * w.cols, 13);
+  const xBuf = f32Buffer(ctx, "x", x);
+  const tiledKernels = new MatrixKernels(ctx, { batchMax: 1 });
+  await kernels.prepare([gw]);
+  await tiledKernels.prepare([gw], { families: ["matmul"] });
+  const [yRows, yBatch, yTiled] = ["rows", "batch", "tiled"].map((label) => f32Buffer(ctx, label, n * w.rows));
+  const arena = new ParamArena(ctx.allocator, ctx.limits.minUniformBufferOffsetAlignment);
+  const step = new GpuStep(ctx, arena, "agree");
+  for (let m = 0; m < n; m++) kernels.matvec(step, gw, xBuf, yRows, { xOffset: m * w.cols, yOffset: m * w.rows });
+  kernels.matmul(step, gw, xBuf, yBatch, n);
+  tiledKernels.matmul(step, gw, xBuf, yTiled, n);
+  step.submit();
+  const ref = reference(w, x, n, w.cols);
+  const rows = await readF32(ctx, yRows, 0, n * w.rows);
+  for (const [label, buffer] of [["small-batch", yBatch], ["tiled", yTiled]] as const) {
+    const got = await readF32(ctx, buffer, 0, n * w.rows);
+    assertClose(`Q4_K ${label} vs matvec per row`, got, { value: Float64Array.from(rows), bound: ref.bound }, 2e-6);
+  }
+  arena.destroy();
+  for (const b of [xBuf, yRows, yBatch, yTiled]) ctx.allocator.destroy(b);
+  destroyWeight(ctx.allocator, gw);
+});
 
 Deno.test("matmul spanning several tiles in both directions (130 rows, n = 70)", async () => {
   for (const type of [GGMLType.Q4_0, GGMLType.F16]) {
@@ -242,6 +342,7 @@ Deno.test("split weights, windowed bindings and a 2-D grid (small limits forced)
   });
   try {
     const smallKernels = new MatrixKernels(small);
+    const smallTiled = new MatrixKernels(small, { batchMax: 1 });
     for (const [i, type] of [GGMLType.Q8_0, GGMLType.Q6_K, GGMLType.Q4_1, GGMLType.F16].entries()) {
       const w = makeMatrix(type, ROWS, type === GGMLType.F16 ? 40 : 256, 300 + i);
       const whole = type === GGMLType.F16;
@@ -251,7 +352,9 @@ Deno.test("split weights, windowed bindings and a 2-D grid (small limits forced)
       assert.ok(whole ? gw.parts.length === 1 : gw.parts.length >= 3, `${ggmlTypeName(type)}: ${gw.parts.length} parts`);
       assert.equal(gw.parts.reduce((s, p) => s + p.rows, 0), ROWS);
       for (const part of gw.parts) assert.ok(part.byteLength <= (whole ? 4096 : 1024));
-      await checkProducts(small, smallKernels, w, gw, 400 + i, { n: 3, pad: 1100 });
+      // n = 3: the small-batch kernel (a pass of 4 rows, one unused), then the tiles.
+      await checkProducts(small, smallKernels, w, gw, 400 + i, { ns: [3], pad: 1100 });
+      await checkProducts(small, smallTiled, w, gw, 450 + i, { ns: [3], pad: 1100 });
       destroyWeight(small.allocator, gw);
     }
     assert.equal(small.allocator.liveBuffers, 0);
@@ -259,6 +362,27 @@ Deno.test("split weights, windowed bindings and a 2-D grid (small limits forced)
   } finally {
     await small.destroy();
   }
+});
+
+Deno.test({
+  name: "subgroup reductions (Dawn; runs when DAWN_VK_ICD is set): matvec and small-batch passes",
+  ignore: dawnIcd() === undefined,
+  async fn() {
+    // Deno's WebGPU offers no subgroups; Dawn (SwiftShader here) does. Its pipelines take
+    // seconds each to compile, so one type and passes of at most 4 rows (n = 9: 3 passes).
+    const { gpu } = await primeDawn();
+    const dawn = await createGpuContext({ gpu });
+    try {
+      assert.ok(dawn.features.subgroups, "Dawn offers subgroups");
+      const sgKernels = new MatrixKernels(dawn, { batchRows: 4 });
+      const w = makeMatrix(GGMLType.Q8_0, ROWS, 256, 900);
+      const gw = await uploadWeight(dawn, { type: w.type, shape: [w.cols, w.rows], bytes: w.bytes }, "subgroups");
+      await checkProducts(dawn, sgKernels, w, gw, 901, { ns: [3, 9], alignedX: true });
+      destroyWeight(dawn.allocator, gw);
+    } finally {
+      await dawn.destroy();
+    }
+  },
 });
 
 Deno.test("allocator accounting returns to zero", async () => {

@@ -86,7 +86,10 @@ export function matrixVariant(key: MatrixKernelKey): KernelVariant {
 
 /** Options of {@link MatrixKernels}. */
 export interface MatrixKernelsOptions {
-  /** matvec threads per work-group (power of two); default 64. */
+  /**
+   * Most matvec threads per work-group (power of two); default 64. Rows of few chunks use
+   * fewer (down to 16), so that each thread sums at least 4 chunks before the reduction.
+   */
   matvecWorkgroupSize?: number;
   /** matvec rows per work-group; default 4 (x is loaded once for all of them). */
   matvecRows?: number;
@@ -97,7 +100,10 @@ export interface MatrixKernelsOptions {
    * default {@link DEFAULT_BATCH_MAX}. 1 turns the small-batch kernel off.
    */
   batchMax?: number;
-  /** Input rows per pass of the small-batch kernel; default {@link DEFAULT_BATCH_ROWS}. */
+  /**
+   * Most input rows per pass of the small-batch kernel (a power of two); default
+   * {@link DEFAULT_BATCH_ROWS}. A product of n ≤ this uses the smallest power of two ≥ n.
+   */
   batchRows?: number;
 }
 
@@ -127,8 +133,12 @@ const MATMUL_TILE_N = 64;
  * Q4_K; see test/deno/gpu-matmul.test.ts for the numbers): TODO.
  */
 export const DEFAULT_BATCH_MAX = 32;
-/** Default input rows per small-batch pass: 8 rows × 4 weight rows = 32 sums per thread. */
+/** Default most input rows per small-batch pass: 8 × 4 weight rows = 32 sums per thread. */
 export const DEFAULT_BATCH_ROWS = 8;
+/** Fewest matvec threads per work-group (see {@link MatrixKernelsOptions.matvecWorkgroupSize}). */
+const MIN_MATVEC_THREADS = 16;
+/** Chunks each matvec thread should sum before the reduction, where rows are long enough. */
+const CHUNKS_PER_THREAD = 4;
 
 /** Records matrix-vector and matrix-matrix products into a {@link GpuStep}. */
 export class MatrixKernels {
@@ -146,26 +156,29 @@ export class MatrixKernels {
     this.subgroups = (options.subgroups ?? true) && ctx.features.subgroups;
     this.batchMax = options.batchMax ?? DEFAULT_BATCH_MAX;
     this.batchRows = options.batchRows ?? DEFAULT_BATCH_ROWS;
+    const isPow2 = (v: number) => Number.isInteger(v) && v >= 1 && (v & (v - 1)) === 0;
     const wg = this.workgroupSize;
-    if (wg < 1 || (wg & (wg - 1)) !== 0 || wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
+    if (!isPow2(wg) || wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
       throw new GpuError("GPU_UNSUPPORTED", `matvecWorkgroupSize ${wg} must be a power of two ≤ ${ctx.limits.maxComputeInvocationsPerWorkgroup}`);
     }
-    for (const [what, value] of [["matvecRows", this.rowsPerWorkgroup], ["batchMax", this.batchMax], ["batchRows", this.batchRows]] as const) {
+    if (!isPow2(this.batchRows)) throw new GpuError("GPU_UNSUPPORTED", `batchRows ${this.batchRows} must be a power of two`);
+    for (const [what, value] of [["matvecRows", this.rowsPerWorkgroup], ["batchMax", this.batchMax]] as const) {
       if (!Number.isInteger(value) || value < 1) throw new GpuError("GPU_UNSUPPORTED", `${what} ${value} must be a positive integer`);
     }
-    // matvec.wgsl keeps WG partial sums per output in work-group memory.
-    const storage = wg * this.rowsPerWorkgroup * Math.max(1, this.batchMax > 1 ? this.batchRows : 1) * 4;
+    // matvec.wgsl keeps (WG + 1) partial sums per output in work-group memory.
+    const nb = this.batchMax > 1 ? this.batchRows : 1;
+    const storage = (wg + 1) * this.rowsPerWorkgroup * nb * 4;
     if (storage > ctx.limits.maxComputeWorkgroupStorageSize) {
       throw new GpuError(
         "GPU_UNSUPPORTED",
-        `matvec work-group storage ${wg}×${this.rowsPerWorkgroup}×${this.batchRows}×4 = ${storage} bytes exceeds maxComputeWorkgroupStorageSize ${ctx.limits.maxComputeWorkgroupStorageSize}`,
+        `matvec work-group storage (${wg} + 1)×${this.rowsPerWorkgroup}×${nb}×4 = ${storage} bytes exceeds maxComputeWorkgroupStorageSize ${ctx.limits.maxComputeWorkgroupStorageSize}`,
       );
     }
   }
 
   /**
    * The key of the variant a product with this weight records. `family` "matmul" is the
-   * tiled kernel; the small-batch kernel is `matvec` with `batchRows` > 1.
+   * tiled kernel; the small-batch kernel is "matvec" with `batchRows` > 1.
    */
   key(family: MatrixFamily, weight: GpuWeight, bias: boolean, batchRows = 1): MatrixKernelKey {
     return {
@@ -173,7 +186,7 @@ export class MatrixKernels {
       type: weight.type,
       bias,
       padCols: family === "matvec" && weight.cols % CHUNK_VALUES !== 0,
-      workgroupSize: this.workgroupSize,
+      workgroupSize: family === "matvec" ? this.matvecThreads(weight) : this.workgroupSize,
       rowsPerWorkgroup: this.rowsPerWorkgroup,
       subgroups: family === "matvec" && this.subgroups,
       ...(family === "matvec" && batchRows > 1 ? { batchRows } : {}),
@@ -183,7 +196,7 @@ export class MatrixKernels {
   /**
    * Compiles (checked) the variants these weights need: matvec and matmul by default, with
    * and without bias when `bias` is set; pass `families` to choose one. "matmul" covers
-   * every kernel `matmul` may record for n ≥ 2 (small-batch and tiled).
+   * every kernel `matmul` may record for n ≥ 2 (the small-batch sizes and the tiles).
    */
   async prepare(weights: Iterable<GpuWeight>, options: { bias?: boolean; families?: readonly MatrixFamily[] } = {}): Promise<void> {
     const variants = new Map<string, KernelVariant>();
@@ -191,7 +204,9 @@ export class MatrixKernels {
       for (const family of options.families ?? (["matvec", "matmul"] as const)) {
         for (const bias of options.bias ? [false, true] : [false]) {
           const keys = [this.key(family, weight, bias)];
-          if (family === "matmul" && this.batchMax >= 2) keys.push(this.key("matvec", weight, bias, this.batchRows));
+          if (family === "matmul") {
+            for (const nb of this.batchSizes()) keys.push(this.key("matvec", weight, bias, nb));
+          }
           for (const key of keys) {
             const variant = matrixVariant(key);
             variants.set(variant.name, variant);
@@ -204,7 +219,7 @@ export class MatrixKernels {
 
   /** y[yOffset + r] = Σ_k W[r, k] · x[xOffset + k] (+ bias[biasOffset + r]) for every row r. */
   matvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, options: MatrixOptions = {}): void {
-    this.recordMatvec(step, weight, x, y, 1, 1, options);
+    this.recordMatvec(step, weight, x, y, 1, options);
   }
 
   /**
@@ -219,7 +234,7 @@ export class MatrixKernels {
       return;
     }
     if (n <= this.batchMax) {
-      this.recordMatvec(step, weight, x, y, n, this.batchRows, options);
+      this.recordMatvec(step, weight, x, y, n, options);
       return;
     }
     const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matmul", weight, options.bias !== undefined)));
@@ -261,16 +276,47 @@ export class MatrixKernels {
     }
   }
 
-  /** Records matvec.wgsl over n input rows, `batchRows` per pass (1 for a single matvec). */
-  private recordMatvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, batchRows: number, options: MatmulOptions): void {
-    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matvec", weight, options.bias !== undefined, batchRows)));
+  /**
+   * Threads per matvec work-group for this weight: the most allowed, halved (down to 16)
+   * while a thread would get fewer than 4 chunks of a row. Each thread's sums cost a fixed
+   * reduction; with one chunk per thread (1024 columns, 64 threads) that cost rivals the
+   * products themselves: on lavapipe 16 threads ran a 1024×1024 Q8_0 matvec in 0.6× the CPU
+   * time of 64. Rows of 4096+ columns keep 64.
+   */
+  private matvecThreads(weight: GpuWeight): number {
+    let wg = this.workgroupSize;
+    while (wg > MIN_MATVEC_THREADS && wg * CHUNKS_PER_THREAD > weight.chunksPerRow) wg >>= 1;
+    return wg;
+  }
+
+  /** Input rows per pass of the small-batch variants (powers of two from 2 to batchRows). */
+  private batchSizes(): number[] {
+    const sizes: number[] = [];
+    if (this.batchMax < 2) return sizes;
+    for (let nb = 2; nb <= this.batchRows; nb *= 2) sizes.push(nb);
+    return sizes;
+  }
+
+  /**
+   * Records matvec.wgsl over n input rows. A pass applies each decoded weight chunk to NB
+   * rows, NB being the smallest power of two ≥ n up to `batchRows`: rows a pass does not
+   * fill cost nearly full price on lavapipe, which executes the shader's uniform "is this
+   * row present" branches with masks rather than skipping them.
+   */
+  private recordMatvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions): void {
+    let nb = 1;
+    while (nb < n && nb < this.batchRows) nb *= 2;
+    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matvec", weight, options.bias !== undefined, nb)));
     const xOffset = options.xOffset ?? 0;
     const yOffset = options.yOffset ?? 0;
-    // Strides are unused when n = 1 (0 keeps a stride no caller gave out of the params).
+    // Strides are unused when n = 1.
     const xStride = n === 1 ? 0 : (options.xStride ?? weight.cols);
     const yStride = n === 1 ? 0 : (options.yStride ?? weight.rows);
     const biasOffset = options.biasOffset ?? 0;
     const xWin = this.window(x, xOffset, (n - 1) * xStride + weight.cols, "x");
+    // Chunks that start at multiples of 4 f32 are read as vec4 (binding 5, the same range);
+    // whole chunks only: a padded float row's last chunk reads past cols.
+    const xVec4 = xWin.base % 4 === 0 && xStride % 4 === 0 && weight.cols % CHUNK_VALUES === 0;
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     for (const part of weight.parts) {
       const yWin = this.window(y, yOffset + part.firstRow, (n - 1) * yStride + part.rows, "y");
@@ -278,6 +324,9 @@ export class MatrixKernels {
       const entries: GPUBindGroupEntry[] = [
         { binding: 0, resource: { buffer: part.buffer } },
         { binding: 1, resource: xWin.resource },
+        // Unread when !xVec4; the weight part stands in for x, which may then be shorter
+        // than the 16 bytes an array<vec4<f32>> binding needs.
+        { binding: 5, resource: xVec4 ? xWin.resource : { buffer: part.buffer } },
         { binding: 2, resource: yWin.resource },
       ];
       let biasBase = 0;
@@ -300,6 +349,7 @@ export class MatrixKernels {
         n,
         xStride,
         yStride,
+        xVec4 ? 1 : 0,
       ]);
       entries.push({ binding: 3, resource: step.params(params) });
       step.dispatch(pipeline, entries, groups);

@@ -40,12 +40,13 @@ describe.each(SYNTHETIC_ARCHS)("%s KV cache", (arch) => {
     expect(lastOfChunks).toEqual([whole[4], whole[5], whole[32], whole[39]]);
   });
 
-  it("refuses positions past the context length", () => {
-    const cache = model.createCache();
-    const n = model.config.contextLength;
-    model.forward(randomTokens(n, model.config.vocabSize, 5), cache);
+  it("refuses positions past the cache's length, which is at most the context length", () => {
+    const cache = model.createCache(8);
+    model.forward(randomTokens(8, model.config.vocabSize, 5), cache);
     expect(() => model.forward([1], cache)).toThrow(InvalidArgumentError);
-    expect(cache.length).toBe(n);
+    expect(cache.length).toBe(8);
+    expect(model.createCache().maxLength).toBe(model.config.contextLength);
+    expect(() => model.createCache(model.config.contextLength + 1)).toThrow(InvalidArgumentError);
   });
 
   it("refuses token ids outside the vocabulary", () => {

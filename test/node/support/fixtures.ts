@@ -22,10 +22,8 @@ const GENERATOR_SOURCES = [
   "src/model/synthetic.ts",
   "src/model/reference-rope.ts",
   "src/model/config.ts",
-  "src/gguf/writer.ts",
-  "src/gguf/quant-mix.ts",
-  "src/gguf/quant",
-  "src/tokenizer/synthetic.ts",
+  "src/gguf", // writer, quantizers, quant mixes, type table
+  "src/tokenizer", // synthetic vocabularies: corpus, pre-tokenizers, BPE training
 ];
 
 let generatorHash: Promise<string> | undefined;

@@ -27,35 +27,43 @@ export async function loadLlamaCppModel(path: string): Promise<LlamaModel> {
 }
 
 /**
- * A context with an F32 KV cache, so logits can be compared exactly (the default F16
- * cache moves them by about 1e-3).
+ * A llama.cpp context for exact comparisons: F32 KV cache, and flash attention off (its CPU
+ * kernel rounds through F16, which moves logits by about 1e-2 even with an F32 cache;
+ * measured here: 4e-3..1e-2 with it, 4e-6..7e-6 without). One thread: on a shared 2-core
+ * machine ggml's spinning worker threads made a 9-token evaluation take 1.7 s instead of 9 ms.
  */
 export function createExactContext(model: LlamaModel, contextSize: number): Promise<LlamaContext> {
   return model.createContext({
     contextSize,
     sequences: 4,
     batchSize: contextSize,
+    threads: 1,
+    flashAttention: false,
     experimentalKvCacheKeyType: "F32",
     experimentalKvCacheValueType: "F32",
   });
 }
 
+/** Sampling options under which node-llama-cpp reports the logits unchanged (no temperature, no filters). */
+const RAW_LOGITS = { temperature: 1, topK: 0, topP: 1, minP: 0 } as const;
+
 /**
- * Full-vocabulary logits at every position of `ids` (teacher forcing), as llama.cpp
- * computes them. `ids` should include BOS where the model expects one.
+ * llama.cpp's full-vocabulary logits after each of `ids` (teacher forcing), from an empty
+ * sequence, indexed by token id. node-llama-cpp returns them as a Map sorted by value, so
+ * they are put back in token order here. `ids` should include BOS where the model expects one.
  */
-export async function llamaCppLogits(context: LlamaContext, ids: readonly number[]): Promise<Float32Array[]> {
+export async function llamaCppLogits(context: LlamaContext, ids: readonly number[], vocabSize: number): Promise<Float32Array[]> {
   const sequence = context.getSequence();
   try {
-    const input: ControlledEvaluateInputItem[] = ids.map((t) => [
-      t as Token,
-      { generateNext: { logits: true, options: { temperature: 0 } } },
-    ]);
+    const input: ControlledEvaluateInputItem[] = ids.map((t) => [t as Token, { generateNext: { logits: true, options: RAW_LOGITS } }]);
     const results = await sequence.controlledEvaluate(input);
     return ids.map((_, i) => {
       const logits = results[i]?.next.logits;
       if (!logits) throw new Error(`llama.cpp returned no logits at position ${i}`);
-      return Float32Array.from(logits);
+      if (logits.size !== vocabSize) throw new Error(`llama.cpp returned ${logits.size} logits at position ${i}, expected ${vocabSize}`);
+      const out = new Float32Array(vocabSize).fill(Number.NaN);
+      for (const [token, value] of logits) out[token] = value;
+      return out;
     });
   } finally {
     sequence.dispose();
