@@ -176,13 +176,18 @@ class EngineHost {
             info: { config: engine.config, description: engine.description, limits: engine.limits, model, origin },
           });
         } catch (e) {
-          this.#post({ type: "load-failed", error: serializeError(e) });
+          this.#loadFailed(e);
         } finally {
           headerFetch.forget();
         }
       },
-      (e: unknown) => this.#post({ type: "load-failed", error: serializeError(e) }),
+      (e: unknown) => this.#loadFailed(e),
     );
+  }
+
+  /** Whatever a load died of while the engine was being disposed, the cause was the disposal. */
+  #loadFailed(error: unknown): void {
+    this.#post({ type: "load-failed", error: serializeError(this.#disposing ? new EngineDisposedError() : error) });
   }
 
   /**

@@ -126,7 +126,7 @@ export class ModelCache {
       etag = first.headers.get("etag") ?? undefined;
       if (first.status === 200) {
         total = Number(first.headers.get("content-length") ?? NaN);
-        const got = await pipe(first, sink, 0, Number.isSafeInteger(total) ? total : 0, options.onProgress, url);
+        const got = await pipe(first, sink, 0, Number.isSafeInteger(total) ? total : 0, options, url);
         if (!Number.isSafeInteger(total)) total = got;
         if (got !== total) throw new SourceError("FETCH_FAILED", url, `expected ${total} bytes, received ${got}`);
       } else {
@@ -134,7 +134,7 @@ export class ModelCache {
         if (!Number.isSafeInteger(total)) {
           throw new SourceError("RANGE_UNSUPPORTED", url, "the server's range answer does not state the file size (Content-Range)");
         }
-        let loaded = await pipeChunk(first, sink, 0, Math.min(chunkBytes, total), total, options.onProgress, url);
+        let loaded = await pipeChunk(first, sink, 0, Math.min(chunkBytes, total), total, options, url);
         while (loaded < total) {
           const last = Math.min(loaded + chunkBytes, total) - 1;
           const res = await request(fetchFn, url, loaded, last, signal);
@@ -142,7 +142,7 @@ export class ModelCache {
             await res.body?.cancel();
             throw new SourceError("HTTP_STATUS", url, `a range request for bytes ${loaded}-${last} got HTTP ${res.status}`, res.status);
           }
-          loaded += await pipeChunk(res, sink, loaded, last + 1 - loaded, total, options.onProgress, url);
+          loaded += await pipeChunk(res, sink, loaded, last + 1 - loaded, total, options, url);
         }
       }
       await sink.close();
@@ -250,10 +250,10 @@ async function pipeChunk(
   offset: number,
   expected: number,
   total: number,
-  onProgress: DownloadOptions["onProgress"],
+  options: DownloadOptions,
   url: string,
 ): Promise<number> {
-  const got = await pipe(res, sink, offset, total, onProgress, url);
+  const got = await pipe(res, sink, offset, total, options, url);
   if (got !== expected) {
     throw new SourceError("FETCH_FAILED", url, `asked for ${expected} bytes at offset ${offset}, the server sent ${got}`);
   }
@@ -266,7 +266,7 @@ async function pipe(
   sink: Sink,
   offset: number,
   total: number,
-  onProgress: DownloadOptions["onProgress"],
+  options: DownloadOptions,
   url: string,
 ): Promise<number> {
   const reader = res.body?.getReader();
@@ -278,11 +278,13 @@ async function pipe(
       if (done) break;
       await sink.write(value);
       n += value.byteLength;
-      onProgress?.(offset + n, total);
+      options.onProgress?.(offset + n, total);
     }
   } catch (err) {
     await reader.cancel().catch(() => {});
-    if (err instanceof SourceError || (err instanceof DOMException && err.name === "AbortError")) throw err;
+    // An abort is the caller's decision: its reason goes through unchanged.
+    if (options.signal?.aborted) throw options.signal.reason;
+    if (err instanceof SourceError) throw err;
     throw new SourceError("FETCH_FAILED", url, `download failed at offset ${offset + n}: ${messageOf(err)}`, undefined, {
       cause: err,
     });

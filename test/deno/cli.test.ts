@@ -76,3 +76,18 @@ Deno.test("cli: every command has --help; errors are one line and a non-zero exi
   const unknown = await cli(["frobnicate"]);
   assert.equal(unknown.code, 2);
 });
+
+Deno.test("cli: perplexity on WebGPU agrees with the CPU reference", async () => {
+  const text = await Deno.makeTempFile({ suffix: ".txt" });
+  await Deno.writeTextFile(text, "The sea was calm and the ships came home one by one, their sails full of evening wind. ".repeat(6));
+  const run = async (backend: string) => {
+    const { code, stdout, stderr } = await cli(["perplexity", "--model", MODEL, "--file", text, "--context", "64", "--backend", backend, "--json"]);
+    assert.equal(code, 0, stderr);
+    return JSON.parse(stdout);
+  };
+  const cpu = await run("cpu");
+  const gpu = await run("webgpu");
+  assert.equal(gpu.tokens, cpu.tokens);
+  assert.ok(Math.abs(gpu.nll - cpu.nll) < 1e-4, `nll ${gpu.nll} vs ${cpu.nll}`);
+  await Deno.remove(text);
+});

@@ -320,7 +320,7 @@ export class MatrixKernels {
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     for (const part of weight.parts) {
       const yWin = this.window(y, yOffset + part.firstRow, (n - 1) * yStride + part.rows, "y");
-      const groups = splitWorkgroups(Math.ceil(part.rows / this.rowsPerWorkgroup), maxGroups);
+      const groups = splitWorkgroups(Math.ceil(part.rows / this.rowsPerWorkgroup) * Math.ceil(n / nb), maxGroups);
       const entries: GPUBindGroupEntry[] = [
         { binding: 0, resource: { buffer: part.buffer } },
         { binding: 1, resource: xWin.resource },
