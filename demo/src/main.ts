@@ -471,6 +471,9 @@ cachePanel.onLoad = (url) => {
   void loadModel({ kind: "url", url });
 };
 cachePanel.onNotice = (text) => notify("info", text);
+progress.onSummary = (text) => {
+  if (state === "loading") ui.chipText.textContent = text;
+};
 setUpDragAndDrop();
 
 try {

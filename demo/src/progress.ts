@@ -24,6 +24,8 @@ export class ProgressView {
   readonly #detail = byId("progress-detail", HTMLDivElement);
   #samples: { t: number; bytes: number }[] = [];
   #currentPhase: WorkerLoadProgress["phase"] | undefined;
+  /** A one-line summary for places with little room (the top bar on a phone). */
+  onSummary: ((text: string) => void) | undefined;
 
   /** Shows the block for a new load. */
   start(label: string): void {
@@ -36,6 +38,8 @@ export class ProgressView {
     this.#detail.textContent = "";
     this.#setFraction(0);
     this.#root.dataset.phase = "start";
+    this.#root.scrollIntoView({ block: "nearest" });
+    this.onSummary?.(label);
   }
 
   update(p: WorkerLoadProgress): void {
@@ -59,11 +63,12 @@ export class ProgressView {
     const seconds = (now - first.t) / 1000;
     const rate = seconds > 0.2 ? (p.bytesLoaded - first.bytes) / seconds : 0;
     const parts = [`${formatBytes(p.bytesLoaded)} of ${formatBytes(p.bytesTotal)}`];
-    if (rate > 0 && p.bytesLoaded < p.bytesTotal) {
-      parts.push(formatRate(rate), `${formatDuration((p.bytesTotal - p.bytesLoaded) / rate)} left`);
-    }
+    const left = rate > 0 && p.bytesLoaded < p.bytesTotal ? `${formatDuration((p.bytesTotal - p.bytesLoaded) / rate)} left` : "";
+    if (left) parts.push(formatRate(rate), left);
     if (p.phase === "weights" && p.tensorsTotal > 0) parts.push(`${p.tensorsLoaded}/${p.tensorsTotal} tensors`);
     this.#detail.textContent = parts.join(" · ");
+    const short = preparing ? "Preparing…" : p.phase === "download" ? "Downloading" : "Loading";
+    this.onSummary?.(preparing ? short : [`${short} ${Math.floor(fraction * 100)}%`, left].filter(Boolean).join(" · "));
   }
 
   hide(): void {

@@ -2,7 +2,7 @@
  * Held-out loss of each shipped variant as llama.cpp computes it, plus llama.cpp's greedy
  * continuations of the model card's prompts.
  *
- * Run: deno run -A tools/train/eval-gguf.ts [--data .cache/train] [--models models]
+ * Run: deno run -A tools/train/eval-gguf.ts [--data .cache/train] [--models models] [--docs N]
  * Needs heldout-ids.json from tools/train/heldout_ids.py. Writes eval-gguf.json in --data.
  *
  * The loss is the one train.py reports: every held-out document alone, cut into windows
@@ -104,7 +104,10 @@ async function main(): Promise<void> {
   };
   const data = opt("--data", ".cache/train");
   const models = opt("--models", "models");
-  const docs = JSON.parse(await readFile(join(data, "heldout-ids.json"), "utf8")) as HeldoutDoc[];
+  const limit = Number(opt("--docs", "0"));
+  const all = JSON.parse(await readFile(join(data, "heldout-ids.json"), "utf8")) as HeldoutDoc[];
+  // --docs N: only the first N documents (a quick check; the model card uses all of them).
+  const docs = limit > 0 ? all.slice(0, limit) : all;
   const results: VariantEval[] = [];
   for (const [, suffix] of SHIPPED_MIXES) {
     const r = await evalVariant(join(models, `tiny-fortunes-${suffix}.gguf`), docs);

@@ -16,7 +16,12 @@ def main():
     ap.add_argument("--out", default="models/loss-curve.svg")
     args = ap.parse_args()
     with open(os.path.join(args.data, "log.csv")) as f:
-        rows = [r for r in csv.DictReader(f) if r["heldout_nats_per_byte"]]
+        rows, seen = [], set()
+        for r in csv.DictReader(f):
+            # The final evaluation can repeat the last periodic one at the same step.
+            if r["heldout_nats_per_byte"] and r["step"] not in seen:
+                seen.add(r["step"])
+                rows.append(r)
     pts = [(float(r["elapsed_s"]) / 60, float(r["heldout_nats_per_byte"])) for r in rows]
     x_max = max(p[0] for p in pts) or 1.0
     y_lo, y_hi = 1.0, 3.0

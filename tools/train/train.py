@@ -7,8 +7,13 @@ pos * base^(-2i/head_dim). (Hugging Face llama rotates halves instead, which is 
 converter permutes Q/K; we need no permutation.)
 
 Usage (after corpus.py and bpe.py):
-  nice -n 10 /usr/bin/python3 tools/train/train.py --minutes 60
+  nice -n 10 /usr/bin/python3 tools/train/train.py --minutes 45 --eval-minutes 9
+  /usr/bin/python3 tools/train/train.py --steps 255    # same schedule shape, fixed step count
+  /usr/bin/python3 tools/train/train.py --init .cache/train/ckpt_best.pt --minutes 30   # train on
   /usr/bin/python3 tools/train/train.py --export-only   # manifest + .bin from the best checkpoint
+Without --steps the cosine schedule follows the wall clock (the CPU is shared, so the step
+rate is unknown in advance); the run can be stopped at any time and --export-only used on
+the last checkpoint written by an evaluation.
 Outputs in --data (default .cache/train): log.csv, ckpt_best.pt, ckpt_last.pt, run.json,
 export/manifest.json + export/weights.bin, samples.json.
 """
@@ -259,6 +264,7 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--eval-minutes", type=float, default=5.0, help="wall-clock minutes between evals")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--init", default="", help="start from this checkpoint's weights (fresh optimizer and schedule)")
     args = ap.parse_args()
 
     torch.set_num_threads(2)
@@ -285,6 +291,8 @@ def main():
         stream.extend(encode_document(tok, d, rng))
     stream = torch.tensor(stream, dtype=torch.long)
     ctx = CONFIG["context_length"]
+    if args.init:
+        model.load_state_dict(torch.load(args.init)["model"])
     held = list(heldout_batches(tok, held_docs, ctx, 32))
     held_bytes = sum(len(d.encode("utf-8")) for d in held_docs)
     print(f"params {n_params}, train tokens {len(stream)}, heldout bytes {held_bytes}", flush=True)
@@ -326,13 +334,15 @@ def main():
     t0 = time.time()
     next_eval = args.eval_minutes * 60
     best = float("inf")
-    run = dict(seed=SEED, params=n_params, batch=args.batch, lr=args.lr, dropout=args.dropout,
+    run = dict(seed=SEED, init=args.init or None, params=n_params, batch=args.batch, lr=args.lr, dropout=args.dropout,
                context=ctx, train_tokens=len(stream), heldout_bytes=held_bytes,
                torch=torch.__version__, threads=torch.get_num_threads())
     acc, acc_n, step = 0.0, 0, 0
+    last_eval_step = -1
 
     def do_eval():
-        nonlocal best
+        nonlocal best, last_eval_step
+        last_eval_step = step
         h = evaluate(model, held, held_bytes)
         el = time.time() - t0
         log.writerow([step, f"{el:.1f}", f"{lr_at(step, el):.6g}", f"{acc / max(acc_n, 1):.4f}", f"{h:.4f}", f"{h / math.log(2):.4f}"])
@@ -367,7 +377,8 @@ def main():
             do_eval()
             acc, acc_n = 0.0, 0
             next_eval += args.eval_minutes * 60
-    do_eval()
+    if last_eval_step != step:
+        do_eval()
     logf.close()
     ck = torch.load(os.path.join(args.data, "ckpt_best.pt"))
     model.load_state_dict(ck["model"])

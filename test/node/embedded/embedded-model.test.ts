@@ -25,6 +25,8 @@ const modelPath = (v: Variant) => root(`models/tiny-fortunes-${v}.gguf`);
 /** The model's context; perplexity windows use all of it. */
 const CONTEXT = 256;
 const VOCAB = 1024;
+/** Upper bound on F32 nats per byte over the sample (see the held-out test). */
+const NATS_PER_BYTE_BOUND = 2.0;
 
 interface Loaded {
   readonly model: LlamaModel;
@@ -119,13 +121,14 @@ describe("held-out perplexity", () => {
     } finally {
       await file.close();
     }
-    // The shipped model must have learned the corpus: the training run measured about
-    // BOUND nats per byte on all held-out text; allow a margin for this small slice.
+    // The shipped model must have learned the corpus: an untrained one scores about 2.9
+    // nats per byte here; the shipped F32 measured 1.88 on this slice (1.82 on all
+    // held-out text). The bound leaves room for a retrained model, not for a broken one.
     const natsPerByte = (f32.nll * f32.tokens) / new TextEncoder().encode(sampleText).byteLength;
     expect(natsPerByte).toBeLessThan(NATS_PER_BYTE_BOUND);
   });
 
-  test.each(["f16", "q8_0", "q4_k_m"] as const)("%s: within 5%% of F32", async (v) => {
+  test.each(["f16", "q8_0", "q4_k_m"] as const)("%s: perplexity within 5 percent of F32", async (v) => {
     const q = await llamaCppPerplexity(v);
     expect(q.tokens).toBe(f32.tokens);
     expect(Math.abs(q.perplexity / f32.perplexity - 1)).toBeLessThan(0.05);
