@@ -30,6 +30,17 @@ if (existsSync(denoFile)) {
   else suites.push({ name: "deno (no summary)", passed: 0, failed: 1 });
 }
 
+// Playwright's JSON reporter: expected (and flaky, which passed on retry) vs unexpected.
+for (const [name, file] of [["browser", "browser.json"], ["package", "package.json"]]) {
+  const path = join(dir, file);
+  if (!existsSync(path)) {
+    suites.push({ name: `${name} (no report)`, passed: 0, failed: 1 });
+    continue;
+  }
+  const stats = JSON.parse(readFileSync(path, "utf8")).stats;
+  suites.push({ name, passed: stats.expected + stats.flaky, failed: stats.unexpected });
+}
+
 let passed = 0;
 let failed = 0;
 for (const s of suites) {

@@ -3,7 +3,9 @@
 # then runs every suite and ends with one line `N passed, N failed` summing all of them.
 #   - typecheck: tsc (Node + browser code) and deno check (Deno entry points)
 #   - node:      vitest — GGUF, quants, tokenizers, CPU reference, llama.cpp cross-checks
-#   - deno:      deno test — WebGPU kernels and model on Mesa lavapipe
+#   - deno:      deno test — WebGPU kernels, model, engine, CLI and server on Mesa lavapipe
+#   - browser:   Playwright — the demo page in Chromium (WebGPU on SwiftShader)
+#   - package:   the npm package packed, installed and used from Node, Deno and a browser page
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -28,5 +30,11 @@ echo "=== deno suites (WebGPU on $(deno eval 'const a = await navigator.gpu?.req
 if ls test/deno/*.test.ts >/dev/null 2>&1; then
   deno test -A --no-check=remote test/deno/ 2>&1 | tee "$results/deno.txt"
 fi
+
+echo "=== browser suite (Playwright, Chromium, WebGPU on SwiftShader)"
+BROWSER_REPORT="$PWD/$results/browser.json" npm run test:browser
+
+echo "=== package suite (npm pack, install, use from Node, Deno and a Vite page)"
+PACKAGE_REPORT="$PWD/$results/package.json" npm run test:package
 
 node scripts/test-summary.mjs "$results"
