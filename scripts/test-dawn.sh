@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU suites on Dawn (the optional npm package `webgpu`), under Node and under Deno:
 #   - node: vitest test/node/dawn (the engine on Dawn against the CPU reference, providers)
-#   - deno: the engine-level suites with only the webgpu-dawn backend, plus the Dawn cases
-#           of the kernel suites (they run when DAWN_VK_ICD is set)
+#   - deno: the engine-level suites (engine, lookahead) with only the webgpu-dawn backend
+# (With DAWN_VK_ICD set, every suite of test/run-all.sh also runs its Dawn cases.)
 # DAWN_VK_ICD names the Vulkan driver manifest Dawn uses (default: Chromium's SwiftShader,
 # since Dawn refuses Mesa's lavapipe), or `default` for the machine's own drivers (a GPU).
-# Needs `npm install --no-save webgpu@0.6.2` where setup installed with --omit=optional.
+# Needs the optional npm package `webgpu` (scripts/setup.sh installs optional packages).
 # Usage: bash scripts/test-dawn.sh [node|deno]...   (both by default)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ if [[ "$DAWN_VK_ICD" != default && ! -f "$DAWN_VK_ICD" ]]; then
   exit 1
 fi
 if [[ ! -f node_modules/webgpu/package.json ]]; then
-  echo "test-dawn: the npm package webgpu is not installed (npm install --no-save webgpu@0.6.2)" >&2
+  echo "test-dawn: the npm package webgpu is not installed (bash scripts/setup.sh, or npm install)" >&2
   exit 1
 fi
 

@@ -17,12 +17,12 @@
  * binding limit is bound through a window around the elements a dispatch touches.
  *
  * Which kernel `matmul` records depends on n:
- * - n = 1: the matvec (matvec.wgsl with one input row).
- * - 2 ≤ n ≤ `batchMax`: the same kernel with NB = `batchRows` input rows per pass ("small
- *   batch": several sequences decoded together). It reads each weight chunk once per pass,
- *   decodes it once, and applies it to all the pass's input rows, so its cost grows slowly
- *   with n; the 64×64 tiles of matmul.wgsl would compute (and, on lavapipe, pay for) 64
- *   input rows whatever n is.
+ * - n = 1: the matvec (matvec.wgsl with one input row, NB = 1).
+ * - 2 ≤ n ≤ `batchMax` (default 32): the same kernel with NB = 2, 4 or 8 input rows per
+ *   work-group ("small batch": several sequences decoded together). Each work-group decodes
+ *   each weight chunk of its rows once and applies it to its NB input rows; n > 8 takes
+ *   ceil(n / 8) work-groups per weight rows. The 64×64 tiles of matmul.wgsl would compute
+ *   (and on lavapipe pay for) 64 input rows whatever n is.
  * - n > `batchMax`: the tiled matmul (prefill), which reuses each decoded weight 64 times
  *   from work-group memory.
  */
@@ -49,8 +49,8 @@ export interface MatrixKernelKey {
   /** matvec only: reduce with subgroup operations. */
   readonly subgroups: boolean;
   /**
-   * matvec only: input rows per pass (NB of matvec.wgsl); absent or 1 for the single-row
-   * matvec, more for the small-batch kernel that `matmul` records for small n.
+   * matvec only: input rows per work-group (NB of matvec.wgsl); absent or 1 for the
+   * single-row matvec, more for the small-batch kernel that `matmul` records for small n.
    */
   readonly batchRows?: number;
 }
@@ -101,7 +101,7 @@ export interface MatrixKernelsOptions {
    */
   batchMax?: number;
   /**
-   * Most input rows per pass of the small-batch kernel (a power of two); default
+   * Most input rows per work-group of the small-batch kernel (a power of two); default
    * {@link DEFAULT_BATCH_ROWS}. A product of n ≤ this uses the smallest power of two ≥ n.
    */
   batchRows?: number;
@@ -129,11 +129,19 @@ const MATMUL_TILE_ROWS = 64;
 const MATMUL_TILE_N = 64;
 
 /**
- * Default largest n for the small-batch kernel. Measured on lavapipe (1024×1024 Q8_0 and
- * Q4_K; see test/deno/gpu-matmul.test.ts for the numbers): TODO.
+ * Default largest n for the small-batch kernel. On lavapipe (1024×1024 Q8_0 and Q4_K, CPU
+ * ms per call) it beats the tiles at every n up to 64: 2.3–3.0 against 105 at n = 2,
+ * 12–13 against 107 at n = 16, 24–26 against 107 at n = 32, 47–52 against 110 at n = 64.
+ * Its cost grows with n while the tiles' is flat up to 64, and on a GPU each of its
+ * work-groups reads all n input rows for only 4 weight rows, where a tile reuses each decoded
+ * weight 64 times from work-group memory. 32 keeps the tiles for batches that fill at least
+ * half a tile (not measured on a GPU).
  */
 export const DEFAULT_BATCH_MAX = 32;
-/** Default most input rows per small-batch pass: 8 × 4 weight rows = 32 sums per thread. */
+/**
+ * Default most input rows per small-batch work-group: 8 × 4 weight rows = 32 sums per
+ * thread, beside 4 decoded 16-value chunks (registers on a GPU).
+ */
 export const DEFAULT_BATCH_ROWS = 8;
 /** Fewest matvec threads per work-group (see {@link MatrixKernelsOptions.matvecWorkgroupSize}). */
 const MIN_MATVEC_THREADS = 16;
@@ -280,8 +288,8 @@ export class MatrixKernels {
    * Threads per matvec work-group for this weight: the most allowed, halved (down to 16)
    * while a thread would get fewer than 4 chunks of a row. Each thread's sums cost a fixed
    * reduction; with one chunk per thread (1024 columns, 64 threads) that cost rivals the
-   * products themselves: on lavapipe 16 threads ran a 1024×1024 Q8_0 matvec in 0.6× the CPU
-   * time of 64. Rows of 4096+ columns keep 64.
+   * products themselves: on lavapipe 16 threads ran 1024×1024 Q8_0 and Q4_K matvecs in
+   * about 0.7× the CPU time of 64. Rows of 4096 columns or more keep 64.
    */
   private matvecThreads(weight: GpuWeight): number {
     let wg = this.workgroupSize;
@@ -289,19 +297,18 @@ export class MatrixKernels {
     return wg;
   }
 
-  /** Input rows per pass of the small-batch variants (powers of two from 2 to batchRows). */
+  /** NB of the small-batch variants `matmul` may record (see {@link recordMatvec}). */
   private batchSizes(): number[] {
     const sizes: number[] = [];
-    if (this.batchMax < 2) return sizes;
-    for (let nb = 2; nb <= this.batchRows; nb *= 2) sizes.push(nb);
+    for (let nb = 2; nb <= this.batchRows && nb / 2 < this.batchMax; nb *= 2) sizes.push(nb);
     return sizes;
   }
 
   /**
-   * Records matvec.wgsl over n input rows. A pass applies each decoded weight chunk to NB
-   * rows, NB being the smallest power of two ≥ n up to `batchRows`: rows a pass does not
-   * fill cost nearly full price on lavapipe, which executes the shader's uniform "is this
-   * row present" branches with masks rather than skipping them.
+   * Records matvec.wgsl over n input rows, NB per work-group: the smallest power of two ≥ n,
+   * at most `batchRows`. Input rows a work-group does not fill cost nearly full price on
+   * lavapipe, which runs the shader's uniform "is this row present" branches under masks
+   * rather than skipping them (a variant for 8 rows cost the same at n = 2 as at n = 8).
    */
   private recordMatvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions): void {
     let nb = 1;

@@ -62,7 +62,7 @@ afterAll(async () => {
 /** llama.cpp's greedy continuation of `prompt` (BOS first), stopping at end of text. */
 async function greedyText(v: Variant, prompt: string, n: number): Promise<string> {
   const { model, context } = get(v);
-  const ids = [model.tokens.bos!, ...model.tokenize(prompt)];
+  const ids: number[] = [model.tokens.bos!, ...model.tokenize(prompt)];
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const logProbs = (await llamaCppLogProbs(context, ids, VOCAB)).at(-1)!;
