@@ -184,12 +184,16 @@ function makeContext(device: GPUDevice, adapterInfo: GPUAdapterInfo | undefined,
   let failure: GpuError | null = null;
   let destroyed = false;
   const fail = (error: GpuError): void => {
-    if (failure === null) failure = error;
+    // A lost device explains every error that came before it (work submitted to a
+    // destroyed device fails validation first): the loss is the reason to report.
+    if (failure === null || (error.code === "DEVICE_LOST" && failure.code !== "DEVICE_LOST")) failure = error;
   };
   device.lost.then((info) => {
     // Our own destroy() also resolves `lost` (reason "destroyed"): that is not a failure.
-    if (destroyed || info.reason === "destroyed") return;
-    fail(new GpuError("DEVICE_LOST", `GPU device lost: ${info.message || "no reason given"}`));
+    // An injected device destroyed by its owner under us is one.
+    if (destroyed) return;
+    const why = info.reason === "destroyed" ? "the device was destroyed" : info.message || "no reason given";
+    fail(new GpuError("DEVICE_LOST", `GPU device lost: ${why}`));
   });
   device.addEventListener("uncapturederror", (event) => {
     const error = (event as GPUUncapturedErrorEvent).error;

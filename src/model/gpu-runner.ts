@@ -21,6 +21,7 @@
  * A request the sampler does not support is refused with InvalidRequestError
  * `SAMPLER_UNAVAILABLE` before anything runs.
  */
+import { yieldToEventLoop } from "../engine/yield.ts";
 import { GpuError, InvalidArgumentError } from "../errors.ts";
 import type { RunnerSizes } from "../engine/backends.ts";
 import { InvalidRequestError } from "../engine/errors.ts";
@@ -377,6 +378,9 @@ export class GpuRunner implements ModelRunner {
     try {
       return await Promise.race([work, timeout]);
     } catch (error) {
+      // A lost device shows first as failed work; give its `lost` promise one turn of the
+      // event loop to resolve, so the error names the loss rather than its symptom.
+      await Promise.race([this.#ctx.device.lost, yieldToEventLoop()]);
       throw this.#ctx.failure ?? error;
     } finally {
       clearTimeout(timer);

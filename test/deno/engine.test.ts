@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { syntheticModelPath } from "../node/support/fixtures.ts";
 import { createEngine, type Engine, type EngineOptions, loadEngine } from "../../src/engine/engine.ts";
-import { EngineDisposedError, InvalidRequestError, RequestAbortedError } from "../../src/engine/errors.ts";
+import { EngineDisposedError, EngineFailedError, InvalidRequestError, RequestAbortedError } from "../../src/engine/errors.ts";
 import type { GenerateOptions, GenerationChunk } from "../../src/engine/types.ts";
 import { BACKENDS } from "./support/backends.ts";
 
@@ -229,3 +229,28 @@ for (const backend of BACKENDS) {
     }
   });
 }
+
+Deno.test("engine[webgpu]: a lost device fails the running requests with a typed error; a new engine works afterwards", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  assert.ok(adapter);
+  const device = await adapter.requestDevice({
+    requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize },
+  });
+  const engine = await loadEngine(MODEL, { backend: "webgpu", device, maxSequences: 2 });
+  const stream = engine.generate("Hello there", { ...GREEDY, maxTokens: 10_000 });
+  const reader = stream[Symbol.asyncIterator]();
+  await reader.next(); // generating for sure
+  device.destroy(); // as if the driver had reset: the device is gone under the engine
+  const error = await stream.result.then(() => undefined, (e) => e);
+  assert.ok(error instanceof EngineFailedError, `typed failure, got ${error}`);
+  assert.match(error.message, /lost|destroyed|device/i);
+  assert.equal(engine.state, "failed");
+  const later = await engine.generate("Hello").result.then(() => undefined, (e) => e);
+  assert.ok(later instanceof EngineFailedError);
+  await engine.dispose();
+  assert.equal(engine.stats().loopRunning, false);
+
+  const fresh = await loadEngine(MODEL, { backend: "webgpu", maxSequences: 2 });
+  assert.equal((await fresh.generate("Hello there", GREEDY).result).tokens.length, 12);
+  await fresh.dispose();
+});
