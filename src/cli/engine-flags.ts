@@ -33,7 +33,7 @@ export const ENGINE_FLAGS = {
     integer: true,
     min: 1,
     placeholder: "n",
-    description: "decode steps submitted before one readback (default 4)",
+    description: "decode steps submitted before one readback (default 8)",
   },
 } as const satisfies Record<string, FlagSpec>;
 

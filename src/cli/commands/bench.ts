@@ -4,7 +4,7 @@
  * figure is the median over repetitions, with the spread (min–max).
  */
 import { performance } from "node:perf_hooks";
-import type { Engine } from "../../engine/engine.ts";
+import { DEFAULT_LOOKAHEAD, type Engine } from "../../engine/engine.ts";
 import type { GenerationResult } from "../../engine/types.ts";
 import { parseArgs } from "../args.ts";
 import type { CliCommand } from "../command.ts";
@@ -95,7 +95,7 @@ export const benchCommand: CliCommand = {
         model: engine.config.name,
         backend: f.backend,
         adapter: engine.description,
-        lookahead: f.lookahead ?? 4,
+        lookahead: f.lookahead ?? DEFAULT_LOOKAHEAD,
         concurrency: f.concurrency,
         prompt_tokens: promptTokens,
         gen_tokens: f.genTokens,
