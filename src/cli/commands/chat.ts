@@ -4,12 +4,13 @@
  * prompt (or Ctrl-D) leaves. The engine is disposed, awaited, before the command returns.
  */
 import process from "node:process";
-import { createInterface, type Interface } from "node:readline";
+import { createInterface } from "node:readline";
 import { RequestAbortedError } from "../../engine/errors.ts";
 import type { ChatMessage } from "../../engine/types.ts";
 import { parseArgs } from "../args.ts";
 import type { CliCommand } from "../command.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
+import { onInterrupt } from "../interrupt.ts";
 
 const SPEC = {
   name: "chat",
@@ -23,15 +24,6 @@ const SPEC = {
   },
 } as const;
 
-/**
- * Lines typed at the prompt. Ends at end of input (Ctrl-D) or on Ctrl-C at the prompt.
- * Iterating the interface (rather than `question`) also keeps piped input whole.
- */
-function promptLines(rl: Interface): AsyncIterator<string> {
-  rl.on("SIGINT", () => rl.close());
-  return rl[Symbol.asyncIterator]();
-}
-
 export const chatCommand: CliCommand = {
   name: "chat",
   summary: "chat with the model in the terminal",
@@ -43,9 +35,17 @@ export const chatCommand: CliCommand = {
     }
     const f = parsed.flags;
     const { engine, loaded } = engineFromFlags(f);
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+    // Not readline's terminal mode: the terminal keeps its own line editing, and Ctrl-C
+    // stays a SIGINT, handled below for the whole command.
+    const rl = createInterface({ input: process.stdin, terminal: false });
     // Iterate from the start, so lines piped in while the model loads are not lost.
-    const lines = promptLines(rl);
+    const lines: AsyncIterator<string> = rl[Symbol.asyncIterator]();
+    // Ctrl-C stops the answer being written; at the prompt it leaves.
+    let answering: AbortController | undefined;
+    const stopListening = onInterrupt(() => {
+      if (answering) answering.abort();
+      else rl.close();
+    });
     try {
       await loaded;
       const history: ChatMessage[] = f.system ? [{ role: "system", content: f.system }] : [];
@@ -58,11 +58,7 @@ export const chatCommand: CliCommand = {
         if (line.trim() === "") continue;
         history.push({ role: "user", content: line });
         const abort = new AbortController();
-        // While an answer is written, Ctrl-C stops it instead of leaving.
-        const onSigint = () => abort.abort();
-        rl.removeAllListeners("SIGINT");
-        rl.on("SIGINT", onSigint);
-        process.on("SIGINT", onSigint);
+        answering = abort;
         let answer = "";
         try {
           const stream = engine.generate(history, { maxTokens: f.maxTokens, temperature: f.temperature, seed: f.seed, signal: abort.signal });
@@ -74,15 +70,14 @@ export const chatCommand: CliCommand = {
           if (!(e instanceof RequestAbortedError)) throw e;
           process.stdout.write(" [stopped]");
         } finally {
-          rl.off("SIGINT", onSigint);
-          rl.on("SIGINT", () => rl.close());
-          process.off("SIGINT", onSigint);
+          answering = undefined;
         }
         process.stdout.write("\n");
         history.push({ role: "assistant", content: answer });
       }
       return 0;
     } finally {
+      stopListening();
       rl.close();
       await engine.dispose();
     }

@@ -42,6 +42,8 @@ export interface ModelReport {
   /** Milliseconds to load (weights up, pipelines compiled) and to run the prompt. */
   readonly loadMs: number;
   readonly runMs: number;
+  /** Buffers the runner still held after `dispose()` (0: it destroyed every one). */
+  readonly liveBuffersAfterDispose: number;
 }
 
 /** Matrix weight types the page can check: one or more per quant family. */

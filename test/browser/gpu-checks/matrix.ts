@@ -13,7 +13,7 @@ import type { KernelVariant } from "../../../src/gpu/pipelines.ts";
 import { GpuStep, ParamArena } from "../../../src/gpu/step.ts";
 import { destroyWeight, type GpuWeight, uploadWeight } from "../../../src/gpu/weights.ts";
 import type { Comparison, KernelReport, MatrixTypeName } from "./api.ts";
-import { randomArray, worstError } from "./measures.ts";
+import { leftBuffers, randomArray, worstError } from "./measures.ts";
 
 const TYPES: Readonly<Record<MatrixTypeName, GGMLType>> = {
   F16: GGMLType.F16,
@@ -148,6 +148,7 @@ export async function checkMatrix(typeName: MatrixTypeName): Promise<KernelRepor
     arena.destroy();
     destroyWeight(ctx.allocator, weight);
     for (const b of [xBuf, biasBuf, ...ys]) ctx.allocator.destroy(b);
+    leftBuffers(ctx, comparisons, typeName);
     return { comparisons, variants: variants.map((v) => v.name), ms: performance.now() - began };
   } finally {
     await ctx.destroy();

@@ -2,8 +2,10 @@
  * Deterministic inputs and the measures of agreement shared by the GPU check page (in
  * Chromium) and its Playwright spec (in Node): the same formulas as the Deno GPU suites
  * (test/deno/gpu-matmul.test.ts, gpu-ops.test.ts, gpu-model.test.ts), in f64.
- * Imports nothing, so both sides load it as is.
+ * Imports only types, so both sides load it as is.
  */
+import type { GpuContext } from "../../../src/gpu/device.ts";
+import type { Comparison } from "./api.ts";
 
 /** Deterministic uniform numbers in [-1, 1) (mulberry32): the same seed gives the same stream. */
 export function random(seed: number): () => number {
@@ -46,6 +48,12 @@ export function worstError(
     worst = Number.isNaN(err) ? Infinity : Math.max(worst, err);
   }
   return failure === undefined ? { worst } : { worst, failure };
+}
+
+/** Adds a failure when buffers the check made outlive it (each check destroys its own). */
+export function leftBuffers(ctx: GpuContext, comparisons: Comparison[], what: string): void {
+  const live = ctx.allocator.liveBuffers;
+  if (live !== 0) comparisons.push({ name: `${what}: buffers left`, worst: live, tolerance: 0, failure: `${live} buffers still live` });
 }
 
 /** How closely one set of logits rows follows another. */

@@ -23,14 +23,18 @@ export async function runModel(url: string, tokens: readonly number[]): Promise<
     try {
       runner.resetSlot(0);
       const logits = await runner.logits(0, 0, tokens);
+      const runMs = performance.now() - loaded;
+      await runner.dispose();
       return {
         description: runner.description,
         logits: logits.map((row) => Array.from(row)),
         loadMs: loaded - began,
-        runMs: performance.now() - loaded,
+        runMs,
+        liveBuffersAfterDispose: runner.memory().liveBuffers,
       };
-    } finally {
+    } catch (error) {
       await runner.dispose();
+      throw error;
     }
   } finally {
     await file.close();
