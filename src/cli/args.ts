@@ -67,17 +67,12 @@ export interface CommandSpec<F extends Readonly<Record<string, FlagSpec>>> {
 type Present = { readonly default: unknown } | { readonly required: true };
 
 /** The parsed type of one flag: optional flags without a default may be `undefined`. */
-export type FlagValue<S extends FlagSpec> = S extends BooleanFlag
-  ? boolean
-  : S extends StringsFlag
-    ? string[]
-    : S extends NumberFlag
-      ? S extends Present
-        ? number
-        : number | undefined
-      : S extends Present
-        ? string
-        : string | undefined;
+export type FlagValue<S extends FlagSpec> = S extends BooleanFlag ? boolean
+  : S extends StringsFlag ? string[]
+  : S extends NumberFlag ? S extends Present ? number
+    : number | undefined
+  : S extends Present ? string
+  : string | undefined;
 
 /** The parsed flags of a spec. */
 export type ParsedFlags<F extends Readonly<Record<string, FlagSpec>>> = { -readonly [K in keyof F]: FlagValue<F[K]> };
@@ -174,13 +169,22 @@ function parseBoolean(label: string, raw: string): boolean {
 function parseNumber(label: string, flag: NumberFlag, raw: string): number {
   const n = raw.trim() === "" ? Number.NaN : Number(raw);
   if (!Number.isFinite(n)) throw new InvalidArgumentError(label, `expected a number, got "${raw}"`);
-  if (flag.integer && !Number.isSafeInteger(n)) throw new InvalidArgumentError(label, `expected a whole number, got "${raw}"`);
-  if (flag.min !== undefined && n < flag.min) throw new InvalidArgumentError(label, `must be at least ${flag.min}, got ${n}`);
-  if (flag.max !== undefined && n > flag.max) throw new InvalidArgumentError(label, `must be at most ${flag.max}, got ${n}`);
+  if (flag.integer && !Number.isSafeInteger(n)) {
+    throw new InvalidArgumentError(label, `expected a whole number, got "${raw}"`);
+  }
+  if (flag.min !== undefined && n < flag.min) {
+    throw new InvalidArgumentError(label, `must be at least ${flag.min}, got ${n}`);
+  }
+  if (flag.max !== undefined && n > flag.max) {
+    throw new InvalidArgumentError(label, `must be at most ${flag.max}, got ${n}`);
+  }
   return n;
 }
 
-function checkPositionals<F extends Readonly<Record<string, FlagSpec>>>(spec: CommandSpec<F>, given: readonly string[]): void {
+function checkPositionals<F extends Readonly<Record<string, FlagSpec>>>(
+  spec: CommandSpec<F>,
+  given: readonly string[],
+): void {
   const declared = spec.positionals ?? [];
   if (given.length > declared.length) {
     const extra = given[declared.length];

@@ -5,16 +5,11 @@
 import { createEngine, type Engine, type EngineOptions } from "../engine/engine.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { FlagSpec } from "./args.ts";
-import { DEFAULT_MODEL_PATH, DEFAULT_MODEL_RELATIVE } from "./default-model.ts";
+import { DEFAULT_MODEL_PATH, MODEL_FLAG } from "./default-model.ts";
 import { loadProgressBar } from "./progress.ts";
 
 export const ENGINE_FLAGS = {
-  model: {
-    type: "string",
-    short: "m",
-    placeholder: "path|url",
-    description: `GGUF file, first shard, or http(s) URL (default: ${DEFAULT_MODEL_RELATIVE})`,
-  },
+  model: MODEL_FLAG,
   backend: {
     type: "string",
     default: "webgpu",
@@ -27,7 +22,13 @@ export const ENGINE_FLAGS = {
     placeholder: "auto|dawn|deno",
     description: "WebGPU provider: dawn (npm package webgpu), deno (built-in), auto (dawn if it finds an adapter)",
   },
-  context: { type: "number", integer: true, min: 1, placeholder: "n", description: "context per sequence (default: the model's)" },
+  context: {
+    type: "number",
+    integer: true,
+    min: 1,
+    placeholder: "n",
+    description: "context per sequence (default: the model's)",
+  },
   lookahead: {
     type: "number",
     integer: true,
@@ -47,7 +48,10 @@ export interface EngineFlagValues {
 }
 
 /** Creates the engine the flags describe, with a progress bar on a terminal. */
-export function engineFromFlags(flags: EngineFlagValues, extra: EngineOptions = {}): { engine: Engine; loaded: Promise<void> } {
+export function engineFromFlags(
+  flags: EngineFlagValues,
+  extra: EngineOptions = {},
+): { engine: Engine; loaded: Promise<void> } {
   if (flags.backend !== "webgpu" && flags.backend !== "cpu") {
     throw new InvalidArgumentError("--backend", `must be webgpu or cpu, got "${flags.backend}"`);
   }

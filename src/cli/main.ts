@@ -39,10 +39,12 @@ function describeError(err: unknown): string {
   return String(err);
 }
 
-
 // Entry point under Deno (`deno task cli`) and Node alike. Exit explicitly: every engine a
 // command created has been disposed and awaited by now, and the exit code must not wait
 // on a GPU runtime's idle handles.
-if (import.meta.url === `file://${process.argv[1]}` || (globalThis as { Deno?: { mainModule?: string } }).Deno?.mainModule === import.meta.url) {
+if (
+  import.meta.url === `file://${process.argv[1]}` ||
+  (globalThis as { Deno?: { mainModule?: string } }).Deno?.mainModule === import.meta.url
+) {
   process.exit(await main(process.argv.slice(2)));
 }

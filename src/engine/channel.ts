@@ -48,7 +48,9 @@ export class Channel<T> implements AsyncIterable<T> {
         const item = this.#items.shift();
         if (item !== undefined) return Promise.resolve({ value: item, done: false });
         if (this.#done) {
-          return this.#error !== undefined ? Promise.reject(this.#error) : Promise.resolve({ value: undefined, done: true });
+          return this.#error !== undefined
+            ? Promise.reject(this.#error)
+            : Promise.resolve({ value: undefined, done: true });
         }
         return new Promise((resolve, reject) => (this.#waiter = { resolve, reject }));
       },

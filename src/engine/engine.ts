@@ -8,7 +8,7 @@
  * EngineDisposedError, aborts the loop, awaits its exit, then releases every GPU buffer
  * (and the device, when the engine made it). Nothing waits on a timer.
  */
-import { openGGUF, type GGUFFile } from "../gguf/reader.ts";
+import { type GGUFFile, openGGUF } from "../gguf/reader.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { renderChat, type Tokenizer, tokenizerFromMetadata } from "../tokenizer/index.ts";
 import { loadRunner, type ModelSource, type RunnerChoice } from "./backends.ts";
@@ -16,7 +16,14 @@ import { EngineDisposedError, EngineFailedError, InvalidRequestError } from "./e
 import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
 import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
 import type { BatchEntry, ModelRunner } from "./runner.ts";
-import type { EngineState, GenerateInput, GenerateOptions, GenerationStream, LoadProgress, TokenPrompt } from "./types.ts";
+import type {
+  EngineState,
+  GenerateInput,
+  GenerateOptions,
+  GenerationStream,
+  LoadProgress,
+  TokenPrompt,
+} from "./types.ts";
 
 /**
  * Decode steps per readback when nobody says. Measured on the embedded model, Deno's
@@ -204,7 +211,11 @@ export class Engine implements AsyncDisposable {
       throw new InvalidRequestError("logits", "the engine is busy with requests", "ENGINE_BUSY");
     }
     if (ids.length > runner.contextLength) {
-      throw new InvalidRequestError("ids", `${ids.length} tokens exceed the context of ${runner.contextLength}`, "PROMPT_TOO_LONG");
+      throw new InvalidRequestError(
+        "ids",
+        `${ids.length} tokens exceed the context of ${runner.contextLength}`,
+        "PROMPT_TOO_LONG",
+      );
     }
     this.#borrowed++;
     try {
@@ -376,7 +387,9 @@ export class Engine implements AsyncDisposable {
     const text = renderChat(this.#file!.metadata, input, { addGenerationPrompt: o.addGenerationPrompt ?? true });
     const ids = tokenizer.encode(text);
     // Templates that write the BOS themselves would otherwise get a second one.
-    if (ids.length > 1 && tokenizer.bos !== undefined && ids[0] === tokenizer.bos && ids[1] === tokenizer.bos) ids.shift();
+    if (ids.length > 1 && tokenizer.bos !== undefined && ids[0] === tokenizer.bos && ids[1] === tokenizer.bos) {
+      ids.shift();
+    }
     return ids;
   }
 
@@ -402,7 +415,13 @@ export class Engine implements AsyncDisposable {
     let budget = runner.maxBatchTokens;
     for (const r of this.#active) {
       if (r.phase !== "decode" || r.done) continue;
-      entries.push({ slot: r.slot, pos: r.pos, tokens: [], sampling: r.settings.sampling, sampleIndex: r.generated.length });
+      entries.push({
+        slot: r.slot,
+        pos: r.pos,
+        tokens: [],
+        sampling: r.settings.sampling,
+        sampleIndex: r.generated.length,
+      });
       requests.push(r);
       budget--;
     }

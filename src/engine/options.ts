@@ -43,10 +43,18 @@ export function validateGenerateOptions(o: GenerateOptions): void {
   intAtLeast(o.penaltyWindow, "penaltyWindow", 0);
   inRange(o.presencePenalty, "presencePenalty", (x) => x >= -2 && x <= 2, "in [-2, 2]");
   inRange(o.frequencyPenalty, "frequencyPenalty", (x) => x >= -2 && x <= 2, "in [-2, 2]");
-  check(o.seed === undefined || (Number.isInteger(o.seed) && o.seed >= 0), "seed", `must be a non-negative integer, got ${o.seed}`);
+  check(
+    o.seed === undefined || (Number.isInteger(o.seed) && o.seed >= 0),
+    "seed",
+    `must be a non-negative integer, got ${o.seed}`,
+  );
   intAtLeast(o.lookahead, "lookahead", 1);
   const stops = o.stop === undefined ? [] : typeof o.stop === "string" ? [o.stop] : o.stop;
-  check(Array.isArray(stops) && stops.every((s) => typeof s === "string"), "stop", "must be a string or an array of strings");
+  check(
+    Array.isArray(stops) && stops.every((s) => typeof s === "string"),
+    "stop",
+    "must be a string or an array of strings",
+  );
 }
 
 /** A seed for requests that give none. */

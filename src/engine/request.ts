@@ -91,7 +91,6 @@ export class Request implements GenerationStream {
     return this.phase === "done";
   }
 
-
   /** Tokens still allowed before `maxTokens`. */
   get remaining(): number {
     return this.settings.maxTokens - this.generated.length;

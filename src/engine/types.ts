@@ -2,7 +2,8 @@
 
 /** One chat message, rendered through the model's chat template. */
 export interface ChatMessage {
-  readonly role: "system" | "user" | "assistant" | (string & {});
+  /** `system`, `user` or `assistant`; templates may know others (e.g. `tool`). */
+  readonly role: string;
   readonly content: string;
 }
 

@@ -56,7 +56,9 @@ async function sameSecret(a: string, b: string): Promise<boolean> {
 async function readJsonBody(request: Request, limit: number): Promise<unknown> {
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (Number.isFinite(declared) && declared > limit) {
-    throw new HttpError(413, `the request body is ${declared} bytes; the limit is ${limit}`, { code: "body_too_large" });
+    throw new HttpError(413, `the request body is ${declared} bytes; the limit is ${limit}`, {
+      code: "body_too_large",
+    });
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -91,9 +93,13 @@ function httpErrorOf(error: unknown): HttpError {
     const code = error.code === "PROMPT_TOO_LONG" ? "context_length_exceeded" : "invalid_value";
     return new HttpError(400, error.message, { param: error.param, code });
   }
-  if (error instanceof EngineDisposedError) return new HttpError(503, "the server is shutting down", { code: "shutting_down" });
+  if (error instanceof EngineDisposedError) {
+    return new HttpError(503, "the server is shutting down", { code: "shutting_down" });
+  }
   if (error instanceof EngineFailedError) return new HttpError(503, error.message, { code: "engine_failed" });
-  if (error instanceof RequestAbortedError) return new HttpError(499, "the request was cancelled", { code: "cancelled" });
+  if (error instanceof RequestAbortedError) {
+    return new HttpError(499, "the request was cancelled", { code: "cancelled" });
+  }
   return new HttpError(500, `internal error: ${error instanceof Error ? error.message : String(error)}`);
 }
 
@@ -161,20 +167,36 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     }
 
     const encoder = new TextEncoder();
-    const sse = (data: unknown) => encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+    const sse = (data: unknown) =>
+      encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {
         try {
-          if (kind === "chat") controller.enqueue(sse(chunkJson(kind, id, options.modelId, created, { role: "assistant", text: "" }, null)));
+          if (kind === "chat") {
+            controller.enqueue(
+              sse(chunkJson(kind, id, options.modelId, created, { role: "assistant", text: "" }, null)),
+            );
+          }
           for await (const chunk of stream) {
-            if (chunk.text.length > 0) controller.enqueue(sse(chunkJson(kind, id, options.modelId, created, { text: chunk.text }, null)));
+            if (chunk.text.length > 0) {
+              controller.enqueue(sse(chunkJson(kind, id, options.modelId, created, { text: chunk.text }, null)));
+            }
             if (chunk.finishReason) {
               controller.enqueue(sse(chunkJson(kind, id, options.modelId, created, {}, chunk.finishReason)));
             }
           }
           const result = await stream.result;
           if (parsed.includeUsage) {
-            controller.enqueue(sse({ id, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: options.modelId, choices: [], usage: usageJson(result) }));
+            controller.enqueue(
+              sse({
+                id,
+                object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
+                created,
+                model: options.modelId,
+                choices: [],
+                usage: usageJson(result),
+              }),
+            );
           }
           controller.enqueue(sse("[DONE]"));
           controller.close();
@@ -202,7 +224,11 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
   function record(r: GenerationResult): void {
     metrics.promptTokens += r.usage.promptTokens;
     metrics.completionTokens += r.usage.completionTokens;
-    metrics.observeGeneration(r.timings.timeToFirstTokenMs, Math.max(0, r.usage.completionTokens - 1), r.timings.decodeMs);
+    metrics.observeGeneration(
+      r.timings.timeToFirstTokenMs,
+      Math.max(0, r.usage.completionTokens - 1),
+      r.timings.decodeMs,
+    );
   }
 
   async function route(request: Request, path: string): Promise<Response> {
@@ -217,12 +243,17 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
       return new Response(metrics.render(engine), { headers: { "content-type": "text/plain; version=0.0.4" } });
     }
     if (path === "/v1/models" && method === "GET") {
-      return json(200, { object: "list", data: [{ id: options.modelId, object: "model", created: 0, owned_by: "webgpu-llm" }] });
+      return json(200, {
+        object: "list",
+        data: [{ id: options.modelId, object: "model", created: 0, owned_by: "webgpu-llm" }],
+      });
     }
     if (path === "/v1/chat/completions" && method === "POST") return await completions(request, "chat");
     if (path === "/v1/completions" && method === "POST") return await completions(request, "text");
     const known = ["/health", "/ready", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"];
-    if (known.includes(path)) throw new HttpError(405, `${method} is not allowed on ${path}`, { code: "method_not_allowed" });
+    if (known.includes(path)) {
+      throw new HttpError(405, `${method} is not allowed on ${path}`, { code: "method_not_allowed" });
+    }
     throw new HttpError(404, `no such endpoint: ${method} ${path}`, { code: "not_found" });
   }
 

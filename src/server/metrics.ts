@@ -45,7 +45,10 @@ export class ServerMetrics {
     );
     metric("llm_prompt_tokens_total", "counter", "Prompt tokens processed.", [["", this.promptTokens]]);
     metric("llm_completion_tokens_total", "counter", "Tokens generated.", [["", this.completionTokens]]);
-    metric("llm_requests_cancelled_total", "counter", "Requests cancelled by a client disconnect or shutdown.", [["", this.cancelled]]);
+    metric("llm_requests_cancelled_total", "counter", "Requests cancelled by a client disconnect or shutdown.", [[
+      "",
+      this.cancelled,
+    ]]);
     metric("llm_requests_in_flight", "gauge", "Completion requests being served.", [["", this.inFlight]]);
     metric("llm_queue_depth", "gauge", "Requests waiting for a sequence slot.", [["", stats.queued]]);
     metric("llm_active_sequences", "gauge", "Sequences generating now.", [["", stats.active]]);
@@ -59,7 +62,10 @@ export class ServerMetrics {
     ]);
     metric("llm_gpu_bytes", "gauge", "GPU memory held by the engine's buffers.", [["", memory.liveBytes]]);
     metric("llm_gpu_buffers", "gauge", "GPU buffers held by the engine.", [["", memory.liveBuffers]]);
-    metric("llm_engine_ready", "gauge", "1 when the model is loaded and serving.", [["", stats.state === "ready" ? 1 : 0]]);
+    metric("llm_engine_ready", "gauge", "1 when the model is loaded and serving.", [[
+      "",
+      stats.state === "ready" ? 1 : 0,
+    ]]);
     return lines.join("\n") + "\n";
   }
 }

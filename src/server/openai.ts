@@ -20,7 +20,9 @@ export interface ParsedCompletionRequest {
 function optionalNumber(body: Json, key: string, min: number, max: number): number | undefined {
   const v = body[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw badRequest(key, `must be a number, got ${JSON.stringify(v)}`, "invalid_type");
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw badRequest(key, `must be a number, got ${JSON.stringify(v)}`, "invalid_type");
+  }
   if (v < min || v > max) throw badRequest(key, `must be between ${min} and ${max}, got ${v}`);
   return v;
 }
@@ -68,13 +70,20 @@ function parseContent(content: unknown, index: number): string {
 function parseMessages(body: Json): ChatMessage[] {
   const messages = body.messages;
   if (!Array.isArray(messages) || messages.length === 0) {
-    throw badRequest("messages", "must be a non-empty array", messages === undefined ? "missing_required_parameter" : "invalid_type");
+    throw badRequest(
+      "messages",
+      "must be a non-empty array",
+      messages === undefined ? "missing_required_parameter" : "invalid_type",
+    );
   }
   return messages.map((m, i) => {
     if (typeof m !== "object" || m === null) throw badRequest(`messages[${i}]`, "must be an object", "invalid_type");
     const role = (m as Json).role;
     if (typeof role !== "string" || !["system", "developer", "user", "assistant"].includes(role)) {
-      throw badRequest(`messages[${i}].role`, `must be system, developer, user or assistant, got ${JSON.stringify(role)}`);
+      throw badRequest(
+        `messages[${i}].role`,
+        `must be system, developer, user or assistant, got ${JSON.stringify(role)}`,
+      );
     }
     return { role: role === "developer" ? "system" : role, content: parseContent((m as Json).content, i) };
   });
@@ -99,11 +108,15 @@ export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): Par
   const n = optionalInteger(body, "n", 1, 128);
   if (n !== undefined && n !== 1) throw badRequest("n", "only n = 1 is supported");
   const streamOptions = body.stream_options;
-  if (streamOptions !== undefined && streamOptions !== null && (typeof streamOptions !== "object" || Array.isArray(streamOptions))) {
+  if (
+    streamOptions !== undefined && streamOptions !== null &&
+    (typeof streamOptions !== "object" || Array.isArray(streamOptions))
+  ) {
     throw badRequest("stream_options", "must be an object", "invalid_type");
   }
   const includeUsage = streamOptions ? optionalBoolean(streamOptions as Json, "include_usage") ?? false : false;
-  const maxTokens = optionalInteger(body, "max_completion_tokens", 1, 1 << 30) ?? optionalInteger(body, "max_tokens", 1, 1 << 30);
+  const maxTokens = optionalInteger(body, "max_completion_tokens", 1, 1 << 30) ??
+    optionalInteger(body, "max_tokens", 1, 1 << 30);
   const options: GenerateOptions = {
     maxTokens,
     temperature: optionalNumber(body, "temperature", 0, 2),
@@ -135,11 +148,21 @@ export function completionId(kind: "chat" | "text"): string {
 }
 
 export function usageJson(r: GenerationResult): Json {
-  return { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.totalTokens };
+  return {
+    prompt_tokens: r.usage.promptTokens,
+    completion_tokens: r.usage.completionTokens,
+    total_tokens: r.usage.totalTokens,
+  };
 }
 
 /** The non-streaming response body. */
-export function completionJson(kind: "chat" | "text", id: string, model: string, created: number, r: GenerationResult): Json {
+export function completionJson(
+  kind: "chat" | "text",
+  id: string,
+  model: string,
+  created: number,
+  r: GenerationResult,
+): Json {
   const choice = kind === "chat"
     ? { index: 0, message: { role: "assistant", content: r.text }, logprobs: null, finish_reason: r.finishReason }
     : { index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason };
@@ -165,10 +188,19 @@ export function chunkJson(
   const choice = kind === "chat"
     ? {
       index: 0,
-      delta: { ...(delta.role ? { role: delta.role } : {}), ...(delta.text !== undefined ? { content: delta.text } : {}) },
+      delta: {
+        ...(delta.role ? { role: delta.role } : {}),
+        ...(delta.text !== undefined ? { content: delta.text } : {}),
+      },
       logprobs: null,
       finish_reason: finishReason,
     }
     : { index: 0, text: delta.text ?? "", logprobs: null, finish_reason: finishReason };
-  return { id, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model, choices: [choice] };
+  return {
+    id,
+    object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
+    created,
+    model,
+    choices: [choice],
+  };
 }

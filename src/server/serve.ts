@@ -49,7 +49,10 @@ function shutdownSignal(): Promise<string> {
 export async function serveUntilSignal(engine: Engine, options: ServeOptions): Promise<void> {
   const cancelAll = new AbortController();
   const handler = createHandler(engine, { ...options, cancelAll: cancelAll.signal });
-  const server = denoApi().serve({ hostname: options.hostname, port: options.port, onListen: options.onListen }, handler);
+  const server = denoApi().serve(
+    { hostname: options.hostname, port: options.port, onListen: options.onListen },
+    handler,
+  );
   const signal = await shutdownSignal();
   console.error(`${signal}: shutting down (grace period ${options.gracePeriodMs ?? 10_000} ms)`);
   const drained = server.shutdown();

@@ -6,8 +6,7 @@
 import { performance } from "node:perf_hooks";
 import { DEFAULT_LOOKAHEAD, type Engine } from "../../engine/engine.ts";
 import type { GenerationResult } from "../../engine/types.ts";
-import { parseArgs } from "../args.ts";
-import type { CliCommand } from "../command.ts";
+import { type CliCommand, defineCommand } from "../command.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
 
 const SPEC = {
@@ -15,10 +14,38 @@ const SPEC = {
   summary: "Measures load time, prefill and decode tokens/s, time to first token and peak GPU memory.",
   flags: {
     ...ENGINE_FLAGS,
-    promptTokens: { type: "number", integer: true, min: 1, default: 128, placeholder: "n", description: "prompt length in tokens" },
-    genTokens: { type: "number", integer: true, min: 2, default: 64, placeholder: "n", description: "tokens generated per request" },
-    concurrency: { type: "number", integer: true, min: 1, default: 1, placeholder: "n", description: "requests run together" },
-    repetitions: { type: "number", integer: true, min: 1, default: 3, placeholder: "n", description: "measured runs (after one warm-up)" },
+    promptTokens: {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 128,
+      placeholder: "n",
+      description: "prompt length in tokens",
+    },
+    genTokens: {
+      type: "number",
+      integer: true,
+      min: 2,
+      default: 64,
+      placeholder: "n",
+      description: "tokens generated per request",
+    },
+    concurrency: {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 1,
+      placeholder: "n",
+      description: "requests run together",
+    },
+    repetitions: {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 3,
+      placeholder: "n",
+      description: "measured runs (after one warm-up)",
+    },
     json: { type: "boolean", description: "print one JSON object" },
   },
 } as const;
@@ -39,7 +66,8 @@ function spread(values: readonly number[]): Spread {
 
 /** `n` token ids of ordinary text (BOS first where the model adds one). */
 function promptIds(engine: Engine, n: number): number[] {
-  const text = "The old lighthouse keeper counted the ships that passed in the night, one by one, and wrote their names in a book. ";
+  const text =
+    "The old lighthouse keeper counted the ships that passed in the night, one by one, and wrote their names in a book. ";
   let ids = engine.tokenizer.encode(text);
   while (ids.length < n) ids = ids.concat(engine.tokenizer.encode(text, { addSpecial: false }));
   return ids.slice(0, n);
@@ -54,8 +82,10 @@ interface Run {
 async function measure(engine: Engine, ids: number[], genTokens: number, concurrency: number): Promise<Run> {
   const start = performance.now();
   const results: GenerationResult[] = await Promise.all(
-    Array.from({ length: concurrency }, () =>
-      engine.generate({ tokens: ids }, { maxTokens: genTokens, ignoreEos: true, temperature: 0 }).result),
+    Array.from(
+      { length: concurrency },
+      () => engine.generate({ tokens: ids }, { maxTokens: genTokens, ignoreEos: true, temperature: 0 }).result,
+    ),
   );
   const wall = performance.now() - start;
   const ttfts = results.map((r) => r.timings.timeToFirstTokenMs);
@@ -70,18 +100,15 @@ async function measure(engine: Engine, ids: number[], genTokens: number, concurr
   };
 }
 
-export const benchCommand: CliCommand = {
-  name: "bench",
-  summary: "benchmark load, prefill, decode, time to first token and GPU memory",
-  async run(args) {
-    const parsed = parseArgs(args, SPEC);
-    if (parsed.help) {
-      console.log(parsed.text);
-      return 0;
-    }
-    const f = parsed.flags;
+export const benchCommand: CliCommand = defineCommand(
+  SPEC,
+  "benchmark load, prefill, decode, time to first token and GPU memory",
+  async (f) => {
     const loadStart = performance.now();
-    const { engine, loaded } = engineFromFlags(f, { maxSequences: f.concurrency, maxBatchTokens: Math.max(256, f.concurrency) });
+    const { engine, loaded } = engineFromFlags(f, {
+      maxSequences: f.concurrency,
+      maxBatchTokens: Math.max(256, f.concurrency),
+    });
     try {
       await loaded;
       const loadMs = performance.now() - loadStart;
@@ -115,8 +142,10 @@ export const benchCommand: CliCommand = {
       else {
         const s = out.spread;
         const fmt = (x: Spread, d = 1) => `${x.median.toFixed(d)}  (${x.min.toFixed(d)}–${x.max.toFixed(d)})`;
-        console.log(`model ${out.model} on ${out.adapter}; ${promptTokens} prompt + ${f.genTokens} generated tokens, ` +
-          `concurrency ${f.concurrency}, ${f.repetitions} runs (median, min–max)`);
+        console.log(
+          `model ${out.model} on ${out.adapter}; ${promptTokens} prompt + ${f.genTokens} generated tokens, ` +
+            `concurrency ${f.concurrency}, ${f.repetitions} runs (median, min–max)`,
+        );
         console.log(`load          ${loadMs.toFixed(0)} ms`);
         console.log(`prefill       ${fmt(s.prefill_tok_s)} tok/s`);
         console.log(`decode        ${fmt(s.decode_tok_s)} tok/s`);
@@ -128,4 +157,4 @@ export const benchCommand: CliCommand = {
       await engine.dispose();
     }
   },
-};
+);

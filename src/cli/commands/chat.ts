@@ -7,8 +7,7 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import { RequestAbortedError } from "../../engine/errors.ts";
 import type { ChatMessage } from "../../engine/types.ts";
-import { parseArgs } from "../args.ts";
-import type { CliCommand } from "../command.ts";
+import { type CliCommand, defineCommand } from "../command.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
 import { onInterrupt } from "../interrupt.ts";
 
@@ -18,68 +17,70 @@ const SPEC = {
   flags: {
     ...ENGINE_FLAGS,
     system: { type: "string", placeholder: "text", description: "a system prompt" },
-    maxTokens: { type: "number", integer: true, min: 1, default: 256, placeholder: "n", description: "most tokens per answer" },
+    maxTokens: {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 256,
+      placeholder: "n",
+      description: "most tokens per answer",
+    },
     temperature: { type: "number", min: 0, placeholder: "t", description: "0 = greedy (default 0.8)" },
     seed: { type: "number", integer: true, min: 0, placeholder: "n", description: "random seed" },
   },
 } as const;
 
-export const chatCommand: CliCommand = {
-  name: "chat",
-  summary: "chat with the model in the terminal",
-  async run(args) {
-    const parsed = parseArgs(args, SPEC);
-    if (parsed.help) {
-      console.log(parsed.text);
-      return 0;
-    }
-    const f = parsed.flags;
-    const { engine, loaded } = engineFromFlags(f);
-    // Not readline's terminal mode: the terminal keeps its own line editing, and Ctrl-C
-    // stays a SIGINT, handled below for the whole command.
-    const rl = createInterface({ input: process.stdin, terminal: false });
-    // Iterate from the start, so lines piped in while the model loads are not lost.
-    const lines: AsyncIterator<string> = rl[Symbol.asyncIterator]();
-    // Ctrl-C stops the answer being written; at the prompt it leaves.
-    let answering: AbortController | undefined;
-    const stopListening = onInterrupt(() => {
-      if (answering) answering.abort();
-      else rl.close();
-    });
-    try {
-      await loaded;
-      const history: ChatMessage[] = f.system ? [{ role: "system", content: f.system }] : [];
-      console.error(`chatting with ${engine.config.name} (${engine.description}); Ctrl-C stops an answer, Ctrl-D leaves`);
-      for (;;) {
-        process.stdout.write("> ");
-        const next = await lines.next();
-        if (next.done) break;
-        const line = next.value;
-        if (line.trim() === "") continue;
-        history.push({ role: "user", content: line });
-        const abort = new AbortController();
-        answering = abort;
-        let answer = "";
-        try {
-          const stream = engine.generate(history, { maxTokens: f.maxTokens, temperature: f.temperature, seed: f.seed, signal: abort.signal });
-          for await (const chunk of stream) {
-            answer += chunk.text;
-            process.stdout.write(chunk.text);
-          }
-        } catch (e) {
-          if (!(e instanceof RequestAbortedError)) throw e;
-          process.stdout.write(" [stopped]");
-        } finally {
-          answering = undefined;
+export const chatCommand: CliCommand = defineCommand(SPEC, "chat with the model in the terminal", async (f) => {
+  const { engine, loaded } = engineFromFlags(f);
+  // Not readline's terminal mode: the terminal keeps its own line editing, and Ctrl-C
+  // stays a SIGINT, handled below for the whole command.
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  // Iterate from the start, so lines piped in while the model loads are not lost.
+  const lines: AsyncIterator<string> = rl[Symbol.asyncIterator]();
+  // Ctrl-C stops the answer being written; at the prompt it leaves.
+  let answering: AbortController | undefined;
+  const stopListening = onInterrupt(() => {
+    if (answering) answering.abort();
+    else rl.close();
+  });
+  try {
+    await loaded;
+    const history: ChatMessage[] = f.system ? [{ role: "system", content: f.system }] : [];
+    console.error(`chatting with ${engine.config.name} (${engine.description}); Ctrl-C stops an answer, Ctrl-D leaves`);
+    for (;;) {
+      process.stdout.write("> ");
+      const next = await lines.next();
+      if (next.done) break;
+      const line = next.value;
+      if (line.trim() === "") continue;
+      history.push({ role: "user", content: line });
+      const abort = new AbortController();
+      answering = abort;
+      let answer = "";
+      try {
+        const stream = engine.generate(history, {
+          maxTokens: f.maxTokens,
+          temperature: f.temperature,
+          seed: f.seed,
+          signal: abort.signal,
+        });
+        for await (const chunk of stream) {
+          answer += chunk.text;
+          process.stdout.write(chunk.text);
         }
-        process.stdout.write("\n");
-        history.push({ role: "assistant", content: answer });
+      } catch (e) {
+        if (!(e instanceof RequestAbortedError)) throw e;
+        process.stdout.write(" [stopped]");
+      } finally {
+        answering = undefined;
       }
-      return 0;
-    } finally {
-      stopListening();
-      rl.close();
-      await engine.dispose();
+      process.stdout.write("\n");
+      history.push({ role: "assistant", content: answer });
     }
-  },
-};
+    return 0;
+  } finally {
+    stopListening();
+    rl.close();
+    await engine.dispose();
+  }
+});

@@ -4,8 +4,7 @@
  */
 import process from "node:process";
 import type { GenerateOptions, GenerationResult } from "../../engine/types.ts";
-import { parseArgs } from "../args.ts";
-import type { CliCommand } from "../command.ts";
+import { type CliCommand, defineCommand } from "../command.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
 import { onInterrupt } from "../interrupt.ts";
 
@@ -15,16 +14,34 @@ const SPEC = {
   flags: {
     ...ENGINE_FLAGS,
     prompt: { type: "string", short: "p", required: true, placeholder: "text", description: "the prompt" },
-    maxTokens: { type: "number", integer: true, min: 1, placeholder: "n", description: "most tokens to generate (default 256)" },
+    maxTokens: {
+      type: "number",
+      integer: true,
+      min: 1,
+      placeholder: "n",
+      description: "most tokens to generate (default 256)",
+    },
     temperature: { type: "number", min: 0, placeholder: "t", description: "0 = greedy (default 0.8)" },
     topK: { type: "number", integer: true, min: 0, placeholder: "k", description: "0 = off (default 40)" },
     topP: { type: "number", placeholder: "p", description: "in (0, 1]; 1 = off (default 0.95)" },
     minP: { type: "number", placeholder: "p", description: "in [0, 1); 0 = off (default 0.05)" },
     repeatPenalty: { type: "number", placeholder: "r", description: "1 = off (default 1)" },
-    repeatLastN: { type: "number", integer: true, min: 0, placeholder: "n", description: "tokens the penalties look at (default 64)" },
+    repeatLastN: {
+      type: "number",
+      integer: true,
+      min: 0,
+      placeholder: "n",
+      description: "tokens the penalties look at (default 64)",
+    },
     presencePenalty: { type: "number", placeholder: "x", description: "in [-2, 2] (default 0)" },
     frequencyPenalty: { type: "number", placeholder: "x", description: "in [-2, 2] (default 0)" },
-    seed: { type: "number", integer: true, min: 0, placeholder: "n", description: "same seed, same output (default: random)" },
+    seed: {
+      type: "number",
+      integer: true,
+      min: 0,
+      placeholder: "n",
+      description: "same seed, same output (default: random)",
+    },
     stop: { type: "strings", placeholder: "s", description: "stop string (repeat for several)" },
     ignoreEos: { type: "boolean", description: "keep going past end-of-generation tokens" },
     noStream: { type: "boolean", description: "print the text once, at the end" },
@@ -55,16 +72,10 @@ export function generationJson(result: GenerationResult): Record<string, unknown
   };
 }
 
-export const generateCommand: CliCommand = {
-  name: "generate",
-  summary: "generate text from a prompt (streams to stdout)",
-  async run(args) {
-    const parsed = parseArgs(args, SPEC);
-    if (parsed.help) {
-      console.log(parsed.text);
-      return 0;
-    }
-    const f = parsed.flags;
+export const generateCommand: CliCommand = defineCommand(
+  SPEC,
+  "generate text from a prompt (streams to stdout)",
+  async (f) => {
     const { engine, loaded } = engineFromFlags(f);
     const abort = new AbortController();
     const stopListening = onInterrupt(() => abort.abort());
@@ -99,4 +110,4 @@ export const generateCommand: CliCommand = {
       await engine.dispose();
     }
   },
-};
+);

@@ -2,13 +2,12 @@
  * `deno task cli inspect [--model PATH|URL] [--json]`: what a GGUF file holds, read from
  * its header only (no tensor data is fetched, so it is quick on a URL too).
  */
-import { LlmError, SourceError } from "../../errors.ts";
+import { LlmError } from "../../errors.ts";
 import { ggmlTypeName } from "../../gguf/ggml-type.ts";
-import { type GGUFFile, openGGUF } from "../../gguf/reader.ts";
+import type { GGUFFile } from "../../gguf/reader.ts";
 import { type ModelConfig, modelConfigFromGGUF } from "../../model/config.ts";
-import { parseArgs } from "../args.ts";
-import type { CliCommand } from "../command.ts";
-import { DEFAULT_MODEL_PATH, DEFAULT_MODEL_RELATIVE } from "../default-model.ts";
+import { type CliCommand, defineCommand } from "../command.ts";
+import { MODEL_FLAG, openModelFile } from "../default-model.ts";
 
 /** Bytes and counts of the tensors of one GGML type. */
 export interface QuantMixEntry {
@@ -125,7 +124,9 @@ function formatText(s: ModelSummary): string {
   ];
   for (const q of s.quantMix) {
     const share = s.fileSize > 0 ? ((100 * q.bytes) / s.fileSize).toFixed(1) : "0";
-    lines.push(`  ${q.type.padEnd(6)} ${String(q.tensors).padStart(5)} tensors  ${formatBytes(q.bytes).padStart(10)}  ${share}%`);
+    lines.push(
+      `  ${q.type.padEnd(6)} ${String(q.tensors).padStart(5)} tensors  ${formatBytes(q.bytes).padStart(10)}  ${share}%`,
+    );
   }
   if (s.config) {
     const c = s.config;
@@ -140,51 +141,26 @@ function formatText(s: ModelSummary): string {
 }
 
 /** The `inspect` command. */
-export const inspectCommand: CliCommand = {
+const SPEC = {
   name: "inspect",
-  summary: "show a GGUF model's architecture, size, quant mix and tokenizer",
-  async run(args) {
-    const parsed = parseArgs(args, {
-      name: "inspect",
-      summary: "Shows what a GGUF model holds, from its header (no tensor data is read).",
-      flags: {
-        model: {
-          type: "string",
-          short: "m",
-          placeholder: "path|url",
-          description: `GGUF file, first shard, or http(s) URL (default: ${DEFAULT_MODEL_RELATIVE})`,
-        },
-        json: { type: "boolean", description: "print one JSON object instead of text" },
-      },
-    });
-    if (parsed.help) {
-      console.log(parsed.text);
-      return 0;
-    }
-    const file = await openModel(parsed.flags.model);
+  summary: "Shows what a GGUF model holds, from its header (no tensor data is read).",
+  flags: {
+    model: MODEL_FLAG,
+    json: { type: "boolean", description: "print one JSON object instead of text" },
+  },
+} as const;
+
+export const inspectCommand: CliCommand = defineCommand(
+  SPEC,
+  "show a GGUF model's architecture, size, quant mix and tokenizer",
+  async (f) => {
+    const file = await openModelFile(f.model);
     try {
       const summary = summarizeModel(file);
-      console.log(parsed.flags.json ? JSON.stringify(summary, null, 2) : formatText(summary));
+      console.log(f.json ? JSON.stringify(summary, null, 2) : formatText(summary));
     } finally {
       await file.close();
     }
     return 0;
   },
-};
-
-async function openModel(model: string | undefined): Promise<GGUFFile> {
-  try {
-    return await openGGUF(model ?? DEFAULT_MODEL_PATH);
-  } catch (err) {
-    if (model === undefined && err instanceof SourceError && err.code === "NOT_FOUND") {
-      throw new SourceError(
-        "NOT_FOUND",
-        DEFAULT_MODEL_PATH,
-        `no --model given, and the default model (${DEFAULT_MODEL_RELATIVE}) has not been built yet; pass --model PATH|URL`,
-        undefined,
-        { cause: err },
-      );
-    }
-    throw err;
-  }
-}
+);

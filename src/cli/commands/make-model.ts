@@ -11,12 +11,11 @@ import {
   presetArchitecture,
   SYNTHETIC_ARCHS,
   SYNTHETIC_PRESETS,
-  type SyntheticPreset,
   syntheticModelConfig,
+  type SyntheticPreset,
   writeSyntheticModel,
 } from "../../model/synthetic.ts";
-import { parseArgs } from "../args.ts";
-import type { CliCommand } from "../command.ts";
+import { type CliCommand, defineCommand } from "../command.ts";
 import { formatBytes } from "./inspect.ts";
 
 const SPEC = {
@@ -29,9 +28,22 @@ const SPEC = {
       description: "architecture (default: the preset's; llama for tiny)",
     },
     preset: { type: "string", default: "tiny", placeholder: SYNTHETIC_PRESETS.join("|"), description: "model shape" },
-    quant: { type: "string", required: true, placeholder: QUANT_MIXES.join("|"), description: "weight types (llama.cpp mix name)" },
+    quant: {
+      type: "string",
+      required: true,
+      placeholder: QUANT_MIXES.join("|"),
+      description: "weight types (llama.cpp mix name)",
+    },
     out: { type: "string", required: true, placeholder: "file.gguf", description: "where to write the model" },
-    seed: { type: "number", integer: true, min: 0, max: 0xffffffff, default: 1, placeholder: "n", description: "seed of the weights" },
+    seed: {
+      type: "number",
+      integer: true,
+      min: 0,
+      max: 0xffffffff,
+      default: 1,
+      placeholder: "n",
+      description: "seed of the weights",
+    },
   },
 } as const;
 
@@ -44,20 +56,29 @@ function isArchitecture(value: string): value is Architecture {
 }
 
 /** The `make-model` command. */
-export const makeModelCommand: CliCommand = {
-  name: "make-model",
-  summary: "write a synthetic GGUF model (random weights, real shapes)",
-  async run(args) {
-    const parsed = parseArgs(args, SPEC);
-    if (parsed.help) {
-      console.log(parsed.text);
-      return 0;
+export const makeModelCommand: CliCommand = defineCommand(
+  SPEC,
+  "write a synthetic GGUF model (random weights, real shapes)",
+  async (f) => {
+    if (!isPreset(f.preset)) {
+      throw new InvalidArgumentError(
+        "--preset",
+        `"${f.preset}" is not one of ${SYNTHETIC_PRESETS.join(", ")}`,
+      );
     }
-    const f = parsed.flags;
-    if (!isPreset(f.preset)) throw new InvalidArgumentError("--preset", `"${f.preset}" is not one of ${SYNTHETIC_PRESETS.join(", ")}`);
-    if (!isQuantMix(f.quant)) throw new InvalidArgumentError("--quant", `"${f.quant}" is not one of ${QUANT_MIXES.join(", ")}`);
+    if (!isQuantMix(f.quant)) {
+      throw new InvalidArgumentError(
+        "--quant",
+        `"${f.quant}" is not one of ${QUANT_MIXES.join(", ")}`,
+      );
+    }
     const arch = f.arch ?? presetArchitecture(f.preset) ?? "llama";
-    if (!isArchitecture(arch)) throw new InvalidArgumentError("--arch", `"${arch}" is not one of ${SYNTHETIC_ARCHS.join(", ")}`);
+    if (!isArchitecture(arch)) {
+      throw new InvalidArgumentError(
+        "--arch",
+        `"${arch}" is not one of ${SYNTHETIC_ARCHS.join(", ")}`,
+      );
+    }
     const config = syntheticModelConfig(arch, f.preset);
     const started = performance.now();
     await writeSyntheticModel(f.out, { arch, preset: f.preset, quant: f.quant, seed: f.seed });
@@ -69,4 +90,4 @@ export const makeModelCommand: CliCommand = {
     );
     return 0;
   },
-};
+);

@@ -6,8 +6,7 @@ import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { SourceError } from "../../errors.ts";
 import { defaultPerplexityContext, type LogitsBackend, perplexityOfText } from "../../model/perplexity.ts";
-import { parseArgs } from "../args.ts";
-import type { CliCommand } from "../command.ts";
+import { type CliCommand, defineCommand } from "../command.ts";
 import { DEFAULT_MODEL_PATH } from "../default-model.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
 
@@ -16,8 +15,7 @@ const { context: _engineContext, ...RUN_FLAGS } = ENGINE_FLAGS;
 
 const SPEC = {
   name: "perplexity",
-  summary:
-    "Perplexity of a model on a text file: the text is tokenized without BOS, cut into windows of N-1 tokens, " +
+  summary: "Perplexity of a model on a text file: the text is tokenized without BOS, cut into windows of N-1 tokens, " +
     "and each window runs as BOS + its tokens, every next-token prediction scored.",
   flags: {
     ...RUN_FLAGS,
@@ -34,48 +32,49 @@ const SPEC = {
 } as const;
 
 /** The `perplexity` command. */
-export const perplexityCommand: CliCommand = {
-  name: "perplexity",
-  summary: "perplexity of a model on a text file",
-  async run(args) {
-    const parsed = parseArgs(args, SPEC);
-    if (parsed.help) {
-      console.log(parsed.text);
-      return 0;
-    }
-    const f = parsed.flags;
-    const text = await readText(f.file);
-    // The same engine as every other door; its `logits()` runs whichever backend was chosen.
-    const { engine, loaded } = engineFromFlags({ ...f, context: undefined }, {
-      maxSequences: 1,
-      maxBatchTokens: 512,
+export const perplexityCommand: CliCommand = defineCommand(SPEC, "perplexity of a model on a text file", async (f) => {
+  const text = await readText(f.file);
+  // The same engine as every other door; its `logits()` runs whichever backend was chosen.
+  const { engine, loaded } = engineFromFlags({ ...f, context: undefined }, {
+    maxSequences: 1,
+    maxBatchTokens: 512,
+  });
+  try {
+    await loaded;
+    const modelContextLength = engine.limits.contextLength;
+    const context = f.context ?? defaultPerplexityContext(modelContextLength);
+    const backend: LogitsBackend = { forwardAll: (ids) => engine.logits(ids) };
+    const started = performance.now();
+    const result = await perplexityOfText(text, engine.tokenizer, backend, {
+      modelContextLength,
+      context,
+      onProgress: progressLine(),
     });
-    try {
-      await loaded;
-      const modelContextLength = engine.limits.contextLength;
-      const context = f.context ?? defaultPerplexityContext(modelContextLength);
-      const backend: LogitsBackend = { forwardAll: (ids) => engine.logits(ids) };
-      const started = performance.now();
-      const result = await perplexityOfText(text, engine.tokenizer, backend, {
-        modelContextLength,
-        context,
-        onProgress: progressLine(),
-      });
-      const seconds = (performance.now() - started) / 1000;
-      if (f.json) {
-        console.log(JSON.stringify({ model: f.model ?? DEFAULT_MODEL_PATH, file: f.file, backend: f.backend, context, ...result, seconds }));
-      } else {
-        console.log(
-          `perplexity ${result.perplexity.toFixed(4)} (nll ${result.nll.toFixed(4)} nats/token) over ${result.tokens} tokens, ` +
-            `context ${context}, ${engine.description}, ${seconds.toFixed(1)} s`,
-        );
-      }
-      return 0;
-    } finally {
-      await engine.dispose();
+    const seconds = (performance.now() - started) / 1000;
+    if (f.json) {
+      console.log(
+        JSON.stringify({
+          model: f.model ?? DEFAULT_MODEL_PATH,
+          file: f.file,
+          backend: f.backend,
+          context,
+          ...result,
+          seconds,
+        }),
+      );
+    } else {
+      console.log(
+        `perplexity ${result.perplexity.toFixed(4)} (nll ${
+          result.nll.toFixed(4)
+        } nats/token) over ${result.tokens} tokens, ` +
+          `context ${context}, ${engine.description}, ${seconds.toFixed(1)} s`,
+      );
     }
-  },
-};
+    return 0;
+  } finally {
+    await engine.dispose();
+  }
+});
 
 async function readText(path: string): Promise<string> {
   try {

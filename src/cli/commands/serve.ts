@@ -1,8 +1,7 @@
 /** `deno task cli serve`: the OpenAI-compatible HTTP server. */
 import { basename } from "node:path";
 import { serveUntilSignal } from "../../server/serve.ts";
-import { parseArgs } from "../args.ts";
-import type { CliCommand } from "../command.ts";
+import { type CliCommand, defineCommand } from "../command.ts";
 import { DEFAULT_MODEL_PATH } from "../default-model.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
 
@@ -11,9 +10,26 @@ const SPEC = {
   summary: "Serves the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...).",
   flags: {
     ...ENGINE_FLAGS,
-    host: { type: "string", default: "127.0.0.1", placeholder: "addr", description: "address to bind (default 127.0.0.1)" },
-    port: { type: "number", integer: true, min: 0, max: 65535, default: 8080, placeholder: "n", description: "port (0 = any free one)" },
-    apiKey: { type: "string", placeholder: "key", description: "require Authorization: Bearer KEY on every endpoint but /health" },
+    host: {
+      type: "string",
+      default: "127.0.0.1",
+      placeholder: "addr",
+      description: "address to bind (default 127.0.0.1)",
+    },
+    port: {
+      type: "number",
+      integer: true,
+      min: 0,
+      max: 65535,
+      default: 8080,
+      placeholder: "n",
+      description: "port (0 = any free one)",
+    },
+    apiKey: {
+      type: "string",
+      placeholder: "key",
+      description: "require Authorization: Bearer KEY on every endpoint but /health",
+    },
     maxConcurrency: {
       type: "number",
       integer: true,
@@ -21,8 +37,18 @@ const SPEC = {
       placeholder: "n",
       description: "completion requests accepted at once, queued ones included; more get 429 (default 64)",
     },
-    maxSequences: { type: "number", integer: true, min: 1, placeholder: "n", description: "sequences generated together (default 8)" },
-    corsOrigin: { type: "strings", placeholder: "origin", description: "allow this origin by CORS (repeat; * for any); off by default" },
+    maxSequences: {
+      type: "number",
+      integer: true,
+      min: 1,
+      placeholder: "n",
+      description: "sequences generated together (default 8)",
+    },
+    corsOrigin: {
+      type: "strings",
+      placeholder: "origin",
+      description: "allow this origin by CORS (repeat; * for any); off by default",
+    },
     gracePeriod: {
       type: "number",
       min: 0,
@@ -33,31 +59,21 @@ const SPEC = {
   },
 } as const;
 
-export const serveCommand: CliCommand = {
-  name: "serve",
-  summary: "serve an OpenAI-compatible HTTP API",
-  async run(args) {
-    const parsed = parseArgs(args, SPEC);
-    if (parsed.help) {
-      console.log(parsed.text);
-      return 0;
-    }
-    const f = parsed.flags;
-    const { engine, loaded } = engineFromFlags(f, { maxSequences: f.maxSequences ?? 8 });
-    loaded.then(
-      () => console.error(`model loaded: ${engine.description}`),
-      (e) => console.error(`error: the model could not be loaded: ${e instanceof Error ? e.message : String(e)}`),
-    );
-    await serveUntilSignal(engine, {
-      hostname: f.host,
-      port: f.port,
-      modelId: basename(f.model ?? DEFAULT_MODEL_PATH).replace(/\.gguf$/i, ""),
-      apiKey: f.apiKey,
-      maxConcurrency: f.maxConcurrency,
-      allowedOrigins: f.corsOrigin,
-      gracePeriodMs: f.gracePeriod * 1000,
-      onListen: ({ hostname, port }) => console.error(`listening on http://${hostname}:${port}`),
-    });
-    return 0;
-  },
-};
+export const serveCommand: CliCommand = defineCommand(SPEC, "serve an OpenAI-compatible HTTP API", async (f) => {
+  const { engine, loaded } = engineFromFlags(f, { maxSequences: f.maxSequences ?? 8 });
+  loaded.then(
+    () => console.error(`model loaded: ${engine.description}`),
+    (e) => console.error(`error: the model could not be loaded: ${e instanceof Error ? e.message : String(e)}`),
+  );
+  await serveUntilSignal(engine, {
+    hostname: f.host,
+    port: f.port,
+    modelId: basename(f.model ?? DEFAULT_MODEL_PATH).replace(/\.gguf$/i, ""),
+    apiKey: f.apiKey,
+    maxConcurrency: f.maxConcurrency,
+    allowedOrigins: f.corsOrigin,
+    gracePeriodMs: f.gracePeriod * 1000,
+    onListen: ({ hostname, port }) => console.error(`listening on http://${hostname}:${port}`),
+  });
+  return 0;
+});

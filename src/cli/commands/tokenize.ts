@@ -3,12 +3,10 @@
  * pieces) a model's own tokenizer gives for a text, BOS included where the model adds it.
  * Reads only the file's header.
  */
-import { SourceError } from "../../errors.ts";
-import { type GGUFFile, openGGUF } from "../../gguf/reader.ts";
+import type { GGUFFile } from "../../gguf/reader.ts";
 import { tokenizerFromMetadata } from "../../tokenizer/tokenizer.ts";
-import { parseArgs } from "../args.ts";
-import type { CliCommand } from "../command.ts";
-import { DEFAULT_MODEL_PATH, DEFAULT_MODEL_RELATIVE } from "../default-model.ts";
+import { type CliCommand, defineCommand } from "../command.ts";
+import { MODEL_FLAG, openModelFile } from "../default-model.ts";
 
 /** One token of the output. */
 export interface TokenizedPiece {
@@ -53,32 +51,24 @@ function formatText(r: TokenizeResult): string {
 }
 
 /** The `tokenize` command. */
-export const tokenizeCommand: CliCommand = {
+const SPEC = {
   name: "tokenize",
-  summary: "show the token ids and pieces of a text under a model's tokenizer",
-  async run(args) {
-    const parsed = parseArgs(args, {
-      name: "tokenize",
-      summary: "Prints the token ids (and pieces) a model's tokenizer gives for a text, BOS included where the model adds it.",
-      flags: {
-        model: {
-          type: "string",
-          short: "m",
-          placeholder: "path|url",
-          description: `GGUF file, first shard, or http(s) URL (default: ${DEFAULT_MODEL_RELATIVE})`,
-        },
-        text: { type: "string", short: "t", required: true, description: "the text to tokenize" },
-        json: { type: "boolean", description: "print one JSON object instead of one line per token" },
-        raw: { type: "boolean", description: "add no BOS/EOS even where the model adds them" },
-        literal: { type: "boolean", description: "treat special-token text such as <|im_start|> as plain text" },
-      },
-    });
-    if (parsed.help) {
-      console.log(parsed.text);
-      return 0;
-    }
-    const { model, text, json, raw, literal } = parsed.flags;
-    const file = await openModel(model);
+  summary:
+    "Prints the token ids (and pieces) a model's tokenizer gives for a text, BOS included where the model adds it.",
+  flags: {
+    model: MODEL_FLAG,
+    text: { type: "string", short: "t", required: true, description: "the text to tokenize" },
+    json: { type: "boolean", description: "print one JSON object instead of one line per token" },
+    raw: { type: "boolean", description: "add no BOS/EOS even where the model adds them" },
+    literal: { type: "boolean", description: "treat special-token text such as <|im_start|> as plain text" },
+  },
+} as const;
+
+export const tokenizeCommand: CliCommand = defineCommand(
+  SPEC,
+  "show the token ids and pieces of a text under a model's tokenizer",
+  async ({ model, text, json, raw, literal }) => {
+    const file = await openModelFile(model);
     try {
       const result = tokenizeWithFile(file, text, { addSpecial: !raw, parseSpecial: !literal });
       console.log(json ? JSON.stringify(result, null, 2) : formatText(result));
@@ -87,21 +77,4 @@ export const tokenizeCommand: CliCommand = {
     }
     return 0;
   },
-};
-
-async function openModel(model: string | undefined): Promise<GGUFFile> {
-  try {
-    return await openGGUF(model ?? DEFAULT_MODEL_PATH);
-  } catch (err) {
-    if (model === undefined && err instanceof SourceError && err.code === "NOT_FOUND") {
-      throw new SourceError(
-        "NOT_FOUND",
-        DEFAULT_MODEL_PATH,
-        `no --model given, and the default model (${DEFAULT_MODEL_RELATIVE}) has not been built yet; pass --model PATH|URL`,
-        undefined,
-        { cause: err },
-      );
-    }
-    throw err;
-  }
-}
+);
