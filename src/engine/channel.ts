@@ -33,6 +33,8 @@ export class Channel<T> implements AsyncIterable<T> {
     if (this.#done) return;
     this.#done = true;
     this.#error = error;
+    // A failed (aborted, disposed) stream ends at once: what it had buffered is dropped.
+    if (error !== undefined) this.#items.length = 0;
     const w = this.#waiter;
     this.#waiter = undefined;
     if (!w) return;
