@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU suites on Dawn (the optional npm package `webgpu`), under Node and under Deno:
 #   - node: vitest test/node/dawn (the engine on Dawn against the CPU reference, providers)
-#   - deno: the engine-level suites (engine, lookahead) with only the webgpu-dawn backend
-# (With DAWN_VK_ICD set, every suite of test/run-all.sh also runs its Dawn cases.)
+#   - deno: the engine-level suites (engine, lookahead) with only the webgpu-dawn backend,
+#           through scripts/deno-run-tests.ts: under `deno test` Dawn starves (see there)
 # DAWN_VK_ICD names the Vulkan driver manifest Dawn uses (default: Chromium's SwiftShader,
 # since Dawn refuses Mesa's lavapipe), or `default` for the machine's own drivers (a GPU).
 # Needs the optional npm package `webgpu` (scripts/setup.sh installs optional packages).
@@ -27,7 +27,7 @@ status=0
 for suite in "${suites[@]}"; do
   case "$suite" in
     node) npx vitest run test/node/dawn || status=1 ;;
-    deno) TEST_BACKENDS=webgpu-dawn deno test -A test/deno/engine.test.ts test/deno/lookahead.test.ts || status=1 ;;
+    deno) TEST_BACKENDS=webgpu-dawn deno run -A scripts/deno-run-tests.ts test/deno/engine.test.ts test/deno/lookahead.test.ts || status=1 ;;
     *) echo "test-dawn: unknown suite $suite (node or deno)" >&2; exit 2 ;;
   esac
 done
