@@ -91,3 +91,21 @@ Deno.test("cli: perplexity on WebGPU agrees with the CPU reference", async () =>
   assert.ok(Math.abs(gpu.nll - cpu.nll) < 1e-4, `nll ${gpu.nll} vs ${cpu.nll}`);
   await Deno.remove(text);
 });
+
+Deno.test("cli: perplexity of the embedded model on held-out text, WebGPU vs the CPU reference", async () => {
+  // The CPU reference is checked against llama.cpp on the same file and text (vitest,
+  // test/node/embedded): this closes the loop from the GPU to llama.cpp.
+  const model = "models/tiny-fortunes-f32.gguf";
+  const text = "test/fixtures/heldout-sample.txt";
+  const run = async (backend: string) => {
+    const args = ["perplexity", "--model", model, "--file", text, "--context", "256", "--backend", backend, "--json"];
+    const { code, stdout, stderr } = await cli(args);
+    assert.equal(code, 0, stderr);
+    return JSON.parse(stdout);
+  };
+  const cpu = await run("cpu");
+  const gpu = await run("webgpu");
+  console.log(`embedded f32 held-out slice: perplexity cpu ${cpu.perplexity.toFixed(4)}, webgpu ${gpu.perplexity.toFixed(4)}`);
+  assert.equal(gpu.tokens, cpu.tokens);
+  assert.ok(Math.abs(gpu.perplexity / cpu.perplexity - 1) < 1e-3, `${gpu.perplexity} vs ${cpu.perplexity}`);
+});
