@@ -21,13 +21,17 @@ if (existsSync(vitestFile)) {
   suites.push({ name: "vitest (no report)", passed: 0, failed: 1 });
 }
 
-const denoFile = join(dir, "deno.txt");
-if (existsSync(denoFile)) {
-  // Deno ends with e.g. "ok | 12 passed (3 steps) | 0 failed (5s)"; strip colours first.
-  const text = readFileSync(denoFile, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+// Deno ends with e.g. "ok | 12 passed (3 steps) | 0 failed (5s)"; so does scripts/deno-run-tests.ts.
+for (const [name, file] of [["deno", "deno.txt"], ["deno-dawn", "deno-dawn.txt"]]) {
+  const path = join(dir, file);
+  if (!existsSync(path)) {
+    suites.push({ name: `${name} (not run)`, passed: 0, failed: 1 });
+    continue;
+  }
+  const text = readFileSync(path, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
   const m = [...text.matchAll(/(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
-  if (m) suites.push({ name: "deno", passed: Number(m[1]), failed: Number(m[2]) });
-  else suites.push({ name: "deno (no summary)", passed: 0, failed: 1 });
+  if (m) suites.push({ name, passed: Number(m[1]), failed: Number(m[2]) });
+  else suites.push({ name: `${name} (no summary)`, passed: 0, failed: 1 });
 }
 
 // Playwright's JSON reporter: expected (and flaky, which passed on retry) vs unexpected.

@@ -47,12 +47,14 @@ export async function loadRunner(file: GGUFFile, choice: RunnerChoice, sizes: Ru
     // the GPU modules, loaded on demand after it, use.
     const injected = choice.gpu !== undefined || choice.device !== undefined;
     const { resolveWebGpu } = await import("../gpu/provider.ts");
-    const gpu = injected ? choice.gpu : (await resolveWebGpu(choice.webgpu ?? "auto")).gpu;
+    const { gpu, provider } = injected
+      ? { gpu: choice.gpu, provider: undefined }
+      : await resolveWebGpu(choice.webgpu ?? "auto");
     const [{ GpuRunner }, { createDeviceSampler }] = await Promise.all([
       import("../model/gpu-runner.ts"),
       import("../gpu/kernels/sample.ts"),
     ]);
-    return GpuRunner.load(file, { ...sizes, gpu, device: choice.device, sampler: createDeviceSampler });
+    return GpuRunner.load(file, { ...sizes, gpu, provider, device: choice.device, sampler: createDeviceSampler });
   }
   throw new InvalidRequestError("backend", `unknown backend "${String(backend)}" (webgpu or cpu)`);
 }

@@ -67,6 +67,8 @@ export interface GpuRunnerOptions extends RunnerSizes {
   readonly logitRows?: number;
   /** Bound on each wait for the GPU, ms (default 60 s): a hang becomes GPU_TIMEOUT. */
   readonly timeoutMs?: number;
+  /** Which WebGPU implementation made `gpu` (`dawn`, `deno`, `browser`), for the description. */
+  readonly provider?: string;
 }
 
 const DEFAULT_SUBMIT_WORK = 4e10;
@@ -107,7 +109,7 @@ export class GpuRunner implements ModelRunner {
     this.contextLength = forward.sizes.contextLength;
     this.maxBatchTokens = forward.sizes.maxTokens;
     const adapter = ctx.adapterInfo?.description || ctx.adapterInfo?.vendor || "injected device";
-    this.description = `webgpu (${adapter}; KV cache ${forward.sizes.kvCacheType})`;
+    this.description = `webgpu/${options.provider ?? "injected"} (${adapter}; KV cache ${forward.sizes.kvCacheType})`;
     this.#hasSampled = Array.from({ length: this.maxSlots }, () => false);
     ctx.device.lost.then(() => this.#notifyFailure());
     ctx.device.addEventListener("uncapturederror", () => this.#notifyFailure());

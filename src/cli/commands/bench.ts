@@ -5,6 +5,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { DEFAULT_LOOKAHEAD, type Engine } from "../../engine/engine.ts";
+import { probeWebGpu } from "../../gpu/provider.ts";
 import type { GenerationResult } from "../../engine/types.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
@@ -118,11 +119,15 @@ export const benchCommand: CliCommand = defineCommand(
       await measure(engine, ids.slice(0, Math.min(16, ids.length)), 4, 1); // warm-up
       const runs: Run[] = [];
       for (let i = 0; i < f.repetitions; i++) runs.push(await measure(engine, ids, f.genTokens, f.concurrency));
+      // Provider, adapter and an empty submit-and-read round trip, on a short-lived device of the same provider.
+      const probe = f.backend === "webgpu" ? await probeWebGpu(f.webgpu as "auto" | "dawn" | "deno") : undefined;
       const out = {
         model: engine.config.name,
         backend: f.backend,
-        adapter: engine.description,
+        adapter: probe?.adapter ?? engine.description,
+        webgpu: probe?.provider ?? null,
         lookahead: f.lookahead ?? DEFAULT_LOOKAHEAD,
+        roundtrip_us: probe ? Math.round(probe.roundTripUs) : null,
         concurrency: f.concurrency,
         prompt_tokens: promptTokens,
         gen_tokens: f.genTokens,
