@@ -205,6 +205,11 @@ Deno.test(`server[${backend.name}]: bad input gets 4xx in the OpenAI error shape
     assert.equal(retryAfter, "1");
     for (const c of controllers) c.abort();
     await Promise.allSettled(long.map((r) => r.cancel()));
+    // The server sees the disconnects on its own schedule; each poll is a real round trip.
+    for (let attempt = 0; attempt < 500; attempt++) {
+      const metrics = await (await fetch(`${server.url}/metrics`, { headers: auth })).text();
+      if (metricValue(metrics, "llm_requests_in_flight") === 0) break;
+    }
 
     // Still healthy and serving.
     const ok = await post("/v1/completions", JSON.stringify({ prompt: "Once upon a time", max_tokens: 16, temperature: 0 }));
