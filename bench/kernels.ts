@@ -5,6 +5,7 @@
  *   deno run -A bench/kernels.ts [--rows 4096 --cols 4096] [--types Q4_K,Q8_0] [--json]
  *   deno run -A bench/kernels.ts --quick           # small sizes, a few seconds on lavapipe
  *   deno run -A bench/kernels.ts --matvec-wg 16 --matvec-rows 2   # try another matvec shape
+ *   deno run -A bench/kernels.ts --skip-matmul --types Q4_K        # matvec only
  *
  * Prints a table and writes results/kernels-<time>.json (`--out-dir`).
  *
@@ -24,16 +25,19 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { loadavg } from "node:os";
+import process from "node:process";
 import { parseArgs } from "../src/cli/args.ts";
 import { GpuError } from "../src/errors.ts";
 import { GGMLType, ggmlTypeName } from "../src/gguf/ggml-type.ts";
 import { quantize } from "../src/gguf/quant/index.ts";
 import { createGpuContext, type GpuContext } from "../src/gpu/device.ts";
+import { resolveWebGpu } from "../src/gpu/provider.ts";
 import { MatrixKernels } from "../src/gpu/kernels/matmul.ts";
 import { GpuStep, ParamArena } from "../src/gpu/step.ts";
 import { destroyWeight, GPU_WEIGHT_LAYOUTS, uploadWeight, type GpuWeight } from "../src/gpu/weights.ts";
 
-const parsed = parseArgs(Deno.args, {
+const parsed = parseArgs(process.argv.slice(2), {
   name: "kernels",
   summary: "Measures matvec GB/s (against a copy kernel) and matmul GFLOP/s on the current WebGPU adapter.",
   flags: {
@@ -44,6 +48,7 @@ const parsed = parseArgs(Deno.args, {
     matmulRows: { type: "number", integer: true, min: 1, default: 2048, placeholder: "n", description: "matmul weight rows" },
     matmulCols: { type: "number", integer: true, min: 256, default: 2048, placeholder: "n", description: "matmul weight columns (a multiple of 256)" },
     matmulTypes: { type: "strings", placeholder: "T", description: "matmul types (default F16, Q8_0, Q4_K, Q6_K)" },
+    skipMatmul: { type: "boolean", description: "measure the matvec kernels only" },
     matvecWg: { type: "number", integer: true, min: 1, placeholder: "n", description: "matvec threads per work-group (MatrixKernels default)" },
     matvecRows: { type: "number", integer: true, min: 1, placeholder: "n", description: "matvec rows per work-group (MatrixKernels default)" },
     targetMs: { type: "number", min: 1, default: 150, placeholder: "ms", description: "GPU time per measured submission" },
@@ -53,11 +58,12 @@ const parsed = parseArgs(Deno.args, {
     quick: { type: "boolean", description: "small sizes (1024×1024 matvec, 64×512×512 matmul, 16 MiB working set)" },
     outDir: { type: "string", default: "results", placeholder: "dir", description: "where kernels-<time>.json is written (relative to the project root)" },
     json: { type: "boolean", description: "print one JSON object" },
+    webgpu: { type: "string", default: "deno", placeholder: "auto|dawn|deno", description: "WebGPU provider (as the CLI's --webgpu)" },
   },
 });
 if (parsed.help) {
   console.log(parsed.text);
-  Deno.exit(0);
+  process.exit(0);
 }
 const f = parsed.flags;
 if (f.quick) {
@@ -65,7 +71,7 @@ if (f.quick) {
 }
 if (f.cols % 256 !== 0 || f.matmulCols % 256 !== 0) {
   console.error("--cols and --matmul-cols must be multiples of 256 (the K-quant super-block)");
-  Deno.exit(2);
+  process.exit(2);
 }
 
 /** Every type with GPU kernels except F32 (no model ships its matrices in F32). */
@@ -356,8 +362,9 @@ function adapterName(ctx: GpuContext): string {
 }
 
 const matvecTypes = parseTypes(f.types, DEFAULT_MATVEC_TYPES);
-const matmulTypes = parseTypes(f.matmulTypes, DEFAULT_MATMUL_TYPES);
-const ctx = await createGpuContext();
+const matmulTypes = f.skipMatmul ? [] : parseTypes(f.matmulTypes, DEFAULT_MATMUL_TYPES);
+const provider = f.webgpu === "auto" || f.webgpu === "dawn" ? f.webgpu : "deno";
+const ctx = await createGpuContext({ gpu: (await resolveWebGpu(provider)).gpu });
 const timer = new Timer(ctx, ctx.features.timestampQuery && !f.wallClock);
 const kernels = new MatrixKernels(ctx, { matvecWorkgroupSize: f.matvecWg, matvecRows: f.matvecRows });
 const log = (line: string) => {
@@ -390,7 +397,7 @@ try {
     created: created.toISOString(),
     adapter: adapterName(ctx),
     timing: timer.method,
-    loadavg: Deno.loadavg(),
+    loadavg: loadavg(),
     settings: { ...f, json: undefined, outDir: undefined },
     matvec_workgroup: { threads: f.matvecWg ?? "default", rows: f.matvecRows ?? "default" },
     copy,

@@ -57,6 +57,14 @@ export interface BatchEntry {
   readonly sampleIndex: number;
 }
 
+/** What {@link ModelRunner.profileStep} measured. */
+export interface StepProfile {
+  /** The step's sampled ids, as `step()` returns them. */
+  readonly ids: Int32Array[];
+  /** GPU time of each kernel dispatch (each in a pass of its own), in recording order. */
+  readonly passes: readonly { readonly label: string; readonly ns: number }[];
+}
+
 /** A runner's own accounting of device memory. */
 export interface RunnerMemory {
   readonly liveBuffers: number;
@@ -96,6 +104,12 @@ export interface ModelRunner {
    * fed position. For perplexity and correctness checks, not for generation.
    */
   logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]>;
+
+  /**
+   * Runs one step like `step()` with each kernel timed on the GPU (timestamp queries), for
+   * `bench --profile`. Only runners on a GPU with timestamp queries have it.
+   */
+  profileStep?(batch: readonly BatchEntry[], extraSteps: number): Promise<StepProfile>;
 
   /** GPU buffers this runner made and has not destroyed yet (zeros on the CPU). */
   memory(): RunnerMemory;

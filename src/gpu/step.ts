@@ -26,6 +26,7 @@
 import { GpuError } from "../errors.ts";
 import { alignTo, type GpuAllocator } from "./buffers.ts";
 import type { GpuContext } from "./device.ts";
+import type { GpuProfiler } from "./profiler.ts";
 
 /** Bytes in one arena chunk (a uniform buffer). 64 KiB is WebGPU's default max uniform binding. */
 const CHUNK_BYTES = 64 * 1024;
@@ -101,20 +102,25 @@ export class ParamArena {
 /** Workgroup counts of one dispatch. */
 export type WorkgroupCount = readonly [number, number?, number?];
 
-/** One command encoder and (lazily) one open compute pass, submitted once. */
+/**
+ * One command encoder and (lazily) one open compute pass, submitted once. With a
+ * {@link GpuProfiler}, every dispatch gets a pass of its own with timestamps instead.
+ */
 export class GpuStep {
   readonly ctx: GpuContext;
   readonly arena: ParamArena;
   readonly encoder: GPUCommandEncoder;
   readonly label: string;
+  readonly profiler: GpuProfiler | undefined;
   private pass: GPUComputePassEncoder | null = null;
   private dispatches = 0;
   private submitted = false;
 
-  constructor(ctx: GpuContext, arena: ParamArena, label = "step") {
+  constructor(ctx: GpuContext, arena: ParamArena, label = "step", profiler?: GpuProfiler) {
     this.ctx = ctx;
     this.arena = arena;
     this.label = label;
+    this.profiler = profiler;
     this.encoder = ctx.device.createCommandEncoder({ label });
   }
 
@@ -145,20 +151,23 @@ export class GpuStep {
     const group = Array.isArray(bindings)
       ? this.ctx.device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries: bindings })
       : bindings;
-    const pass = this.openPass();
+    if (this.profiler) this.closePass();
+    const pass = this.openPass(pipeline.label);
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
     this.dispatches++;
+    if (this.profiler) this.closePass();
   }
 
   /**
    * The open compute pass (opened if needed), for code that records into a pass itself
    * (the DeviceSampler hook). It sets its own pipeline and bind groups; so does `dispatch`.
    */
-  computePass(): GPUComputePassEncoder {
+  computePass(label = "sample"): GPUComputePassEncoder {
     this.assertOpen();
-    return this.openPass();
+    if (this.profiler) this.closePass();
+    return this.openPass(label);
   }
 
   /** Records a buffer copy (closes the compute pass; the next dispatch opens a new one). */
@@ -172,14 +181,17 @@ export class GpuStep {
   submit(): void {
     this.assertOpen();
     this.closePass();
+    this.profiler?.resolveInto(this.encoder);
     this.arena.flush();
     this.ctx.device.queue.submit([this.encoder.finish()]);
     this.arena.reset();
     this.submitted = true;
   }
 
-  private openPass(): GPUComputePassEncoder {
-    if (!this.pass) this.pass = this.encoder.beginComputePass({ label: this.label });
+  private openPass(kernel: string): GPUComputePassEncoder {
+    if (this.pass) return this.pass;
+    const timestampWrites = this.profiler?.nextPass(kernel);
+    this.pass = this.encoder.beginComputePass(timestampWrites ? { label: kernel, timestampWrites } : { label: this.label });
     return this.pass;
   }
 

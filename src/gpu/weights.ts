@@ -221,9 +221,10 @@ export function planWeight(info: WeightSource, name: string, maxPartBytes: numbe
   return { ...plan, rowsPerPart };
 }
 
+/** Bytes of one part, padded to 16: matvec-lanes.wgsl reads parts as whole vec4<u32>. */
 function partBytes(plan: WeightPlan, rows: number): number {
-  const scales = plan.layout.splitScaleAt === null ? 0 : alignTo(rows * plan.blocksPerRow * 2, 4);
-  return rows * plan.rowWords * 4 + scales;
+  const scales = plan.layout.splitScaleAt === null ? 0 : rows * plan.blocksPerRow * 2;
+  return alignTo(rows * plan.rowWords * 4 + scales, 16);
 }
 
 /** Writes rows `[firstRow, firstRow + rows)` of GGUF data into `dst` in the GPU layout. */

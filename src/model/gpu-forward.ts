@@ -362,6 +362,7 @@ export class GpuForward {
   /** Destroys the per-kernel uniforms and the arena (the context's destroy frees the rest). */
   destroy(): void {
     this.embed.destroy();
+    this.matrix.destroy();
     this.arena.destroy();
   }
 

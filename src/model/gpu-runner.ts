@@ -25,12 +25,13 @@ import { yieldToEventLoop } from "../engine/yield.ts";
 import { GpuError, InvalidArgumentError } from "../errors.ts";
 import type { RunnerSizes } from "../engine/backends.ts";
 import { InvalidRequestError } from "../engine/errors.ts";
-import type { BatchEntry, ModelRunner, RunnerMemory, SamplingParams } from "../engine/runner.ts";
+import type { BatchEntry, ModelRunner, RunnerMemory, SamplingParams, StepProfile } from "../engine/runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
 import { resetHistorySlot } from "../gpu/kernels/history.ts";
 import { type DeviceSampler, GreedySampler, SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
 import { FROM_LAST_SAMPLED, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
+import { GpuProfiler } from "../gpu/profiler.ts";
 import { GpuStep } from "../gpu/step.ts";
 import { type ModelConfig, modelConfigFromGGUF } from "./config.ts";
 import { GpuForward, type KvCacheType, Recorder } from "./gpu-forward.ts";
@@ -97,6 +98,8 @@ export class GpuRunner implements ModelRunner {
   readonly #hasSampled: boolean[];
   readonly #listeners: ((error: Error) => void)[] = [];
   #busy: Promise<unknown> = Promise.resolve();
+  /** Set while `profileStep` records: every GpuStep then times its dispatches. */
+  #profiler: GpuProfiler | undefined;
   #disposed = false;
   #reportedFailure = false;
 
@@ -192,6 +195,23 @@ export class GpuRunner implements ModelRunner {
 
   step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
     return this.#exclusive(() => this.#step(batch, extraSteps));
+  }
+
+  /** Like `step()`, with every dispatch timed on the GPU (see {@link GpuProfiler}). */
+  profileStep(batch: readonly BatchEntry[], extraSteps: number): Promise<StepProfile> {
+    return this.#exclusive(async () => {
+      // Generous: a layer records about a dozen dispatches, more where weights are split.
+      const perSubStep = 8 + 32 * this.config.nLayers;
+      const profiler = new GpuProfiler(this.#ctx, perSubStep * (1 + Math.max(0, Math.floor(extraSteps))));
+      this.#profiler = profiler;
+      try {
+        const ids = await this.#step(batch, extraSteps);
+        return { ids, passes: await this.#withTimeout(profiler.read(), "reading the profile") };
+      } finally {
+        this.#profiler = undefined;
+        profiler.destroy();
+      }
+    });
   }
 
   logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]> {
@@ -357,7 +377,7 @@ export class GpuRunner implements ModelRunner {
   #recorder(label: string): Recorder {
     const f = this.#forward;
     let n = 0;
-    return new Recorder(() => new GpuStep(this.#ctx, f.arena, `${label} ${n++}`), this.#options.maxSubmitWork ?? DEFAULT_SUBMIT_WORK);
+    return new Recorder(() => new GpuStep(this.#ctx, f.arena, `${label} ${n++}`, this.#profiler), this.#options.maxSubmitWork ?? DEFAULT_SUBMIT_WORK);
   }
 
   /** Maps `readback`, copies `bytes` of i32 out, unmaps. */

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { GGMLType, ggmlTypeName } from "../../src/gguf/ggml-type.ts";
 import { dequantize, quantize } from "../../src/gguf/quant/index.ts";
 import { createGpuContext, type GpuContext } from "../../src/gpu/device.ts";
-import { DEFAULT_BATCH_MAX, MatrixKernels } from "../../src/gpu/kernels/matmul.ts";
+import { DEFAULT_BATCH_MAX, MatrixKernels, matrixVariant } from "../../src/gpu/kernels/matmul.ts";
 import { ParamArena, GpuStep } from "../../src/gpu/step.ts";
 import { destroyWeight, uploadWeight, type GpuWeight } from "../../src/gpu/weights.ts";
 import { dawnIcd, primeDawn } from "../node/dawn/dawn-env.ts";
@@ -256,6 +256,39 @@ Deno.test("small-batch matmul over split weights (n = 2, 9, 17)", async () => {
   }
 });
 
+/**
+ * Both single-row shapes on every type the lanes kernel decodes, at sizes it takes (x
+ * aligned, whole 16-value chunks, 32-value types in pairs of blocks): 300 rows are one
+ * lanes work-group of 256 rows and part of a second; the split upload puts part
+ * boundaries mid-work-group. `auto` picks lanes on lavapipe only, so each shape is forced.
+ */
+const LANES_COLS: ReadonlyMap<GGMLType, number> = new Map([
+  [GGMLType.F32, 48],
+  [GGMLType.F16, 48],
+  [GGMLType.Q4_0, 128],
+  [GGMLType.Q8_0, 128],
+  [GGMLType.Q4_K, 512],
+  [GGMLType.Q6_K, 512],
+]);
+for (const shape of ["lanes", "workgroup"] as const) {
+  Deno.test(`single-row matvec, ${shape} shape: ${[...LANES_COLS.keys()].map(ggmlTypeName).join(", ")} (300 rows, whole and split)`, async () => {
+    const shaped = new MatrixKernels(ctx, { matvecShape: shape });
+    for (const [i, [type, cols]] of [...LANES_COLS].entries()) {
+      const w = makeMatrix(type, 300, cols, 700 + i);
+      for (const maxPartBytes of [Infinity, Math.ceil(w.bytes.length / 3)]) {
+        const gw = await uploadWeight(ctx, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `${shape} ${ggmlTypeName(type)}`, { maxPartBytes });
+        const file = matrixVariant(shaped.key("matvec", gw, false)).file;
+        assert.equal(file, shape === "lanes" ? "matvec-lanes.wgsl" : "matvec.wgsl", `${ggmlTypeName(type)} takes the ${shape} kernel`);
+        await shaped.prepare([gw], { bias: true });
+        const compiled = ctx.pipelines.size;
+        await checkProducts(ctx, shaped, w, gw, 800 + i, { ns: [N], alignedX: true });
+        assert.equal(ctx.pipelines.size, compiled, "prepare() compiled every variant recorded");
+        destroyWeight(ctx.allocator, gw);
+      }
+    }
+  });
+}
+
 Deno.test("prepare compiles every variant matvec and matmul record, for every n", async () => {
   const w = makeMatrix(GGMLType.Q4_0, ROWS, 96, 11);
   const gw = await uploadWeight(ctx, { type: w.type, shape: [w.cols, w.rows], bytes: w.bytes }, "variants");
@@ -357,6 +390,10 @@ Deno.test("split weights, windowed bindings and a 2-D grid (small limits forced)
       await checkProducts(small, smallTiled, w, gw, 450 + i, { ns: [3], pad: 1100 });
       destroyWeight(small.allocator, gw);
     }
+    // The kernels own their cached bind groups' parameter buffers.
+    assert.ok(small.allocator.liveBuffers > 0);
+    smallKernels.destroy();
+    smallTiled.destroy();
     assert.equal(small.allocator.liveBuffers, 0);
     assert.equal(small.allocator.liveBytes, 0);
   } finally {

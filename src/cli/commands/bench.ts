@@ -8,7 +8,9 @@ import { DEFAULT_LOOKAHEAD, type Engine } from "../../engine/engine.ts";
 import { probeWebGpu } from "../../gpu/provider.ts";
 import type { GenerationResult } from "../../engine/types.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
+import { DEFAULT_MODEL_PATH } from "../default-model.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
+import { formatProfile, profileModel } from "./bench-profile.ts";
 
 const SPEC = {
   name: "bench",
@@ -48,6 +50,10 @@ const SPEC = {
       description: "measured runs (after one warm-up)",
     },
     json: { type: "boolean", description: "print one JSON object" },
+    profile: {
+      type: "boolean",
+      description: "time each kernel of a prefill and a decode step on the GPU (timestamp queries) instead",
+    },
   },
 } as const;
 
@@ -105,6 +111,17 @@ export const benchCommand: CliCommand = defineCommand(
   SPEC,
   "benchmark load, prefill, decode, time to first token and GPU memory",
   async (f) => {
+    if (f.profile) {
+      const report = await profileModel({
+        model: f.model ?? DEFAULT_MODEL_PATH,
+        webgpu: f.webgpu as "auto" | "dawn" | "deno",
+        contextLength: f.context,
+        promptTokens: f.promptTokens,
+        lookahead: f.lookahead ?? DEFAULT_LOOKAHEAD,
+      });
+      console.log(f.json ? JSON.stringify(report) : formatProfile(report));
+      return 0;
+    }
     const loadStart = performance.now();
     const { engine, loaded } = engineFromFlags(f, {
       maxSequences: f.concurrency,

@@ -27,7 +27,8 @@
  *   from work-group memory.
  */
 import { GpuError } from "../../errors.ts";
-import { ggmlTypeName, type GGMLType } from "../../gguf/ggml-type.ts";
+import { GGMLType, ggmlTypeName } from "../../gguf/ggml-type.ts";
+import { BindGroupCache } from "../bind-cache.ts";
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import { splitWorkgroups, type GpuStep } from "../step.ts";
@@ -53,7 +54,18 @@ export interface MatrixKernelKey {
    * single-row matvec, more for the small-batch kernel that `matmul` records for small n.
    */
   readonly batchRows?: number;
+  /**
+   * matvec only: the row-per-invocation kernel for CPU adapters (matvec-lanes.wgsl; WG 32,
+   * 8 rows per invocation), instead of matvec.wgsl's row-per-work-group shape.
+   */
+  readonly lanes?: boolean;
 }
+
+/** Types matvec-lanes.wgsl decodes. */
+const LANES_TYPES: ReadonlySet<GGMLType> = new Set([GGMLType.F32, GGMLType.F16, GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K]);
+/** matvec-lanes.wgsl's threads per work-group and rows per thread (8–64 threads measured alike). */
+const LANES_WG = 32;
+const LANES_ROWS = 8;
 
 /** The variant (name, file, defines) of a key. */
 export function matrixVariant(key: MatrixKernelKey): KernelVariant {
@@ -61,6 +73,13 @@ export function matrixVariant(key: MatrixKernelKey): KernelVariant {
   const base = { [typeName]: true, BIAS: key.bias };
   if (key.family === "matmul") {
     return { name: `matmul_${typeName}${key.bias ? "_bias" : ""}`, file: "matmul.wgsl", defines: base };
+  }
+  if (key.lanes) {
+    return {
+      name: `matvec_${typeName}_lanes_wg${LANES_WG}_rl${LANES_ROWS}${key.bias ? "_bias" : ""}`,
+      file: "matvec-lanes.wgsl",
+      defines: { ...base, WG: LANES_WG, RL: LANES_ROWS, NB: 1 },
+    };
   }
   const batchRows = key.batchRows ?? 1;
   const name = [
@@ -95,6 +114,14 @@ export interface MatrixKernelsOptions {
   matvecRows?: number;
   /** Use subgroup reductions when the device has them; default true. */
   subgroups?: boolean;
+  /**
+   * Single-row matvec shape: `lanes` (a row per invocation, matvec-lanes.wgsl), `workgroup`
+   * (rows per work-group, matvec.wgsl), or `auto` (default): lanes on Mesa's lavapipe, where
+   * it ran the priority types 1.7–4× faster (lanes there read x at the same address, which
+   * its SIMD code loads once instead of lane by lane), workgroup elsewhere (on a GPU a row
+   * per invocation does not coalesce its weight reads).
+   */
+  matvecShape?: "auto" | "lanes" | "workgroup";
   /**
    * Largest n that `matmul` records with the small-batch kernel instead of 64×64 tiles;
    * default {@link DEFAULT_BATCH_MAX}. 1 turns the small-batch kernel off.
@@ -156,9 +183,15 @@ export class MatrixKernels {
   private readonly subgroups: boolean;
   private readonly batchMax: number;
   private readonly batchRows: number;
+  private readonly lanes: boolean;
+  /** Bind groups of the matvec and small-batch products, made once (decode records the same ones every token). */
+  private readonly bindings: BindGroupCache;
 
   constructor(ctx: GpuContext, options: MatrixKernelsOptions = {}) {
     this.ctx = ctx;
+    this.bindings = new BindGroupCache(ctx);
+    const shape = options.matvecShape ?? "auto";
+    this.lanes = shape === "lanes" || (shape === "auto" && isLavapipe(ctx));
     this.workgroupSize = options.matvecWorkgroupSize ?? 64;
     this.rowsPerWorkgroup = options.matvecRows ?? 4;
     this.subgroups = (options.subgroups ?? true) && ctx.features.subgroups;
@@ -184,6 +217,11 @@ export class MatrixKernels {
     }
   }
 
+  /** Frees the cached bind groups' parameter buffers. */
+  destroy(): void {
+    this.bindings.destroy();
+  }
+
   /**
    * The key of the variant a product with this weight records. `family` "matmul" is the
    * tiled kernel; the small-batch kernel is "matvec" with `batchRows` > 1.
@@ -198,7 +236,15 @@ export class MatrixKernels {
       rowsPerWorkgroup: this.rowsPerWorkgroup,
       subgroups: family === "matvec" && this.subgroups,
       ...(family === "matvec" && batchRows > 1 ? { batchRows } : {}),
+      ...(family === "matvec" && batchRows === 1 && this.lanesFit(weight) ? { lanes: true } : {}),
     };
+  }
+
+  /** Whether a single-row product of this weight takes matvec-lanes.wgsl (see `matvecShape`). */
+  private lanesFit(weight: GpuWeight): boolean {
+    if (!this.lanes || !LANES_TYPES.has(weight.type) || weight.cols % CHUNK_VALUES !== 0) return false;
+    // Its 32-value types read a row as whole pairs of blocks (16-byte words of quants).
+    return (weight.type !== GGMLType.Q4_0 && weight.type !== GGMLType.Q8_0) || weight.cols % 64 === 0;
   }
 
   /**
@@ -313,7 +359,6 @@ export class MatrixKernels {
   private recordMatvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions): void {
     let nb = 1;
     while (nb < n && nb < this.batchRows) nb *= 2;
-    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matvec", weight, options.bias !== undefined, nb)));
     const xOffset = options.xOffset ?? 0;
     const yOffset = options.yOffset ?? 0;
     // Strides are unused when n = 1.
@@ -324,18 +369,24 @@ export class MatrixKernels {
     // Chunks that start at multiples of 4 f32 are read as vec4 (binding 5, the same range);
     // whole chunks only: a padded float row's last chunk reads past cols.
     const xVec4 = xWin.base % 4 === 0 && xStride % 4 === 0 && weight.cols % CHUNK_VALUES === 0;
+    let key = this.key("matvec", weight, options.bias !== undefined, nb);
+    // The lanes kernel reads x as vec4 only.
+    if (key.lanes && !xVec4) key = { ...key, lanes: false };
+    const pipeline = this.ctx.pipelines.get(matrixVariant(key));
+    const rowsPerGroup = key.lanes ? LANES_WG * LANES_ROWS : this.rowsPerWorkgroup;
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     for (const part of weight.parts) {
       const yWin = this.window(y, yOffset + part.firstRow, (n - 1) * yStride + part.rows, "y");
-      const groups = splitWorkgroups(Math.ceil(part.rows / this.rowsPerWorkgroup) * Math.ceil(n / nb), maxGroups);
+      const groups = splitWorkgroups(Math.ceil(part.rows / rowsPerGroup) * Math.ceil(n / nb), maxGroups);
       const entries: GPUBindGroupEntry[] = [
         { binding: 0, resource: { buffer: part.buffer } },
-        { binding: 1, resource: xWin.resource },
         // Unread when !xVec4; the weight part stands in for x, which may then be shorter
         // than the 16 bytes an array<vec4<f32>> binding needs.
         { binding: 5, resource: xVec4 ? xWin.resource : { buffer: part.buffer } },
         { binding: 2, resource: yWin.resource },
       ];
+      // The lanes kernel reads x through binding 5 only (an unused binding is an error with "auto" layouts).
+      if (!key.lanes) entries.push({ binding: 1, resource: xWin.resource });
       let biasBase = 0;
       if (options.bias) {
         const bWin = this.window(options.bias, biasOffset + part.firstRow, part.rows, "bias");
@@ -358,8 +409,8 @@ export class MatrixKernels {
         yStride,
         xVec4 ? 1 : 0,
       ]);
-      entries.push({ binding: 3, resource: step.params(params) });
-      step.dispatch(pipeline, entries, groups);
+      const group = this.bindings.get(pipeline, entries, params);
+      step.dispatch(pipeline, group ?? [...entries, { binding: 3, resource: step.params(params) }], groups);
     }
   }
 
@@ -389,4 +440,10 @@ export class MatrixKernels {
     }
     return { resource: { buffer, offset, size }, base: first - offset / 4 };
   }
+}
+
+/** Mesa's lavapipe (Vulkan on the CPU), the adapter the lanes kernel was measured on. */
+function isLavapipe(ctx: GpuContext): boolean {
+  const info = ctx.adapterInfo;
+  return info !== undefined && /llvmpipe|lavapipe/i.test(`${info.description} ${info.device} ${info.architecture} ${info.vendor}`);
 }

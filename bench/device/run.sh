@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (see bench/device/README.md), from the project root, with .gl, .llv
+# and .dev/kit carried along. Makes the synthetic models there (too large to bring), then
+# measures our runtime (Node + Dawn) and llama.cpp's Vulkan build on the same files.
+# Everything lands in $OUT: results.jsonl (one JSON object per measurement), profiles.txt,
+# kernels.txt and log.txt.
+# usage: bash bench/device/run.sh [quick]
+#   DRY=1 bash bench/device/run.sh   checks the script here: tiny models, 16 tokens, SwiftShader
+set -uo pipefail
+DRY=${DRY:-}
+MODE=${1:-}
+N=256; [ -n "$DRY" ] && N=16 && export VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+W=/tmp/w; rm -rf $W; mkdir -p $W/m $W/llv
+exec > >(tee -a "$OUT/log.txt") 2>&1
+stamp() { echo "[$(date +%T)] $*"; }
+
+stamp setup
+for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+xz -dc .llv/node.xz > $W/node && chmod +x $W/node
+tar -xJf .llv/llv.tar.xz -C $W/llv
+cp -r .dev/kit/js $W/js && tar -xJf .dev/kit/nm.tar.xz -C $W/js
+mkdir -p $W/js/node_modules/webgpu/dist/linux-x64
+xz -dc .dev/kit/dawn.node.xz > $W/js/node_modules/webgpu/dist/linux-x64/dawn.node
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+NODE=$W/node
+CLI="$NODE $W/js/src/cli/main.js"
+
+stamp "making models"
+declare -A MODELS=(
+  [llama1b-q4km]="llama-3.2-1b Q4_K_M" [llama1b-q8]="llama-3.2-1b Q8_0"
+  [qwen05-q4km]="qwen2.5-0.5b Q4_K_M" [qwen05-q8]="qwen2.5-0.5b Q8_0"
+)
+makers=()
+for name in "${!MODELS[@]}"; do
+  set -- ${MODELS[$name]}
+  { [ -n "$DRY" ] || [ "$MODE" = quick ]; } && [ $name != llama1b-q4km ] && continue
+  [ -n "$DRY" ] && set -- tiny "$2"
+  $CLI make-model --preset "$1" --quant "$2" --out $W/m/$name.gguf > $W/m/$name.log 2>&1 &
+  makers+=($!)
+done
+
+ours() { # model-file label [extra flags]
+  local file=$1 label=$2; shift 2
+  timeout 150 $CLI bench --model "$file" --webgpu dawn --prompt-tokens $N --gen-tokens $N --context 1024 --repetitions 3 --json "$@" \
+    | sed "s/^{/{\"engine\":\"ours\",\"file\":\"$label\",/" >> "$OUT/results.jsonl"
+}
+theirs() { # model-file label
+  (cd $W/llv && timeout 150 $NODE llama_bench.mjs "$1" vulkan $N) \
+    | sed "s/^{/{\"file\":\"$2\",/" >> "$OUT/results.jsonl"
+}
+profile() { # model-file label
+  { echo "== $2"; timeout 120 $CLI bench --profile --model "$1" --webgpu dawn --prompt-tokens $N --context 1024; echo; } >> "$OUT/profiles.txt" 2>&1
+}
+
+EMB=$PWD/models/tiny-fortunes-q8_0.gguf
+stamp "embedded model (while the others are made)"
+ours "$EMB" tiny-fortunes-q8_0
+theirs "$EMB" tiny-fortunes-q8_0
+profile "$EMB" tiny-fortunes-q8_0
+stamp "kernels"
+timeout 120 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W ${DRY:+--quick} > "$OUT/kernels.txt" 2>&1
+wait "${makers[@]}"   # not a bare wait: that would also wait for the tee above
+cat $W/m/*.log
+for name in llama1b-q4km qwen05-q4km llama1b-q8 qwen05-q8; do
+  { [ -n "$DRY" ] || [ "$MODE" = quick ]; } && [ $name != llama1b-q4km ] && continue
+  stamp "$name"
+  ours $W/m/$name.gguf $name
+  theirs $W/m/$name.gguf $name
+  profile $W/m/$name.gguf $name
+done
+stamp done
+cat "$OUT/results.jsonl"
