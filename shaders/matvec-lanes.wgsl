@@ -14,13 +14,16 @@
 // bytes) before unpack4xU8. On GPUs the per-row reads of this shape do not coalesce: use
 // matvec.wgsl there.
 //
-// Defines: one type name of F32 F16 Q4_0 Q8_0 Q4_K Q6_K (others: matvec.wgsl), WG (threads),
+// Defines: one type name of F32 F16 Q4_0 Q5_0 Q8_0 Q4_K Q6_K (others: matvec.wgsl), WG (threads),
 // RL (rows per thread; a work-group covers WG * RL rows: rows lid, lid + WG, ...), NB (input
 // rows per work-group, ≥ 1, as in matvec.wgsl), BIAS.
 // Requires: P.x_vec4 = 1 (x rows and offset at multiples of 4 f32), float rows without
 // padding (cols a multiple of 16, as matvec.wgsl's !PAD_COLS), and every type's row_words a
 // multiple of 4 (true of the types above: weights.ts pads float rows to 16 values, and
-// their blocks are 4, 8, 36 and 52 words).
+// their blocks are 4, 8, 36 and 52 words; Q5_0's are 5, so it needs cols a multiple of 128).
+// Keep x at 16 vec4s per step: with 32 (Q5_0 over 4 blocks, Q6_K over half a super-block)
+// those types ran 2–3× slower on lavapipe; reading X4 directly instead of staging it was
+// slower still.
 
 struct Params {
   rows: u32,           // rows in this part
@@ -309,46 +312,54 @@ fn row_sums(acc: ptr<function, array<f32, OUT>>, rows: array<u32, RL>, m0: u32) 
   }
 }
 #elif Q6_K
-const XU: u32 = 32u;   // 128 values: one half n of a super-block
+const XU: u32 = 16u;   // 64 values: a quarter p of a super-block
 // Super-block (52 words = 13 vec4s, split-scale): ql[128] (vec4s 0-7), qh[64] (8-11),
 // scales[16] int8 (12). Value v = 128n + 32q + l: low 4 bits from ql[64n + 32(q & 1) + l]
 // (q >= 2: high nibble), high 2 bits at bit 2q of qh[32n + l]; scale 8n + 2q + l/16;
-// value = d * sc * (q6 - 32).
+// value = d * sc * (q6 - 32). Quarter p = 2n + q/2 holds q = 2(p & 1) and 2(p & 1) + 1: the
+// low nibbles (p even) or high nibbles (p odd) of half n's ql, qh bits 4(p & 1) + 0..3.
+// Quarters rather than halves keep x at 16 vec4s (see the header).
+// 4 bits of ql words `l` from bit `s` of each byte, 2 of qh words `h` from bit `t`, as 6-bit values.
+fn q6_words(l: vec4<u32>, h: vec4<u32>, s: u32, t: u32) -> vec4<u32> {
+  return ((l >> vec4<u32>(s)) & vec4<u32>(0x0F0F0F0Fu)) | (((h >> vec4<u32>(t)) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
+}
+fn q6_dot(w: vec4<u32>, x: ptr<function, array<vec4<f32>, XU * NB>>, i: u32) -> f32 {
+  return dot4(u8x4(w.x), u8x4(w.y), u8x4(w.z), u8x4(w.w), x, i);
+}
 fn row_sums(acc: ptr<function, array<f32, OUT>>, rows: array<u32, RL>, m0: u32) {
   var x: array<vec4<f32>, XU * NB>;
   for (var sb = 0u; sb < P.blocks_per_row; sb++) {
-    var scales: array<array<vec4<f32>, 4>, RL>;
+    var d: array<f32, RL>;
     for (var k = 0u; k < RL; k++) {
-      let d = w_f16(P.scale_word * 2u + rows[k] * P.blocks_per_row + sb);
-      let s = W4[rows[k] * (P.row_words >> 2u) + sb * 13u + 12u];
-      scales[k] = array<vec4<f32>, 4>(d * s8x4(s.x), d * s8x4(s.y), d * s8x4(s.z), d * s8x4(s.w));
+      d[k] = w_f16(P.scale_word * 2u + rows[k] * P.blocks_per_row + sb);
     }
-    for (var n = 0u; n < 2u; n++) {
-      load_x(&x, m0, sb * 256u + n * 128u);
-      // The -32 applies to the sums of each 16 inputs (x vec4s 4g..4g+3, g = 2q + h).
-      var sx: array<array<f32, 8>, NB>;
+    for (var p = 0u; p < 4u; p++) {
+      let n = p >> 1u;
+      let sh = 4u * (p & 1u);
+      load_x(&x, m0, sb * 256u + p * 64u);
+      // The -32 applies to the sums of each 16 inputs g = 2j + h (q = 2(p & 1) + j, l / 16 = h).
+      var sx: array<vec4<f32>, NB>;
       for (var m = 0u; m < NB; m++) {
-        for (var g = 0u; g < 8u; g++) {
-          sx[m][g] = 32.0 * xsum(&x, m * XU + 4u * g, 4u);
-        }
+        let i = m * XU;
+        sx[m] = 32.0 * vec4<f32>(xsum(&x, i, 4u), xsum(&x, i + 4u, 4u), xsum(&x, i + 8u, 4u), xsum(&x, i + 12u, 4u));
       }
       for (var k = 0u; k < RL; k++) {
-        let v = rows[k] * (P.row_words >> 2u) + sb * 13u;
-        for (var h = 0u; h < 2u; h++) {
-          let lA = W4[v + 4u * n + h];        // ql bytes for q = 0 (low) and 2 (high)
-          let lB = W4[v + 4u * n + 2u + h];   // ql bytes for q = 1 (low) and 3 (high)
-          let qh = W4[v + 8u + 2u * n + h];
-          for (var q = 0u; q < 4u; q++) {
-            let src = select(lA, lB, (q & 1u) == 1u);
-            let w = ((src >> vec4<u32>(4u * (q >> 1u))) & vec4<u32>(0x0F0F0F0Fu)) |
-              (((qh >> vec4<u32>(2u * q)) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
-            let q0 = u8x4(w.x); let q1 = u8x4(w.y); let q2 = u8x4(w.z); let q3 = u8x4(w.w);
-            let g = 2u * q + h;
-            let sc = scales[k][(8u * n + g) >> 2u][g & 3u];
-            for (var m = 0u; m < NB; m++) {
-              (*acc)[m * RL + k] += sc * (dot4(q0, q1, q2, q3, &x, m * XU + 4u * g) - sx[m][g]);
-            }
-          }
+        let v = rows[k] * (P.row_words >> 2u) + sb * 13u + 4u * n;
+        let lA0 = W4[v];        // ql bytes 0..15 of half n, for even q
+        let lA1 = W4[v + 1u];   // bytes 16..31
+        let lB0 = W4[v + 2u];   // ql bytes 32..47, for odd q
+        let lB1 = W4[v + 3u];
+        let h0 = W4[v + 8u - 2u * n];   // qh of half n: vec4 8 + 2n (v already holds 4n)
+        let h1 = W4[v + 9u - 2u * n];
+        let w00 = q6_words(lA0, h0, sh, sh);
+        let w01 = q6_words(lA1, h1, sh, sh);
+        let w10 = q6_words(lB0, h0, sh, sh + 2u);
+        let w11 = q6_words(lB1, h1, sh, sh + 2u);
+        let sc = d[k] * s8x4(w_word(4u * (v - 4u * n + 12u) + 2u * n + (p & 1u)));
+        for (var m = 0u; m < NB; m++) {
+          let i = m * XU;
+          let q = vec4<f32>(q6_dot(w00, &x, i), q6_dot(w01, &x, i + 4u), q6_dot(w10, &x, i + 8u), q6_dot(w11, &x, i + 12u));
+          (*acc)[m * RL + k] += dot(sc, q - sx[m]);
         }
       }
     }

@@ -17,6 +17,9 @@ stamp() { echo "[$(date +%T)] $*"; }
 
 stamp setup
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+# The NVIDIA Vulkan driver's manifest, where that machine keeps it (the loader found none alone).
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -z "$DRY" ] && [ -f $icd ] && export VK_DRIVER_FILES=$icd __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 xz -dc .llv/node.xz > $W/node && chmod +x $W/node
 tar -xJf .llv/llv.tar.xz -C $W/llv
 cp -r .dev/kit/js $W/js && tar -xJf .dev/kit/nm.tar.xz -C $W/js
@@ -36,21 +39,21 @@ for name in "${!MODELS[@]}"; do
   set -- ${MODELS[$name]}
   { [ -n "$DRY" ] || [ "$MODE" = quick ]; } && [ $name != llama1b-q4km ] && continue
   [ -n "$DRY" ] && set -- tiny "$2"
-  $CLI make-model --preset "$1" --quant "$2" --out $W/m/$name.gguf > $W/m/$name.log 2>&1 &
+  $CLI make-model --preset "$1" --quant "$2" --out $W/m/$name.gguf --distinct-rows 64 > $W/m/$name.log 2>&1 &
   makers+=($!)
 done
 
 ours() { # model-file label [extra flags]
   local file=$1 label=$2; shift 2
-  timeout 150 $CLI bench --model "$file" --webgpu dawn --prompt-tokens $N --gen-tokens $N --context 1024 --repetitions 3 --json "$@" \
+  timeout 90 $CLI bench --model "$file" --webgpu dawn --prompt-tokens $N --gen-tokens $N --context 1024 --repetitions 3 --json "$@" \
     | sed "s/^{/{\"engine\":\"ours\",\"file\":\"$label\",/" >> "$OUT/results.jsonl"
 }
 theirs() { # model-file label
-  (cd $W/llv && timeout 150 $NODE llama_bench.mjs "$1" vulkan $N) \
+  (cd $W/llv && timeout 90 $NODE llama_bench.mjs "$1" vulkan $N) \
     | sed "s/^{/{\"file\":\"$2\",/" >> "$OUT/results.jsonl"
 }
 profile() { # model-file label
-  { echo "== $2"; timeout 120 $CLI bench --profile --model "$1" --webgpu dawn --prompt-tokens $N --context 1024; echo; } >> "$OUT/profiles.txt" 2>&1
+  { echo "== $2"; timeout 60 $CLI bench --profile --model "$1" --webgpu dawn --prompt-tokens $N --context 1024; echo; } >> "$OUT/profiles.txt" 2>&1
 }
 
 EMB=$PWD/models/tiny-fortunes-q8_0.gguf
@@ -59,7 +62,7 @@ ours "$EMB" tiny-fortunes-q8_0
 theirs "$EMB" tiny-fortunes-q8_0
 profile "$EMB" tiny-fortunes-q8_0
 stamp "kernels"
-timeout 120 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W ${DRY:+--quick} > "$OUT/kernels.txt" 2>&1
+timeout 60 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W ${DRY:+--quick} > "$OUT/kernels.txt" 2>&1
 wait "${makers[@]}"   # not a bare wait: that would also wait for the tee above
 cat $W/m/*.log
 for name in llama1b-q4km qwen05-q4km llama1b-q8 qwen05-q8; do

@@ -43,6 +43,12 @@ export interface SyntheticModelSpec {
   readonly quant: QuantMix;
   /** Seed of the weights (default 1): the same spec and seed give the same bytes. */
   readonly seed?: number;
+  /**
+   * Make only the first `distinctRows` rows of each larger matrix and repeat them (valid
+   * blocks, the same bytes per row and file size). For speed benchmarks of the large
+   * presets, where generating and K-quantizing a billion values takes minutes.
+   */
+  readonly distinctRows?: number;
 }
 
 /** The architecture a real preset belongs to (`tiny` exists for every architecture). */
@@ -242,7 +248,8 @@ const OUTPUT_BIGRAM = 0.8;
 export interface SyntheticTensor {
   readonly name: string;
   readonly shape: readonly number[];
-  values(): Float32Array;
+  /** All values, or (where the tensor is made value by value) at least the first `limit`. */
+  values(limit?: number): Float32Array;
 }
 
 /** Every tensor of a synthetic model, in file order, with lazily generated f32 values. */
@@ -253,9 +260,10 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
   // One stream per tensor, labelled with the model's name too, so that two presets or
   // architectures sharing tensor names still get different weights.
   const stream = (label: string) => new SeededRandom(seed, `${c.name}/${label}`);
-  const add = (name: string, shape: number[], make: (rng: SeededRandom, n: number) => Float32Array) => {
+  // `prefix`: the first values do not depend on how many are made, so a limit may cut them short.
+  const add = (name: string, shape: number[], make: (rng: SeededRandom, n: number) => Float32Array, prefix = true) => {
     const n = shape.reduce((a, b) => a * b, 1);
-    tensors.push({ name, shape, values: () => make(stream(name), n) });
+    tensors.push({ name, shape, values: (limit?: number) => make(stream(name), prefix ? Math.min(n, limit ?? n) : n) });
   };
   // A matrix of ne = [in, out]: unit-variance outputs for unit-variance inputs, times `gain`.
   const matrix = (name: string, nIn: number, nOut: number, gain = 1) =>
@@ -311,7 +319,7 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
         for (let i = 0; i < c.nEmbd; i++) out[row + i] = out[row + i]! + copy * e[t * c.nEmbd + i]!;
       }
       return out;
-    });
+    }, false);
   }
   return tensors;
 }
@@ -367,8 +375,21 @@ export function syntheticTensorSpecs(spec: SyntheticModelSpec): TensorSpec[] {
   const config = syntheticModelConfig(spec.arch, spec.preset);
   return syntheticTensors(config, spec.seed ?? 1).map((t) => {
     const type = tensorTypeForMix(spec.quant, t.name, t.shape, config.nLayers, { tiedEmbeddings: config.tiedEmbeddings });
-    return { name: t.name, type, shape: t.shape, data: () => quantize(type, t.values()) };
+    const rows = t.shape.length === 2 ? t.shape[1]! : 1;
+    const distinct = spec.distinctRows ?? rows;
+    if (distinct >= rows) return { name: t.name, type, shape: t.shape, data: () => quantize(type, t.values()) };
+    const head = () => quantize(type, t.values(distinct * t.shape[0]!).subarray(0, distinct * t.shape[0]!));
+    return { name: t.name, type, shape: t.shape, data: () => repeatRows(head(), distinct, rows) };
   });
+}
+
+/** `head`, `headRows` whole rows, repeated to fill `rows` rows. */
+function repeatRows(head: Uint8Array, headRows: number, rows: number): Uint8Array {
+  const out = new Uint8Array((head.length / headRows) * rows);
+  out.set(head);
+  // Doubling copies: log2(rows / headRows) of them.
+  for (let filled = head.length; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled));
+  return out;
 }
 
 /** Writes a synthetic model to `path` (tensors streamed one at a time). */

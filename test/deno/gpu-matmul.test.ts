@@ -266,6 +266,7 @@ const LANES_COLS: ReadonlyMap<GGMLType, number> = new Map([
   [GGMLType.F32, 48],
   [GGMLType.F16, 48],
   [GGMLType.Q4_0, 128],
+  [GGMLType.Q5_0, 128],
   [GGMLType.Q8_0, 128],
   [GGMLType.Q4_K, 512],
   [GGMLType.Q6_K, 512],

@@ -44,6 +44,13 @@ const SPEC = {
       placeholder: "n",
       description: "seed of the weights",
     },
+    distinctRows: {
+      type: "number",
+      integer: true,
+      min: 1,
+      placeholder: "n",
+      description: "make only n rows of each matrix and repeat them (fast files for speed benchmarks)",
+    },
   },
 } as const;
 
@@ -81,7 +88,7 @@ export const makeModelCommand: CliCommand = defineCommand(
     }
     const config = syntheticModelConfig(arch, f.preset);
     const started = performance.now();
-    await writeSyntheticModel(f.out, { arch, preset: f.preset, quant: f.quant, seed: f.seed });
+    await writeSyntheticModel(f.out, { arch, preset: f.preset, quant: f.quant, seed: f.seed, distinctRows: f.distinctRows });
     const seconds = (performance.now() - started) / 1000;
     const size = (await stat(f.out)).size;
     console.log(

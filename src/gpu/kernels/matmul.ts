@@ -62,7 +62,15 @@ export interface MatrixKernelKey {
 }
 
 /** Types matvec-lanes.wgsl decodes. */
-const LANES_TYPES: ReadonlySet<GGMLType> = new Set([GGMLType.F32, GGMLType.F16, GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K]);
+const LANES_TYPES: ReadonlySet<GGMLType> = new Set([
+  GGMLType.F32,
+  GGMLType.F16,
+  GGMLType.Q4_0,
+  GGMLType.Q5_0,
+  GGMLType.Q8_0,
+  GGMLType.Q4_K,
+  GGMLType.Q6_K,
+]);
 /** matvec-lanes.wgsl's threads per work-group and rows per thread (8–64 threads measured alike). */
 const LANES_WG = 32;
 const LANES_ROWS = 8;
@@ -243,7 +251,9 @@ export class MatrixKernels {
   /** Whether a single-row product of this weight takes matvec-lanes.wgsl (see `matvecShape`). */
   private lanesFit(weight: GpuWeight): boolean {
     if (!this.lanes || !LANES_TYPES.has(weight.type) || weight.cols % CHUNK_VALUES !== 0) return false;
-    // Its 32-value types read a row as whole pairs of blocks (16-byte words of quants).
+    // Q5_0 blocks are 5 words: a row is whole vec4s only when blocksPerRow % 4 == 0.
+    if (weight.type === GGMLType.Q5_0) return weight.cols % 128 === 0;
+    // Its other 32-value types read a row as whole pairs of blocks (16-byte words of quants).
     return (weight.type !== GGMLType.Q4_0 && weight.type !== GGMLType.Q8_0) || weight.cols % 64 === 0;
   }
 

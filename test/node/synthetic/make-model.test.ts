@@ -56,6 +56,37 @@ describe("make-model", () => {
     }
   });
 
+  it("--distinct-rows: each matrix is its first rows, as the full file has them, repeated", async () => {
+    const full = join(dir, "full.gguf");
+    const fast = join(dir, "fast.gguf");
+    await writeSyntheticModel(full, { arch: "llama", preset: "tiny", quant: "Q4_K_M", seed: 5 });
+    expect(await quietly(["--preset", "tiny", "--quant", "Q4_K_M", "--out", fast, "--seed", "5", "--distinct-rows", "3"])).toBe(0);
+    expect((await stat(fast)).size).toBe((await stat(full)).size);
+    const [a, b] = [await openGGUF(full), await openGGUF(fast)];
+    try {
+      let matrices = 0;
+      for (const info of a.tensors) {
+        const [x, y] = [await a.readTensor(info.name), await b.readTensor(info.name)];
+        const rows = info.shape.length === 2 ? Number(info.shape[1]) : 1;
+        if (rows <= 3) {
+          expect(y, info.name).toEqual(x);
+          continue;
+        }
+        matrices++;
+        const rowBytes = x.length / rows;
+        const head = x.subarray(0, 3 * rowBytes);
+        expect(y.subarray(0, 3 * rowBytes), info.name).toEqual(head);
+        for (let r = 3; r < rows; r += 3) {
+          expect(y.subarray(r * rowBytes, Math.min(rows, r + 3) * rowBytes), `${info.name} rows ${r}..`).toEqual(head.subarray(0, (Math.min(rows, r + 3) - r) * rowBytes));
+        }
+      }
+      expect(matrices).toBeGreaterThan(4);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it("refuses a preset of another architecture and unknown names", async () => {
     const out = join(dir, "refused.gguf");
     await expect(quietly(["--arch", "qwen2", "--preset", "llama-3.2-1b", "--quant", "F16", "--out", out])).rejects.toThrow(
