@@ -8,8 +8,20 @@
 // cache serves GB heads. The token sees positions 0..pos of its slot, itself included (its
 // K/V were appended by the rope kernel earlier in the same pass).
 //
+// Split ("flash decoding"): a decode step has one token per sequence, so the grid above is
+// a handful of work-groups walking hundreds of positions one after another, on a GPU with
+// over a hundred cores. With SPLIT, work-group (t, g, s) of a grid with Z work-groups along
+// z takes the s-th of Z equal spans of the token's positions and writes its partial state
+// (running max m, sum l, unnormalised outputs) to a scratch buffer; `combine` then merges
+// the Z partials of each (token, head): O = Σ e^(m_s - M) acc_s / Σ e^(m_s - M) l_s.
+//
+// Within a tile, thread j scores key j for the GB heads; the weights e^(s - m) are then
+// computed once per key (by its thread) into work-group memory, and every thread adds the
+// weighted values of its output dimensions.
+//
 // Defines: HEAD_DIM, N_HEADS, N_KV_HEADS, CTX (positions per slot), GB, WG (threads = tile),
-//   KV_F16 (cache of packed f16 pairs). Output O[t, h·HEAD_DIM + d], like Q.
+//   KV_F16 (cache of packed f16 pairs), SPLIT (with MAX_SPLITS and SPLIT_TOKENS: partials
+//   for at most SPLIT_TOKENS tokens). Output O[t, h·HEAD_DIM + d], like Q.
 #include "tokens.wgsl"
 
 const HEAD_DIM: u32 = {{HEAD_DIM}}u;
@@ -31,7 +43,21 @@ const DPT: u32 = (HEAD_DIM + WG - 1u) / WG;   // output dims per thread
 @group(0) @binding(1) var<storage, read> KC: array<f32>;
 @group(0) @binding(2) var<storage, read> VC: array<f32>;
 #endif
+#if SPLIT
+const MAX_SPLITS: u32 = {{MAX_SPLITS}}u;
+const SPLIT_TOKENS: u32 = {{SPLIT_TOKENS}}u;
+const PART: u32 = HEAD_DIM + 2u;   // one partial: m, l, then HEAD_DIM accumulators
+// SCR[t] = the split count of token t (as f32), then the partials from SPLIT_TOKENS on:
+// partial (t, h, s) at SPLIT_TOKENS + ((t·N_HEADS + h)·MAX_SPLITS + s)·PART.
+@group(0) @binding(3) var<storage, read_write> SCR: array<f32>;
+@group(0) @binding(6) var<storage, read_write> O: array<f32>;
+
+fn partial_at(t: u32, h: u32, s: u32) -> u32 {
+  return SPLIT_TOKENS + ((t * N_HEADS + h) * MAX_SPLITS + s) * PART;
+}
+#else
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
+#endif
 @group(0) @binding(4) var<storage, read> TOK: array<TokenRecord>;
 @group(0) @binding(5) var<uniform> S: StepInfo;
 
@@ -57,7 +83,11 @@ fn value(i: u32) -> f32 {
 #endif
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
   let t = wid.x;
   if (t >= S.n_tokens) {
     return;
@@ -76,6 +106,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // Loop bounds must be uniform across the work-group for the barriers inside.
   let pos = workgroupUniformLoad(&last_pos);
   let base = workgroupUniformLoad(&slot_base);
+  // This work-group's positions [start, end): all of 0..pos, or one of nwg.z spans.
+  let n_keys = pos + 1u;
+  let span = (n_keys + nwg.z - 1u) / nwg.z;
+  let start = min(wid.z * span, n_keys);
+  let end = min(start + span, n_keys);
 
   var m: array<f32, GB>;
   var l: array<f32, GB>;
@@ -83,15 +118,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var g = 0u; g < GB; g++) {
     m[g] = -3.0e38;
   }
-  for (var t0 = 0u; t0 <= pos; t0 += WG) {
-    let j = t0 + lid;
-    if (j <= pos) {
+  for (var t0 = start; t0 < end; t0 += WG) {
+    let n = min(WG, end - t0);
+    if (lid < n) {
       // Zeroed explicitly: some compilers hoist a loop-local `var` and initialise it once.
       var s: array<f32, GB>;
       for (var g = 0u; g < GB; g++) {
         s[g] = 0.0;
       }
-      let row = base + j * KV_DIM;
+      let row = base + (t0 + lid) * KV_DIM;
       for (var d = 0u; d < HEAD_DIM; d++) {
         let k = key(row + d);
         for (var g = 0u; g < GB; g++) {
@@ -103,7 +138,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
     workgroupBarrier();
-    let n = min(WG, pos + 1u - t0);
     var m_new: array<f32, GB>;
     for (var g = 0u; g < GB; g++) {
       var mx = m[g];
@@ -118,6 +152,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
       m[g] = mx;
     }
+    workgroupBarrier();   // every thread has read the raw scores
+    if (lid < n) {
+      for (var g = 0u; g < GB; g++) {
+        scores[g * WG + lid] = exp(scores[g * WG + lid] - m_new[g]);
+      }
+    }
+    workgroupBarrier();
     for (var jj = 0u; jj < n; jj++) {
       let row = base + (t0 + jj) * KV_DIM;
       var v: array<f32, DPT>;
@@ -128,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
       }
       for (var g = 0u; g < GB; g++) {
-        let p = exp(scores[g * WG + jj] - m_new[g]);
+        let p = scores[g * WG + jj];
         l[g] += p;
         for (var i = 0u; i < DPT; i++) {
           acc[g][i] += p * v[i];
@@ -137,6 +178,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
   }
+#if SPLIT
+  if (wid.y == 0u && wid.z == 0u && lid == 0u) {
+    SCR[t] = f32(nwg.z);
+  }
+  for (var g = 0u; g < GB; g++) {
+    let at = partial_at(t, h0 + g, wid.z);
+    if (lid == 0u) {
+      SCR[at] = m[g];
+      SCR[at + 1u] = l[g];
+    }
+    for (var i = 0u; i < DPT; i++) {
+      let d = lid + i * WG;
+      if (d < HEAD_DIM) {
+        SCR[at + 2u + d] = acc[g][i];
+      }
+    }
+  }
+#else
   for (var g = 0u; g < GB; g++) {
     let out = t * Q_DIM + (h0 + g) * HEAD_DIM;
     for (var i = 0u; i < DPT; i++) {
@@ -146,4 +205,35 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
   }
+#endif
 }
+
+#if SPLIT
+// Work-group (t, h): merges the partials of token t, head h into O.
+@compute @workgroup_size(WG)
+fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t = wid.x;
+  if (t >= S.n_tokens) {
+    return;
+  }
+  let h = wid.y;
+  let splits = u32(SCR[t]);
+  var mx = -3.0e38;
+  for (var s = 0u; s < splits; s++) {
+    mx = max(mx, SCR[partial_at(t, h, s)]);
+  }
+  var l = 0.0;
+  for (var s = 0u; s < splits; s++) {
+    let at = partial_at(t, h, s);
+    l += exp(SCR[at] - mx) * SCR[at + 1u];
+  }
+  for (var d = lid; d < HEAD_DIM; d += WG) {
+    var o = 0.0;
+    for (var s = 0u; s < splits; s++) {
+      let at = partial_at(t, h, s);
+      o += exp(SCR[at] - mx) * SCR[at + 2u + d];
+    }
+    O[t * Q_DIM + h * HEAD_DIM + d] = o / l;
+  }
+}
+#endif

@@ -6,6 +6,8 @@
 # kernels.txt and log.txt.
 # usage: bash bench/device/run.sh [quick]
 #   DRY=1 bash bench/device/run.sh   checks the script here: tiny models, 16 tokens, SwiftShader
+#   SKIP_LLAMACPP=1, SKIP_KERNELS=1   leave those out (when their figures are already in hand)
+#   SWEEP=1                           matvec GB/s over work-group shapes (bench/kernels.ts)
 set -uo pipefail
 DRY=${DRY:-}
 MODE=${1:-}
@@ -49,6 +51,7 @@ ours() { # model-file label [extra flags]
     | sed "s/^{/{\"engine\":\"ours\",\"file\":\"$label\",/" >> "$OUT/results.jsonl"
 }
 theirs() { # model-file label
+  [ -n "${SKIP_LLAMACPP:-}" ] && return
   (cd $W/llv && timeout 90 $NODE llama_bench.mjs "$1" vulkan $N) \
     | sed "s/^{/{\"file\":\"$2\",/" >> "$OUT/results.jsonl"
 }
@@ -61,8 +64,19 @@ stamp "embedded model (while the others are made)"
 ours "$EMB" tiny-fortunes-q8_0
 theirs "$EMB" tiny-fortunes-q8_0
 profile "$EMB" tiny-fortunes-q8_0
-stamp "kernels"
-timeout 60 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W ${DRY:+--quick} > "$OUT/kernels.txt" 2>&1
+if [ -z "${SKIP_KERNELS:-}" ]; then
+  stamp "kernels"
+  timeout 60 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W ${DRY:+--quick} > "$OUT/kernels.txt" 2>&1
+fi
+if [ -n "${SWEEP:-}" ]; then
+  stamp "matvec sweep"
+  for shape in "64 4" "128 4" "256 4" "32 8" "64 8" "128 8" "256 2"; do
+    set -- $shape
+    echo "== matvec work-group $1 threads, $2 rows" >> "$OUT/sweep.txt"
+    timeout 40 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W --skip-matmul --types Q4_K,Q6_K,Q8_0,Q5_0 \
+      --matvec-wg $1 --matvec-rows $2 ${DRY:+--quick} >> "$OUT/sweep.txt" 2>&1
+  done
+fi
 wait "${makers[@]}"   # not a bare wait: that would also wait for the tee above
 cat $W/m/*.log
 for name in llama1b-q4km qwen05-q4km llama1b-q8 qwen05-q8; do

@@ -240,3 +240,12 @@ function makeContext(device: GPUDevice, adapterInfo: GPUAdapterInfo | undefined,
   };
   return ctx;
 }
+
+/**
+ * Whether the adapter is Mesa's lavapipe (Vulkan on the CPU): some kernels take another
+ * shape there (a CPU runs a work-group's invocations as SIMD lanes of one thread).
+ */
+export function isLavapipe(ctx: GpuContext): boolean {
+  const info = ctx.adapterInfo;
+  return info !== undefined && /llvmpipe|lavapipe/i.test(`${info.description} ${info.device} ${info.architecture} ${info.vendor}`);
+}

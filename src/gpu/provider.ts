@@ -95,7 +95,9 @@ async function loadDawn(): Promise<GPU> {
   for (const [name, value] of Object.entries(module.globals)) {
     if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });
   }
-  return module.create([]);
+  // Dawn rounds timestamp-query results to 65.5 µs by default (a browser's defence against
+  // timing attacks by web pages); `bench --profile` needs them as the GPU reports them.
+  return module.create(["disable-dawn-features=timestamp_quantization"]);
 }
 
 function messageOf(error: unknown): string {

@@ -21,8 +21,8 @@
  * arena (kernels/matmul.ts).
  */
 import { GpuError } from "../errors.ts";
-import type { GpuContext } from "../gpu/device.ts";
-import { AttentionKernel } from "../gpu/kernels/attention.ts";
+import { type GpuContext, isLavapipe } from "../gpu/device.ts";
+import { type AttentionGroups, AttentionKernel } from "../gpu/kernels/attention.ts";
 import { ElementwiseKernel } from "../gpu/kernels/elementwise.ts";
 import { EmbeddingKernel } from "../gpu/kernels/embedding.ts";
 import { createHistoryBuffer, HistoryKernel } from "../gpu/kernels/history.ts";
@@ -84,7 +84,7 @@ interface StepTables {
 interface LayerGroups {
   readonly attnNorm: GPUBindGroup;
   readonly rope: GPUBindGroup;
-  readonly attention: GPUBindGroup;
+  readonly attention: AttentionGroups;
   readonly ffnNorm: GPUBindGroup;
   readonly swiglu: GPUBindGroup;
 }
@@ -144,6 +144,8 @@ export class GpuForward {
   /** Bytes of the KV cache. */
   readonly kvBytes: number;
   readonly #freqs: GPUBuffer;
+  /** Partial results of split attention (decode steps of up to `attention.splitTokens` tokens). */
+  readonly #attentionScratch: GPUBuffer | null;
   readonly #uniformAlign: number;
   #tables: StepTables;
   #groups = new Map<number, SubStepGroups>();
@@ -232,13 +234,17 @@ export class GpuForward {
       kvF16,
       qkNormEps: c.qkNorm ? c.normEps : null,
     });
-    this.attention = new AttentionKernel(ctx, {
-      headDim: c.headDim,
-      nHeads: c.nHeads,
-      nKvHeads: c.nKvHeads,
-      contextLength: sizes.contextLength,
-      kvF16,
-    });
+    this.attention = new AttentionKernel(
+      ctx,
+      { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, contextLength: sizes.contextLength, kvF16 },
+      // Decode steps hold one token per sequence: split those (a step of more tokens has
+      // work-groups enough), for at most 16 tokens to keep the scratch small. Not on
+      // lavapipe: its two or so threads are busy with a few work-groups already, and the
+      // split decode step's attention took twice the time there.
+      { splitTokens: isLavapipe(ctx) ? 0 : Math.min(16, sizes.maxSlots) },
+    );
+    const scratch = this.attention.scratchBytes;
+    this.#attentionScratch = scratch > 0 ? a.createBuffer({ label: "attention partials", size: scratch, usage: storage() }) : null;
     this.swiglu = new ElementwiseKernel(ctx, { op: "swiglu", width: c.nFf });
   }
 
@@ -315,9 +321,11 @@ export class GpuForward {
    * Records sub-step `k` over `nTokens` tokens (their records at `tokenBase(k)`), then, when
    * `nRows` > 0, the logits of those rows and (with `sample`) the sampler into
    * `tables.rowParams[k]`. `attentionMacs` is one layer's attention work (Σ over tokens of
-   * (pos + 1)·qDim·2), counted with the layers' work against the recorder's budget.
+   * (pos + 1)·qDim·2), counted with the layers' work against the recorder's budget;
+   * `maxKeys` is the most positions a token attends over (its pos + 1), which decides how
+   * attention splits its work.
    */
-  record(rec: Recorder, k: number, nTokens: number, nRows: number, sample: boolean, attentionMacs: number): void {
+  record(rec: Recorder, k: number, nTokens: number, nRows: number, sample: boolean, attentionMacs: number, maxKeys: number): void {
     const g = this.#groupsFor(k);
     const a = this.act;
     const m = this.matrix;
@@ -332,7 +340,7 @@ export class GpuForward {
       m.matmul(step, w.k, a.xb, a.k, nTokens, { bias: w.kBias ?? undefined });
       m.matmul(step, w.v, a.xb, a.v, nTokens, { bias: w.vBias ?? undefined });
       this.rope.record(step, lg.rope, nTokens);
-      this.attention.record(step, lg.attention, nTokens);
+      this.attention.record(step, lg.attention, nTokens, maxKeys);
       m.matmul(step, w.o, a.att, a.h, nTokens);
       this.addNorm.record(step, lg.ffnNorm, nTokens);
       m.matmul(step, w.gate, a.xb, a.gate, nTokens);
@@ -432,7 +440,7 @@ export class GpuForward {
           label(`blk.${l} rope`),
         ),
         attention: this.attention.bind(
-          { q: a.q, kCache: this.kCache[l]!, vCache: this.vCache[l]!, out: a.att, tokens: t.tokens, step },
+          { q: a.q, kCache: this.kCache[l]!, vCache: this.vCache[l]!, out: a.att, tokens: t.tokens, step, scratch: this.#attentionScratch ?? undefined },
           label(`blk.${l} attention`),
         ),
         ffnNorm: this.addNorm.bind({ x: a.x, h: a.h, weight: lw.ffnNorm, y: a.xb, step }, label(`blk.${l} ffn norm`)),

@@ -278,10 +278,11 @@ export class GpuRunner implements ModelRunner {
 
     const rec = this.#recorder("step");
     const qDim2 = 2 * this.config.nHeads * this.config.headDim;
-    f.record(rec, 0, tokens.length, rows.length, samples.length > 0, attentionWork(tokens, qDim2));
+    f.record(rec, 0, tokens.length, rows.length, samples.length > 0, attentionWork(tokens, qDim2), maxKeys(tokens));
     for (let k = 1; k < subSteps; k++) {
       const work = samples.reduce((sum, s) => sum + (s.nextPos + k) * qDim2, 0);
-      f.record(rec, k, samples.length, samples.length, true, work);
+      // Sub-step k feeds position nextPos + k - 1, which attends over nextPos + k positions.
+      f.record(rec, k, samples.length, samples.length, true, work, Math.max(...samples.map((s) => s.nextPos + k)));
     }
     if (samples.length === 0) {
       rec.step.submit();
@@ -323,7 +324,7 @@ export class GpuRunner implements ModelRunner {
       writeStepInfo(info, 0, { nTokens: chunk.length, tokenBase: 0, nRows: chunk.length, rowBase: 0 });
       a.writeBuffer(f.tables.info, 0, info);
       const rec = this.#recorder("logits");
-      f.record(rec, 0, chunk.length, chunk.length, false, attentionWork(records, 2 * this.config.nHeads * this.config.headDim));
+      f.record(rec, 0, chunk.length, chunk.length, false, attentionWork(records, 2 * this.config.nHeads * this.config.headDim), maxKeys(records));
       rec.step.submit();
       const data = new Float32Array(await this.#withTimeout(a.readBuffer(f.act.logits, 0, chunk.length * vocab * 4), "reading logits"));
       this.#ctx.check();
@@ -436,6 +437,11 @@ export class GpuRunner implements ModelRunner {
 /** Attention multiply-adds of a sub-step: each token reads (pos + 1) keys and values. */
 function attentionWork(tokens: readonly TokenRecord[], qDim2: number): number {
   return tokens.reduce((sum, t) => sum + (t.pos + 1) * qDim2, 0);
+}
+
+/** The most positions any of `tokens` attends over (its pos + 1). */
+function maxKeys(tokens: readonly TokenRecord[]): number {
+  return tokens.reduce((most, t) => Math.max(most, t.pos + 1), 0);
 }
 
 function positiveInteger(name: string, value: number): number {

@@ -370,35 +370,50 @@ for (const c of [
     const out = buffer("out", n * qDim * 4);
     const tb = tokenTable(toks);
     const info = stepInfos([record(n)]);
-    const kernel = new AttentionKernel(ctx, { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, contextLength: ctxLen, kvF16: c.kvF16 });
-    assert.equal(kernel.headsPerWorkgroup, headsPerWorkgroup(kernel.key));
-    await kernel.prepare();
-    await run("attention", (step) => {
-      kernel.record(step, kernel.bind({ q: qb, kCache: kc, vCache: vc, out, tokens: tb, step: stepInfoBinding(info, 0, slotBytes) }), n);
-    });
-    const got = await readF32(out, n * qDim);
-    const group = c.nHeads / c.nKvHeads;
-    for (let t = 0; t < n; t++) {
-      const { slot, pos } = toks[t]!;
-      for (let h = 0; h < c.nHeads; h++) {
-        const kvOff = Math.floor(h / group) * c.headDim;
-        const scores = new Float64Array(pos + 1);
-        for (let j = 0; j <= pos; j++) {
-          let dot = 0;
-          for (let d = 0; d < c.headDim; d++) dot += q[t * qDim + h * c.headDim + d]! * kCache[(slot * ctxLen + j) * kvDim + kvOff + d]!;
-          scores[j] = dot / Math.sqrt(c.headDim);
+    const checkAttention = (got: Float32Array, label: string) => {
+      const group = c.nHeads / c.nKvHeads;
+      for (let t = 0; t < n; t++) {
+        const { slot, pos } = toks[t]!;
+        for (let h = 0; h < c.nHeads; h++) {
+          const kvOff = Math.floor(h / group) * c.headDim;
+          const scores = new Float64Array(pos + 1);
+          for (let j = 0; j <= pos; j++) {
+            let dot = 0;
+            for (let d = 0; d < c.headDim; d++) dot += q[t * qDim + h * c.headDim + d]! * kCache[(slot * ctxLen + j) * kvDim + kvOff + d]!;
+            scores[j] = dot / Math.sqrt(c.headDim);
+          }
+          const max = Math.max(...scores);
+          const e = scores.map((s) => Math.exp(s - max));
+          const total = e.reduce((a, b) => a + b, 0);
+          const want = new Float64Array(c.headDim);
+          for (let j = 0; j <= pos; j++) {
+            for (let d = 0; d < c.headDim; d++) want[d] += (e[j]! / total) * vCache[(slot * ctxLen + j) * kvDim + kvOff + d]!;
+          }
+          // Outputs are weighted means of values in [-1, 1]; f32 exp and sums over ≤300
+          // positions drift by ~1e-6.
+          assertClose(`${label}: token ${t} (slot ${slot}, pos ${pos}) head ${h}`, got.subarray(t * qDim + h * c.headDim, t * qDim + (h + 1) * c.headDim), want, 2e-5);
         }
-        const max = Math.max(...scores);
-        const e = scores.map((s) => Math.exp(s - max));
-        const total = e.reduce((a, b) => a + b, 0);
-        const want = new Float64Array(c.headDim);
-        for (let j = 0; j <= pos; j++) {
-          for (let d = 0; d < c.headDim; d++) want[d] += (e[j]! / total) * vCache[(slot * ctxLen + j) * kvDim + kvOff + d]!;
-        }
-        // Outputs are weighted means of values in [-1, 1]; f32 exp and sums over ≤300
-        // positions drift by ~1e-6.
-        assertClose(`token ${t} (slot ${slot}, pos ${pos}) head ${h}`, got.subarray(t * qDim + h * c.headDim, t * qDim + (h + 1) * c.headDim), want, 2e-5);
       }
+    };
+    const key = { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, contextLength: ctxLen, kvF16: c.kvF16 };
+    // Unsplit; split in spans of a tile (300 keys → 5 work-groups per token); split in
+    // uneven spans of at most 16 (300 keys → 19 spans, capped at 13 → spans of 24, the
+    // last short, and tokens at pos 0..3 with some spans empty).
+    for (const split of [{}, { splitTokens: n }, { splitTokens: n, minSpan: 16, maxSplits: 13 }]) {
+      const kernel = new AttentionKernel(ctx, key, split);
+      assert.equal(kernel.headsPerWorkgroup, headsPerWorkgroup(kernel.key));
+      const splits = kernel.splitCount(n, 300);
+      assert.equal(splits, split.splitTokens === undefined ? 1 : split.minSpan === 16 ? 13 : 5);
+      await kernel.prepare();
+      const scratch = kernel.scratchBytes > 0 ? buffer("scratch", kernel.scratchBytes) : undefined;
+      const binding = stepInfoBinding(info, 0, slotBytes);
+      ctx.allocator.writeBuffer(out, 0, new Float32Array(n * qDim).fill(NaN)); // nothing left from the last run
+      await run(`attention, ${splits} split(s)`, (step) => {
+        kernel.record(step, kernel.bind({ q: qb, kCache: kc, vCache: vc, out, tokens: tb, step: binding, scratch }), n, 300);
+      });
+      const got = await readF32(out, n * qDim);
+      if (scratch) destroyAll(scratch);
+      checkAttention(got, `${splits} split(s)`);
     }
     destroyAll(qb, kc, vc, out, tb, info);
   });

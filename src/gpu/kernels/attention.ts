@@ -1,13 +1,17 @@
 /**
  * Causal grouped-query attention over the slotted KV cache (shaders/attention.wgsl),
  * with online softmax over tiles of positions: any context length runs in the same few
- * KiB of work-group memory.
+ * KiB of work-group memory. Steps of few tokens (decoding) split each token's positions
+ * over several work-groups and merge their partial results ("flash decoding").
  *
  * ```ts
- * const attn = new AttentionKernel(ctx, { headDim: 64, nHeads: 32, nKvHeads: 8, contextLength: 4096, kvF16: true });
- * attn.record(step, attn.bind({ q, kCache, vCache, out, tokens, step: info }), nTokens);
+ * const attn = new AttentionKernel(ctx, { headDim: 64, nHeads: 32, nKvHeads: 8, contextLength: 4096, kvF16: true }, { splitTokens: 8 });
+ * const scratch = device.createBuffer({ size: attn.scratchBytes, usage: GPUBufferUsage.STORAGE });
+ * const groups = attn.bind({ q, kCache, vCache, out, tokens, step: info, scratch });
+ * attn.record(step, groups, nTokens, maxKeys);   // maxKeys: most positions a token attends over
  * ```
  */
+import { InvalidArgumentError } from "../../errors.ts";
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import type { GpuStep } from "../step.ts";
@@ -53,6 +57,37 @@ export function attentionVariant(key: AttentionKey): KernelVariant {
   };
 }
 
+/** How an {@link AttentionKernel} splits the positions of small steps. */
+export interface AttentionSplitOptions {
+  /** Most tokens a split step holds (the scratch is sized for them); 0 turns splitting off. Default 0. */
+  readonly splitTokens?: number;
+  /** Most work-groups one token's positions are split over; default 32. */
+  readonly maxSplits?: number;
+  /** Fewest positions per split; default 64 (one tile). */
+  readonly minSpan?: number;
+}
+
+const DEFAULT_MAX_SPLITS = 32;
+const DEFAULT_MIN_SPAN = 64;
+
+/** The split variant's defines on top of a key's (the partial pass, or its `combine` entry point). */
+function splitVariant(key: AttentionKey, splitTokens: number, maxSplits: number, entryPoint: "main" | "combine"): KernelVariant {
+  const base = attentionVariant(key);
+  return {
+    name: `${base.name}_split${maxSplits}x${splitTokens}${entryPoint === "combine" ? "_combine" : ""}`,
+    file: base.file,
+    defines: { ...base.defines, SPLIT: true, MAX_SPLITS: maxSplits, SPLIT_TOKENS: splitTokens },
+    entryPoint,
+  };
+}
+
+/** Bind groups of one layer's attention: direct, and (with a scratch buffer) split and combine. */
+export interface AttentionGroups {
+  readonly direct: GPUBindGroup;
+  readonly split?: GPUBindGroup;
+  readonly combine?: GPUBindGroup;
+}
+
 /** Buffers of one attention dispatch. */
 export interface AttentionBindings {
   /** Rotated Q rows (nHeads·headDim per token). */
@@ -65,26 +100,79 @@ export interface AttentionBindings {
   /** Token table. */
   readonly tokens: GPUBuffer;
   readonly step: GPUBufferBinding;
+  /** Partial results of split steps, `scratchBytes` long (absent: never split). */
+  readonly scratch?: GPUBuffer;
 }
 
-/** One attention variant. */
+/** One attention variant, with its split form when `splitTokens` > 0. */
 export class AttentionKernel extends ModelKernel {
   readonly key: AttentionKey;
   readonly headsPerWorkgroup: number;
+  readonly splitTokens: number;
+  readonly maxSplits: number;
+  readonly minSpan: number;
+  readonly #splitVariants: readonly KernelVariant[];
 
-  constructor(ctx: GpuContext, key: AttentionKey) {
+  constructor(ctx: GpuContext, key: AttentionKey, options: AttentionSplitOptions = {}) {
     super(ctx, attentionVariant(key));
     this.key = key;
     this.headsPerWorkgroup = headsPerWorkgroup(key);
+    this.splitTokens = options.splitTokens ?? 0;
+    this.maxSplits = options.maxSplits ?? DEFAULT_MAX_SPLITS;
+    this.minSpan = options.minSpan ?? DEFAULT_MIN_SPAN;
+    for (const [name, v] of [["splitTokens", this.splitTokens], ["maxSplits", this.maxSplits], ["minSpan", this.minSpan]] as const) {
+      if (!Number.isInteger(v) || v < (name === "splitTokens" ? 0 : 1)) throw new InvalidArgumentError(name, `expected a whole number, got ${v}`);
+    }
+    this.#splitVariants =
+      this.splitTokens > 0
+        ? (["main", "combine"] as const).map((e) => splitVariant(key, this.splitTokens, this.maxSplits, e))
+        : [];
   }
 
-  /** A reusable bind group. */
-  bind(b: AttentionBindings, label = "attention"): GPUBindGroup {
-    return this.bindGroup(label, [b.q, b.kCache, b.vCache, b.out, b.tokens, b.step]);
+  /** Bytes of the scratch buffer split steps need (0 when splitting is off). */
+  get scratchBytes(): number {
+    if (this.splitTokens === 0) return 0;
+    return (this.splitTokens + this.splitTokens * this.key.nHeads * this.maxSplits * (this.key.headDim + 2)) * 4;
   }
 
-  /** Records attention for `nTokens` tokens. */
-  record(step: GpuStep, group: GPUBindGroup, nTokens: number): void {
-    this.dispatch(step, group, [nTokens, this.key.nHeads / this.headsPerWorkgroup]);
+  override async prepare(): Promise<void> {
+    await Promise.all([super.prepare(), ...this.#splitVariants.map((v) => this.ctx.pipelines.getAsync(v))]);
+  }
+
+  /** Reusable bind groups (split ones when `b.scratch` is given and splitting is on). */
+  bind(b: AttentionBindings, label = "attention"): AttentionGroups {
+    const direct = this.bindGroup(label, [b.q, b.kCache, b.vCache, b.out, b.tokens, b.step]);
+    const [partial, combine] = this.#splitVariants;
+    if (!b.scratch || !partial || !combine) return { direct };
+    const group = (v: KernelVariant, entries: GPUBindGroupEntry[]) =>
+      this.ctx.device.createBindGroup({ label: `${v.name}: ${label}`, layout: this.ctx.pipelines.get(v).getBindGroupLayout(0), entries });
+    const buf = (binding: number, buffer: GPUBuffer): GPUBindGroupEntry => ({ binding, resource: { buffer } });
+    return {
+      direct,
+      split: group(partial, [buf(0, b.q), buf(1, b.kCache), buf(2, b.vCache), buf(3, b.scratch), buf(4, b.tokens), { binding: 5, resource: b.step }]),
+      combine: group(combine, [buf(3, b.scratch), buf(6, b.out), { binding: 5, resource: b.step }]),
+    };
+  }
+
+  /** Work-groups each token's positions are split over, for `nTokens` tokens attending over at most `maxKeys` positions. */
+  splitCount(nTokens: number, maxKeys: number): number {
+    if (this.splitTokens === 0 || nTokens > this.splitTokens) return 1;
+    return Math.max(1, Math.min(this.maxSplits, Math.ceil(maxKeys / this.minSpan)));
+  }
+
+  /**
+   * Records attention for `nTokens` tokens, split when they are few and `maxKeys` (the
+   * most positions any of them attends over, pos + 1) spans several tiles.
+   */
+  record(step: GpuStep, groups: AttentionGroups, nTokens: number, maxKeys = 0): void {
+    const heads = [nTokens, this.key.nHeads / this.headsPerWorkgroup] as const;
+    const splits = this.splitCount(nTokens, maxKeys);
+    const [partial, combine] = this.#splitVariants;
+    if (splits > 1 && groups.split && groups.combine && partial && combine) {
+      step.dispatch(this.ctx.pipelines.get(partial), groups.split, [...heads, splits]);
+      step.dispatch(this.ctx.pipelines.get(combine), groups.combine, [nTokens, this.key.nHeads]);
+      return;
+    }
+    this.dispatch(step, groups.direct, heads);
   }
 }

@@ -29,7 +29,7 @@
 import { GpuError } from "../../errors.ts";
 import { GGMLType, ggmlTypeName } from "../../gguf/ggml-type.ts";
 import { BindGroupCache } from "../bind-cache.ts";
-import type { GpuContext } from "../device.ts";
+import { type GpuContext, isLavapipe } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import { splitWorkgroups, type GpuStep } from "../step.ts";
 import { CHUNK_VALUES, type GpuWeight } from "../weights.ts";
@@ -450,10 +450,4 @@ export class MatrixKernels {
     }
     return { resource: { buffer, offset, size }, base: first - offset / 4 };
   }
-}
-
-/** Mesa's lavapipe (Vulkan on the CPU), the adapter the lanes kernel was measured on. */
-function isLavapipe(ctx: GpuContext): boolean {
-  const info = ctx.adapterInfo;
-  return info !== undefined && /llvmpipe|lavapipe/i.test(`${info.description} ${info.device} ${info.architecture} ${info.vendor}`);
 }
