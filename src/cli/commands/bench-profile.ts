@@ -135,9 +135,13 @@ export function formatProfile(r: ProfileReport): string {
     lines.push(`decode matvecs read ${(r.weightBytes / 2 ** 20).toFixed(1)} MiB of weights in ${matvecUs.toFixed(0)} µs: ${(r.weightBytes / matvecUs / 1e3).toFixed(1)} GB/s`);
   }
   const gpuShare = (100 * r.decode.gpuUs) / r.decodeWallUsPerToken;
+  const rest =
+    gpuShare > 100
+      ? "GPU-bound (a profiled step runs each kernel in a pass of its own, which costs a little more)"
+      : "the rest is host work and gaps";
   lines.push(
     `decode wall time ${r.decodeWallUsPerToken.toFixed(0)} µs/token (${(1e6 / r.decodeWallUsPerToken).toFixed(1)} tok/s, ` +
-      `lookahead ${r.lookahead}); GPU busy ${r.decode.gpuUs.toFixed(0)} µs of it (${gpuShare.toFixed(0)}%), the rest is host work and gaps`,
+      `lookahead ${r.lookahead}); GPU busy ${r.decode.gpuUs.toFixed(0)} µs per token (${gpuShare.toFixed(0)}%): ${rest}`,
   );
   return lines.join("\n");
 }

@@ -213,11 +213,19 @@ async function checkAttention(b: OpBench): Promise<void> {
   const [qb, kc, vc, out] = [b.buffer("q", q), b.buffer("k cache", kCache), b.buffer("v cache", vCache), b.buffer("out", n * qDim * 4)];
   const tb = b.tokenTable(toks);
   const info = b.stepInfo({ nTokens: n, tokenBase: 0, nRows: 0, rowBase: 0 });
-  const kernel = new AttentionKernel(b.ctx, { headDim, nHeads, nKvHeads, contextLength: ctxLen, kvF16: false });
-  await kernel.prepare();
+  const key = { headDim, nHeads, nKvHeads, contextLength: ctxLen, kvF16: false };
+  const kernel = new AttentionKernel(b.ctx, key);
+  // The split form (decode steps): 300 keys in spans of a tile, 5 work-groups per token.
+  const split = new AttentionKernel(b.ctx, key, { splitTokens: n });
+  await Promise.all([kernel.prepare(), split.prepare()]);
   b.variants.push(kernel.variant.name);
   await b.run("attention", (step) => kernel.record(step, kernel.bind({ q: qb, kCache: kc, vCache: vc, out, tokens: tb, step: info.binding }), n));
   const got = await b.read(out, n * qDim);
+  const scratch = b.buffer("scratch", split.scratchBytes);
+  const outSplit = b.buffer("out split", n * qDim * 4);
+  const splitGroups = split.bind({ q: qb, kCache: kc, vCache: vc, out: outSplit, tokens: tb, step: info.binding, scratch });
+  await b.run("attention split", (step) => split.record(step, splitGroups, n, 300));
+  const gotSplit = await b.read(outSplit, n * qDim);
   const want = new Float64Array(n * qDim);
   const group = nHeads / nKvHeads;
   for (let t = 0; t < n; t++) {
@@ -240,7 +248,8 @@ async function checkAttention(b: OpBench): Promise<void> {
   }
   // Weighted means of values in [-1, 1]; f32 exp and sums over ≤ 300 positions drift ~1e-6.
   b.compare("attention 6/2 heads, dim 48, prefill 0..3 and decodes at 64, 299", got, want, 2e-5);
-  for (const buf of [qb, kc, vc, out, tb, info.buffer]) b.ctx.allocator.destroy(buf);
+  b.compare(`attention split over ${split.splitCount(n, 300)} work-groups per token`, gotSplit, want, 2e-5);
+  for (const buf of [qb, kc, vc, out, tb, info.buffer, scratch, outSplit]) b.ctx.allocator.destroy(buf);
 }
 
 /** RMSNorm, RoPE and attention on one device. */
