@@ -5,6 +5,7 @@
  *   deno run -A bench/kernels.ts [--rows 4096 --cols 4096] [--types Q4_K,Q8_0] [--json]
  *   deno run -A bench/kernels.ts --quick           # small sizes, a few seconds on lavapipe
  *   deno run -A bench/kernels.ts --matvec-wg 16 --matvec-rows 2   # try another matvec shape
+ *   deno run -A bench/kernels.ts --matvec-shape blocks --matvec-wg 128 --matvec-rows 2
  *   deno run -A bench/kernels.ts --skip-matmul --types Q4_K        # matvec only
  *
  * Prints a table and writes results/kernels-<time>.json (`--out-dir`).
@@ -51,6 +52,7 @@ const parsed = parseArgs(process.argv.slice(2), {
     skipMatmul: { type: "boolean", description: "measure the matvec kernels only" },
     matvecWg: { type: "number", integer: true, min: 1, placeholder: "n", description: "matvec threads per work-group (MatrixKernels default)" },
     matvecRows: { type: "number", integer: true, min: 1, placeholder: "n", description: "matvec rows per work-group (MatrixKernels default)" },
+    matvecShape: { type: "string", default: "auto", placeholder: "shape", description: "single-row matvec kernel: auto, lanes, workgroup or blocks" },
     targetMs: { type: "number", min: 1, default: 150, placeholder: "ms", description: "GPU time per measured submission" },
     workingSetMib: { type: "number", min: 0, default: 128, placeholder: "MiB", description: "rotate weight copies to at least this many bytes" },
     repetitions: { type: "number", integer: true, min: 1, default: 3, placeholder: "n", description: "measured submissions per kernel (median)" },
@@ -77,6 +79,15 @@ if (f.cols % 256 !== 0 || f.matmulCols % 256 !== 0) {
 /** Every type with GPU kernels except F32 (no model ships its matrices in F32). */
 const DEFAULT_MATVEC_TYPES = [...GPU_WEIGHT_LAYOUTS.keys()].filter((t) => t !== GGMLType.F32);
 const DEFAULT_MATMUL_TYPES = [GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K];
+
+const MATVEC_SHAPES = ["auto", "lanes", "workgroup", "blocks"] as const;
+
+/** The `--matvec-shape` value as a MatrixKernels option. */
+function parseShape(word: string): (typeof MATVEC_SHAPES)[number] {
+  const shape = MATVEC_SHAPES.find((s) => s === word);
+  if (shape === undefined) throw new Error(`--matvec-shape ${word}: expected one of ${MATVEC_SHAPES.join(", ")}`);
+  return shape;
+}
 
 function parseTypes(words: readonly string[], fallback: readonly GGMLType[]): GGMLType[] {
   const names = words.flatMap((w) => w.split(",")).map((w) => w.trim().toUpperCase()).filter(Boolean);
@@ -366,7 +377,7 @@ const matmulTypes = f.skipMatmul ? [] : parseTypes(f.matmulTypes, DEFAULT_MATMUL
 const provider = f.webgpu === "auto" || f.webgpu === "dawn" ? f.webgpu : "deno";
 const ctx = await createGpuContext({ gpu: (await resolveWebGpu(provider)).gpu });
 const timer = new Timer(ctx, ctx.features.timestampQuery && !f.wallClock);
-const kernels = new MatrixKernels(ctx, { matvecWorkgroupSize: f.matvecWg, matvecRows: f.matvecRows });
+const kernels = new MatrixKernels(ctx, { matvecWorkgroupSize: f.matvecWg, matvecRows: f.matvecRows, matvecShape: parseShape(f.matvecShape) });
 const log = (line: string) => {
   if (!f.json) console.log(line);
 };
@@ -399,7 +410,7 @@ try {
     timing: timer.method,
     loadavg: loadavg(),
     settings: { ...f, json: undefined, outDir: undefined },
-    matvec_workgroup: { threads: f.matvecWg ?? "default", rows: f.matvecRows ?? "default" },
+    matvec_workgroup: { threads: f.matvecWg ?? "default", rows: f.matvecRows ?? "default", shape: f.matvecShape },
     copy,
     matvec,
     matmul,

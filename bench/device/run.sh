@@ -7,7 +7,8 @@
 # usage: bash bench/device/run.sh [quick]
 #   DRY=1 bash bench/device/run.sh   checks the script here: tiny models, 16 tokens, SwiftShader
 #   SKIP_LLAMACPP=1, SKIP_KERNELS=1   leave those out (when their figures are already in hand)
-#   SWEEP=1                           matvec GB/s over work-group shapes (bench/kernels.ts)
+#   SWEEP=1                           matvec GB/s over kernel and work-group shapes (bench/kernels.ts)
+#   COMPARE_SHAPE=workgroup           also run the Q4_K_M models with that --matvec-shape
 set -uo pipefail
 DRY=${DRY:-}
 MODE=${1:-}
@@ -45,14 +46,15 @@ for name in "${!MODELS[@]}"; do
   makers+=($!)
 done
 
-ours() { # model-file label [extra flags]
-  local file=$1 label=$2; shift 2
-  timeout 90 $CLI bench --model "$file" --webgpu dawn --prompt-tokens $N --gen-tokens $N --context 1024 --repetitions 3 --json "$@" \
+ours() { # model-file label [tokens [flags...]]
+  local file=$1 label=$2 n=${3:-$N}
+  shift 3 2>/dev/null || shift $#
+  timeout 90 $CLI bench --model "$file" --webgpu dawn --prompt-tokens $n --gen-tokens $n --context 1024 --repetitions 3 --json "$@" \
     | sed "s/^{/{\"engine\":\"ours\",\"file\":\"$label\",/" >> "$OUT/results.jsonl"
 }
-theirs() { # model-file label
+theirs() { # model-file label [tokens]
   [ -n "${SKIP_LLAMACPP:-}" ] && return
-  (cd $W/llv && timeout 90 $NODE llama_bench.mjs "$1" vulkan $N) \
+  (cd $W/llv && timeout 90 $NODE llama_bench.mjs "$1" vulkan ${3:-$N}) \
     | sed "s/^{/{\"file\":\"$2\",/" >> "$OUT/results.jsonl"
 }
 profile() { # model-file label
@@ -61,8 +63,9 @@ profile() { # model-file label
 
 EMB=$PWD/models/tiny-fortunes-q8_0.gguf
 stamp "embedded model (while the others are made)"
-ours "$EMB" tiny-fortunes-q8_0
-theirs "$EMB" tiny-fortunes-q8_0
+# Its context is 256 positions: 128 + 128 tokens (llama_bench.mjs's prompt is 256 tokens
+# long whatever it generates, so llama.cpp cannot run it).
+ours "$EMB" tiny-fortunes-q8_0 $((N / 2))
 profile "$EMB" tiny-fortunes-q8_0
 if [ -z "${SKIP_KERNELS:-}" ]; then
   stamp "kernels"
@@ -70,11 +73,14 @@ if [ -z "${SKIP_KERNELS:-}" ]; then
 fi
 if [ -n "${SWEEP:-}" ]; then
   stamp "matvec sweep"
-  for shape in "64 4" "128 4" "256 4" "32 8" "64 8" "128 8" "256 2"; do
-    set -- $shape
-    echo "== matvec work-group $1 threads, $2 rows" >> "$OUT/sweep.txt"
-    timeout 40 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W --skip-matmul --types Q4_K,Q6_K,Q8_0,Q5_0 \
-      --matvec-wg $1 --matvec-rows $2 ${DRY:+--quick} >> "$OUT/sweep.txt" 2>&1
+  for size in "8192 2048" "2048 8192"; do
+    for shape in "blocks 32 1" "blocks 32 2" "blocks 64 4" "blocks 128 4" "blocks 64 8" "workgroup 64 4"; do
+      set -- $size $shape
+      echo "== $1×$2, $3, work-group $4 threads, $5 rows" >> "$OUT/sweep.txt"
+      timeout 40 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W --skip-matmul --types Q4_K,Q6_K,Q8_0,Q5_0 \
+        --rows $1 --cols $2 --matvec-shape $3 --matvec-wg $4 --matvec-rows $5 --repetitions 2 --target-ms 50 \
+        ${DRY:+--quick} 2>&1 | grep -E "^(Q|copy)" >> "$OUT/sweep.txt"
+    done
   done
 fi
 wait "${makers[@]}"   # not a bare wait: that would also wait for the tee above
@@ -85,6 +91,8 @@ for name in llama1b-q4km qwen05-q4km llama1b-q8 qwen05-q8; do
   ours $W/m/$name.gguf $name
   theirs $W/m/$name.gguf $name
   profile $W/m/$name.gguf $name
+  # The previous matvec kernel, for comparison (COMPARE_SHAPE=workgroup).
+  [ -n "${COMPARE_SHAPE:-}" ] && [ "${name%-q8}" = "$name" ] && ours $W/m/$name.gguf "$name-$COMPARE_SHAPE" $N --matvec-shape $COMPARE_SHAPE
 done
 stamp done
 cat "$OUT/results.jsonl"

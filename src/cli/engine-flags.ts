@@ -36,6 +36,12 @@ export const ENGINE_FLAGS = {
     placeholder: "n",
     description: "decode steps submitted before one readback (default 8)",
   },
+  matvecShape: {
+    type: "string",
+    default: "auto",
+    placeholder: "auto|blocks|workgroup|lanes",
+    description: "matrix-vector kernel shape (tuning; auto picks per adapter)",
+  },
 } as const satisfies Record<string, FlagSpec>;
 
 /** Parsed values of {@link ENGINE_FLAGS}. */
@@ -45,6 +51,7 @@ export interface EngineFlagValues {
   readonly webgpu: string;
   readonly context: number | undefined;
   readonly lookahead: number | undefined;
+  readonly matvecShape: string;
 }
 
 /** Creates the engine the flags describe, with a progress bar on a terminal. */
@@ -58,12 +65,17 @@ export function engineFromFlags(
   if (flags.webgpu !== "auto" && flags.webgpu !== "dawn" && flags.webgpu !== "deno") {
     throw new InvalidArgumentError("--webgpu", `must be auto, dawn or deno, got "${flags.webgpu}"`);
   }
+  const shape = flags.matvecShape;
+  if (shape !== "auto" && shape !== "blocks" && shape !== "workgroup" && shape !== "lanes") {
+    throw new InvalidArgumentError("--matvec-shape", `must be auto, blocks, workgroup or lanes, got "${shape}"`);
+  }
   const progress = loadProgressBar();
   const engine = createEngine(flags.model ?? DEFAULT_MODEL_PATH, {
     backend: flags.backend,
     webgpu: flags.webgpu,
     contextLength: flags.context,
     lookahead: flags.lookahead,
+    matvecShape: shape,
     onProgress: progress.onProgress,
     ...extra,
   });

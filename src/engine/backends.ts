@@ -27,6 +27,12 @@ export interface RunnerChoice {
   readonly device?: GPUDevice;
   /** For URL sources: the fetch to use. */
   readonly fetch?: typeof fetch;
+  /**
+   * Tuning: the shape of the single-row matrix-vector kernels (see `MatrixKernelsOptions`):
+   * `auto` (default) picks per adapter; `blocks`, `workgroup` or `lanes` force one, for
+   * measuring them against each other on a new GPU.
+   */
+  readonly matvecShape?: "auto" | "lanes" | "workgroup" | "blocks";
 }
 
 /** Sizes and hooks the engine passes to every runner. */
@@ -54,7 +60,14 @@ export async function loadRunner(file: GGUFFile, choice: RunnerChoice, sizes: Ru
       import("../model/gpu-runner.ts"),
       import("../gpu/kernels/sample.ts"),
     ]);
-    return GpuRunner.load(file, { ...sizes, gpu, provider, device: choice.device, sampler: createDeviceSampler });
+    return GpuRunner.load(file, {
+      ...sizes,
+      gpu,
+      provider,
+      device: choice.device,
+      sampler: createDeviceSampler,
+      matrix: { matvecShape: choice.matvecShape },
+    });
   }
   throw new InvalidRequestError("backend", `unknown backend "${String(backend)}" (webgpu or cpu)`);
 }

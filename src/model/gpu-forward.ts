@@ -26,7 +26,7 @@ import { type AttentionGroups, AttentionKernel } from "../gpu/kernels/attention.
 import { ElementwiseKernel } from "../gpu/kernels/elementwise.ts";
 import { EmbeddingKernel } from "../gpu/kernels/embedding.ts";
 import { createHistoryBuffer, HistoryKernel } from "../gpu/kernels/history.ts";
-import { MatrixKernels } from "../gpu/kernels/matmul.ts";
+import { MatrixKernels, type MatrixKernelsOptions } from "../gpu/kernels/matmul.ts";
 import { RmsNormKernel } from "../gpu/kernels/rmsnorm.ts";
 import { RopeKernel, ropeFreqTable } from "../gpu/kernels/rope.ts";
 import { type DeviceSampler, SAMPLE_ROW_BYTES } from "../gpu/kernels/sampling-hook.ts";
@@ -163,7 +163,14 @@ export class GpuForward {
   readonly attention: AttentionKernel;
   readonly swiglu: ElementwiseKernel;
 
-  private constructor(ctx: GpuContext, config: ModelConfig, weights: GpuModelWeights, sizes: GpuForwardSizes, sampler: DeviceSampler) {
+  private constructor(
+    ctx: GpuContext,
+    config: ModelConfig,
+    weights: GpuModelWeights,
+    sizes: GpuForwardSizes,
+    sampler: DeviceSampler,
+    matrix: MatrixKernelsOptions,
+  ) {
     this.ctx = ctx;
     this.config = config;
     this.weights = weights;
@@ -218,7 +225,7 @@ export class GpuForward {
     this.#layerBytes = matrices.reduce((s, w) => s + w.byteLength, 0);
 
     const kvF16 = sizes.kvCacheType === "f16";
-    this.matrix = new MatrixKernels(ctx);
+    this.matrix = new MatrixKernels(ctx, matrix);
     this.embed = new EmbeddingKernel(ctx, weights.tokenEmbd);
     this.historyKernel = new HistoryKernel(ctx);
     this.norm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false });
@@ -255,6 +262,7 @@ export class GpuForward {
     weights: GpuModelWeights,
     sizes: GpuForwardSizes,
     sampler: DeviceSampler,
+    matrix: MatrixKernelsOptions = {},
   ): Promise<GpuForward> {
     // Creation is synchronous; failed allocations (the KV cache is the big one) surface in
     // these scopes, turned into a typed error here instead of an uncaptured one later.
@@ -263,7 +271,7 @@ export class GpuForward {
     let f: GpuForward | undefined;
     let thrown: unknown = undefined;
     try {
-      f = new GpuForward(ctx, config, weights, sizes, sampler);
+      f = new GpuForward(ctx, config, weights, sizes, sampler, matrix);
     } catch (error) {
       thrown = error;
     }

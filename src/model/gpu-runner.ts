@@ -29,6 +29,7 @@ import type { BatchEntry, ModelRunner, RunnerMemory, SamplingParams, StepProfile
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
 import { resetHistorySlot } from "../gpu/kernels/history.ts";
+import type { MatrixKernelsOptions } from "../gpu/kernels/matmul.ts";
 import { type DeviceSampler, GreedySampler, SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
 import { FROM_LAST_SAMPLED, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
 import { GpuProfiler } from "../gpu/profiler.ts";
@@ -70,6 +71,8 @@ export interface GpuRunnerOptions extends RunnerSizes {
   readonly timeoutMs?: number;
   /** Which WebGPU implementation made `gpu` (`dawn`, `deno`, `browser`), for the description. */
   readonly provider?: string;
+  /** Matrix kernel choices (tuning; the defaults pick per adapter). */
+  readonly matrix?: MatrixKernelsOptions;
 }
 
 const DEFAULT_SUBMIT_WORK = 4e10;
@@ -154,7 +157,7 @@ export class GpuRunner implements ModelRunner {
         logitRows,
         kvCacheType: chooseKvType(options.kvCacheType ?? "auto", config, ctx, maxSlots, contextLength),
         subSteps: 1 + Math.max(0, Math.floor(options.lookahead ?? 8)),
-      }, sampler);
+      }, sampler, options.matrix);
       return new GpuRunner(ctx, forward, options);
     } catch (error) {
       await ctx.destroy();

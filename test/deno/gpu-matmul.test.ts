@@ -290,6 +290,84 @@ for (const shape of ["lanes", "workgroup"] as const) {
   });
 }
 
+/**
+ * matmul-lanes.wgsl (n ≥ 2 on CPU adapters, forced here): 300 rows are two work-groups of
+ * 128 rows and part of a third; n from 2 to 70 covers partial and several 8-row passes;
+ * split weights put part boundaries mid-work-group. Misaligned x falls back to the
+ * small-batch kernel (n ≤ 32) or the tiles.
+ */
+Deno.test(`lanes matmul, n = 2, 7, 8, 9, 17, 70: ${[...LANES_COLS.keys()].map(ggmlTypeName).join(", ")} (300 rows, whole and split)`, async () => {
+  const shaped = new MatrixKernels(ctx, { matvecShape: "lanes" });
+  for (const [i, [type, cols]] of [...LANES_COLS].entries()) {
+    const w = makeMatrix(type, 300, cols, 900 + i);
+    for (const maxPartBytes of [Infinity, Math.ceil(w.bytes.length / 3)]) {
+      const gw = await uploadWeight(ctx, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `lanes mm ${ggmlTypeName(type)}`, { maxPartBytes });
+      assert.equal(matrixVariant(shaped.key("matmul", gw, false)).file, "matmul-lanes.wgsl");
+      await shaped.prepare([gw], { bias: true });
+      const compiled = ctx.pipelines.size;
+      await checkProducts(ctx, shaped, w, gw, 950 + i, { ns: [2, 7, 8, 9, 17, 70], alignedX: true });
+      await checkProducts(ctx, shaped, w, gw, 960 + i, { ns: [9, 33] });
+      assert.equal(ctx.pipelines.size, compiled, "prepare() compiled every variant recorded");
+      destroyWeight(ctx.allocator, gw);
+    }
+  }
+  shaped.destroy();
+});
+
+/**
+ * The whole-block kernel for GPUs (matvec-blocks.wgsl) on every type it decodes, forced
+ * here (`auto` picks it on adapters other than lavapipe): 37 rows (not a multiple of the 4
+ * or 3 rows per work-group), rows of 3 units of 64 values (fewer units than threads) and of
+ * 4096 columns (one and two units per thread), whole and split weights. x is aligned (read
+ * as vec4); checkProducts' unaligned placement would take the matvec.wgsl fallback.
+ */
+const BLOCKS_COLS: ReadonlyMap<GGMLType, number> = new Map([
+  [GGMLType.F16, 64],
+  [GGMLType.Q4_0, 64],
+  [GGMLType.Q8_0, 64],
+  [GGMLType.Q5_0, 128],
+  [GGMLType.Q4_K, 256],
+  [GGMLType.Q6_K, 256],
+]);
+Deno.test(`single-row matvec, blocks shape: ${[...BLOCKS_COLS.keys()].map(ggmlTypeName).join(", ")} (${ROWS} rows, whole and split, two shapes)`, async () => {
+  for (const options of [{}, { matvecWorkgroupSize: 32, matvecRows: 3 }]) {
+    const shaped = new MatrixKernels(ctx, { matvecShape: "blocks", ...options });
+    for (const [i, [type, multiple]] of [...BLOCKS_COLS].entries()) {
+      for (const cols of [3 * multiple, 4096]) {
+        const w = makeMatrix(type, ROWS, cols, 1000 + i);
+        for (const maxPartBytes of [Infinity, Math.ceil(w.bytes.length / 3)]) {
+          const gw = await uploadWeight(ctx, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `blocks ${ggmlTypeName(type)}`, { maxPartBytes });
+          assert.equal(matrixVariant(shaped.key("matvec", gw, false)).file, "matvec-blocks.wgsl", `${ggmlTypeName(type)} × ${cols} takes the blocks kernel`);
+          await shaped.prepare([gw], { bias: true });
+          const compiled = ctx.pipelines.size;
+          await checkProducts(ctx, shaped, w, gw, 1100 + i, { ns: [N], alignedX: true });
+          assert.equal(ctx.pipelines.size, compiled, "prepare() compiled every variant recorded");
+          destroyWeight(ctx.allocator, gw);
+        }
+      }
+    }
+    shaped.destroy();
+  }
+});
+
+Deno.test("blocks shape falls back to matvec.wgsl where it does not fit (cols, type, unaligned x)", async () => {
+  const shaped = new MatrixKernels(ctx, { matvecShape: "blocks" });
+  // Q5_0 with 64 columns (its blocks need 128), Q5_1 (not decoded there): matvec.wgsl.
+  for (const [i, [type, cols]] of ([[GGMLType.Q5_0, 64], [GGMLType.Q5_1, 128]] as const).entries()) {
+    const w = makeMatrix(type, ROWS, cols, 1200 + i);
+    const gw = await uploadWeight(ctx, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `fallback ${ggmlTypeName(type)}`);
+    assert.equal(matrixVariant(shaped.key("matvec", gw, false)).file, "matvec.wgsl");
+    await checkProducts(ctx, shaped, w, gw, 1300 + i, { ns: [N], alignedX: true });
+    destroyWeight(ctx.allocator, gw);
+  }
+  // Odd x offsets: a Q4_K weight the blocks kernel takes is recorded with matvec.wgsl.
+  const w = makeMatrix(GGMLType.Q4_K, ROWS, 512, 1210);
+  const gw = await uploadWeight(ctx, { type: w.type, shape: [w.cols, w.rows], bytes: w.bytes }, "fallback Q4_K");
+  await checkProducts(ctx, shaped, w, gw, 1310, { ns: [N], alignedX: false });
+  destroyWeight(ctx.allocator, gw);
+  shaped.destroy();
+});
+
 Deno.test("prepare compiles every variant matvec and matmul record, for every n", async () => {
   const w = makeMatrix(GGMLType.Q4_0, ROWS, 96, 11);
   const gw = await uploadWeight(ctx, { type: w.type, shape: [w.cols, w.rows], bytes: w.bytes }, "variants");
@@ -432,6 +510,44 @@ Deno.test({
       dawn.check();
       arena.destroy();
       destroyWeight(dawn.allocator, gw);
+    } finally {
+      await dawn.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "blocks matvec with subgroup reductions (Dawn; runs when DAWN_VK_ICD is set): Q4_K, Q6_K, Q8_0 at 64 and 32 threads",
+  ignore: dawnIcd() === undefined,
+  async fn() {
+    // `auto` takes matvec-blocks.wgsl on Dawn (not lavapipe). 4096 columns keep 64 threads
+    // (64 units per row); 256 columns drop to 32 (SwiftShader's subgroups of 4 make 8 slots).
+    const { gpu } = await primeDawn();
+    const dawn = await createGpuContext({ gpu });
+    try {
+      assert.ok(dawn.features.subgroups, "Dawn offers subgroups");
+      const auto = new MatrixKernels(dawn);
+      const arena = new ParamArena(dawn.allocator, dawn.limits.minUniformBufferOffsetAlignment);
+      for (const [i, [type, cols]] of ([[GGMLType.Q4_K, 4096], [GGMLType.Q6_K, 256], [GGMLType.Q8_0, 4096]] as const).entries()) {
+        const w = makeMatrix(type, 13, cols, 950 + i);
+        const gw = await uploadWeight(dawn, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `blocks sg ${ggmlTypeName(type)}`, { maxPartBytes: Math.ceil(w.bytes.length / 2) });
+        const variant = matrixVariant(auto.key("matvec", gw, false));
+        assert.equal(variant.file, "matvec-blocks.wgsl");
+        assert.match(variant.name, cols === 4096 ? /_wg64_.*_sg$/ : /_wg32_.*_sg$/);
+        await auto.prepare([gw], { families: ["matvec"] });
+        const x = randomArray(4 + w.cols, 960 + i);
+        const xBuf = f32Buffer(dawn, "x", x);
+        const y = f32Buffer(dawn, "y", w.rows);
+        const step = new GpuStep(dawn, arena, "blocks sg");
+        auto.matvec(step, gw, xBuf, y, { xOffset: 4 });
+        step.submit();
+        assertClose(`Dawn blocks ${ggmlTypeName(type)}`, await readF32(dawn, y, 0, w.rows), reference(w, x.subarray(4), 1, w.cols), 2e-6);
+        dawn.check();
+        for (const b of [xBuf, y]) dawn.allocator.destroy(b);
+        destroyWeight(dawn.allocator, gw);
+      }
+      arena.destroy();
+      auto.destroy();
     } finally {
       await dawn.destroy();
     }

@@ -21,6 +21,7 @@ export interface ProfileOptions {
   readonly promptTokens: number;
   /** Decode steps per submission in the wall-time measurement (the engine's lookahead). */
   readonly lookahead: number;
+  readonly matvecShape?: "auto" | "lanes" | "workgroup" | "blocks";
 }
 
 /** One profiled step. */
@@ -51,7 +52,7 @@ const PROMPT_TEXT =
 export async function profileModel(o: ProfileOptions): Promise<ProfileReport> {
   const file = await openGGUF(o.model);
   const tokenizer = tokenizerFromMetadata(file.metadata);
-  const runner = await loadRunner(file, { backend: "webgpu", webgpu: o.webgpu }, {
+  const runner = await loadRunner(file, { backend: "webgpu", webgpu: o.webgpu, matvecShape: o.matvecShape }, {
     maxSlots: 1,
     maxBatchTokens: Math.max(256, o.promptTokens),
     contextLength: o.contextLength,

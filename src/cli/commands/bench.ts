@@ -8,6 +8,7 @@ import { DEFAULT_LOOKAHEAD, type Engine } from "../../engine/engine.ts";
 import { probeWebGpu } from "../../gpu/provider.ts";
 import type { GenerationResult } from "../../engine/types.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
+import { InvalidArgumentError } from "../../errors.ts";
 import { DEFAULT_MODEL_PATH } from "../default-model.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
 import { formatProfile, profileModel } from "./bench-profile.ts";
@@ -118,6 +119,7 @@ export const benchCommand: CliCommand = defineCommand(
         contextLength: f.context,
         promptTokens: f.promptTokens,
         lookahead: f.lookahead ?? DEFAULT_LOOKAHEAD,
+        matvecShape: f.matvecShape as "auto" | "lanes" | "workgroup" | "blocks",
       });
       console.log(f.json ? JSON.stringify(report) : formatProfile(report));
       return 0;
@@ -132,6 +134,9 @@ export const benchCommand: CliCommand = defineCommand(
       const loadMs = performance.now() - loadStart;
       const context = engine.limits.contextLength;
       const promptTokens = Math.min(f.promptTokens, context - f.genTokens);
+      if (promptTokens < 1) {
+        throw new InvalidArgumentError("--gen-tokens", `${f.genTokens} generated tokens leave no room for a prompt in a context of ${context}`);
+      }
       const ids = promptIds(engine, promptTokens);
       await measure(engine, ids.slice(0, Math.min(16, ids.length)), 4, 1); // warm-up
       const runs: Run[] = [];

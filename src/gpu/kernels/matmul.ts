@@ -17,7 +17,8 @@
  * binding limit is bound through a window around the elements a dispatch touches.
  *
  * Which kernel `matmul` records depends on n:
- * - n = 1: the matvec (matvec.wgsl with one input row, NB = 1).
+ * - n = 1: the matvec (matvec.wgsl with one input row, NB = 1; by default matvec-lanes.wgsl
+ *   on lavapipe and matvec-blocks.wgsl on other adapters, for the types and sizes they take).
  * - 2 ≤ n ≤ `batchMax` (default 32): the same kernel with NB = 2, 4 or 8 input rows per
  *   work-group ("small batch": several sequences decoded together). Each work-group decodes
  *   each weight chunk of its rows once and applies it to its NB input rows; n > 8 takes
@@ -25,6 +26,11 @@
  *   (and on lavapipe pay for) 64 input rows whatever n is.
  * - n > `batchMax`: the tiled matmul (prefill), which reuses each decoded weight 64 times
  *   from work-group memory.
+ *
+ * On lavapipe (`matvecShape` "auto" there, or "lanes" anywhere) products take kernels
+ * shaped for a CPU instead: a weight row per SIMD lane, every lane reading the same x
+ * (matvec-lanes.wgsl for n = 1, matmul-lanes.wgsl with 8 input rows per work-group for
+ * n ≥ 2), where the GPU shapes above ran 2–8× slower.
  */
 import { GpuError } from "../../errors.ts";
 import { GGMLType, ggmlTypeName } from "../../gguf/ggml-type.ts";
@@ -59,6 +65,16 @@ export interface MatrixKernelKey {
    * 8 rows per invocation), instead of matvec.wgsl's row-per-work-group shape.
    */
   readonly lanes?: boolean;
+  /**
+   * matmul only: the CPU-adapter product (matmul-lanes.wgsl: a weight row per lane, 4 rows
+   * per lane, 8 input rows per work-group) instead of matmul.wgsl's 64×64 tiles.
+   */
+  readonly lanesMatmul?: boolean;
+  /**
+   * matvec only: the whole-block kernel for GPUs (matvec-blocks.wgsl): `workgroupSize`
+   * threads over `rowsPerWorkgroup` rows, 64 values per thread step.
+   */
+  readonly blocks?: boolean;
 }
 
 /** Types matvec-lanes.wgsl decodes. */
@@ -75,10 +91,33 @@ const LANES_TYPES: ReadonlySet<GGMLType> = new Set([
 const LANES_WG = 32;
 const LANES_ROWS = 8;
 
+/** matmul-lanes.wgsl's threads per work-group, weight rows per thread and input rows per work-group. */
+const LANES_MM_WG = 32;
+const LANES_MM_ROWS = 4;
+const LANES_MM_N = 8;
+
+/** Types matvec-blocks.wgsl decodes, with the multiple of `cols` each needs. */
+const BLOCKS_COLS: ReadonlyMap<GGMLType, number> = new Map([
+  [GGMLType.F16, 64],
+  [GGMLType.Q4_0, 64],
+  [GGMLType.Q8_0, 64],
+  // 5-word blocks: 4 of them make whole vec4s per row.
+  [GGMLType.Q5_0, 128],
+  [GGMLType.Q4_K, 256],
+  [GGMLType.Q6_K, 256],
+]);
+/** Values per thread step of matvec-blocks.wgsl. */
+const BLOCKS_UNIT = 64;
+/** Fewest matvec-blocks threads per work-group: one NVIDIA warp (rows of few units use fewer threads). */
+const MIN_BLOCKS_THREADS = 32;
+
 /** The variant (name, file, defines) of a key. */
 export function matrixVariant(key: MatrixKernelKey): KernelVariant {
   const typeName = ggmlTypeName(key.type);
   const base = { [typeName]: true, BIAS: key.bias };
+  if (key.family === "matmul" && key.lanesMatmul) {
+    return { name: `matmul_${typeName}_lanes_wg${LANES_MM_WG}${key.bias ? "_bias" : ""}`, file: "matmul-lanes.wgsl", defines: { ...base, WG: LANES_MM_WG } };
+  }
   if (key.family === "matmul") {
     return { name: `matmul_${typeName}${key.bias ? "_bias" : ""}`, file: "matmul.wgsl", defines: base };
   }
@@ -87,6 +126,13 @@ export function matrixVariant(key: MatrixKernelKey): KernelVariant {
       name: `matvec_${typeName}_lanes_wg${LANES_WG}_rl${LANES_ROWS}${key.bias ? "_bias" : ""}`,
       file: "matvec-lanes.wgsl",
       defines: { ...base, WG: LANES_WG, RL: LANES_ROWS, NB: 1 },
+    };
+  }
+  if (key.blocks) {
+    return {
+      name: `matvec_${typeName}_blocks_wg${key.workgroupSize}_r${key.rowsPerWorkgroup}${key.bias ? "_bias" : ""}${key.subgroups ? "_sg" : ""}`,
+      file: "matvec-blocks.wgsl",
+      defines: { ...base, WG: key.workgroupSize, ROWS: key.rowsPerWorkgroup, SUBGROUPS: key.subgroups },
     };
   }
   const batchRows = key.batchRows ?? 1;
@@ -124,12 +170,15 @@ export interface MatrixKernelsOptions {
   subgroups?: boolean;
   /**
    * Single-row matvec shape: `lanes` (a row per invocation, matvec-lanes.wgsl), `workgroup`
-   * (rows per work-group, matvec.wgsl), or `auto` (default): lanes on Mesa's lavapipe, where
-   * it ran the priority types 1.7–4× faster (lanes there read x at the same address, which
-   * its SIMD code loads once instead of lane by lane), workgroup elsewhere (on a GPU a row
-   * per invocation does not coalesce its weight reads).
+   * (rows per work-group, matvec.wgsl), `blocks` (rows per work-group in whole quant blocks,
+   * matvec-blocks.wgsl, for F16 Q4_0 Q5_0 Q8_0 Q4_K Q6_K with x vec4-aligned and cols a
+   * multiple of 64, 128 for Q5_0, 256 for the K types; other products take `workgroup`), or
+   * `auto` (default): lanes on Mesa's lavapipe, where it ran the priority types 1.7–4×
+   * faster (lanes there read x at the same address, which its SIMD code loads once instead
+   * of lane by lane), blocks elsewhere (on a GPU a row per invocation does not coalesce its
+   * weight reads).
    */
-  matvecShape?: "auto" | "lanes" | "workgroup";
+  matvecShape?: "auto" | "lanes" | "workgroup" | "blocks";
   /**
    * Largest n that `matmul` records with the small-batch kernel instead of 64×64 tiles;
    * default {@link DEFAULT_BATCH_MAX}. 1 turns the small-batch kernel off.
@@ -192,6 +241,7 @@ export class MatrixKernels {
   private readonly batchMax: number;
   private readonly batchRows: number;
   private readonly lanes: boolean;
+  private readonly blocks: boolean;
   /** Bind groups of the matvec and small-batch products, made once (decode records the same ones every token). */
   private readonly bindings: BindGroupCache;
 
@@ -200,6 +250,7 @@ export class MatrixKernels {
     this.bindings = new BindGroupCache(ctx);
     const shape = options.matvecShape ?? "auto";
     this.lanes = shape === "lanes" || (shape === "auto" && isLavapipe(ctx));
+    this.blocks = shape === "blocks" || (shape === "auto" && !this.lanes);
     this.workgroupSize = options.matvecWorkgroupSize ?? 64;
     this.rowsPerWorkgroup = options.matvecRows ?? 4;
     this.subgroups = (options.subgroups ?? true) && ctx.features.subgroups;
@@ -245,7 +296,25 @@ export class MatrixKernels {
       subgroups: family === "matvec" && this.subgroups,
       ...(family === "matvec" && batchRows > 1 ? { batchRows } : {}),
       ...(family === "matvec" && batchRows === 1 && this.lanesFit(weight) ? { lanes: true } : {}),
+      ...(family === "matmul" && this.lanes && weight.cols % CHUNK_VALUES === 0 ? { lanesMatmul: true } : {}),
+      ...(family === "matvec" && batchRows === 1 && this.blocksFit(weight) ? { blocks: true, workgroupSize: this.blocksThreads(weight) } : {}),
     };
+  }
+
+  /** Whether a single-row product of this weight takes matvec-blocks.wgsl (see `matvecShape`). */
+  private blocksFit(weight: GpuWeight): boolean {
+    const multiple = BLOCKS_COLS.get(weight.type);
+    return this.blocks && multiple !== undefined && weight.cols % multiple === 0;
+  }
+
+  /**
+   * Threads per matvec-blocks work-group: the most allowed, halved (down to 32) while some
+   * would get no 64-value unit of a row: 2048 columns are 32 units.
+   */
+  private blocksThreads(weight: GpuWeight): number {
+    let wg = this.workgroupSize;
+    while (wg > MIN_BLOCKS_THREADS && wg * BLOCKS_UNIT > weight.cols) wg >>= 1;
+    return wg;
   }
 
   /** Whether a single-row product of this weight takes matvec-lanes.wgsl (see `matvecShape`). */
@@ -269,6 +338,8 @@ export class MatrixKernels {
         for (const bias of options.bias ? [false, true] : [false]) {
           const keys = [this.key(family, weight, bias)];
           if (family === "matmul") {
+            // matmul-lanes.wgsl needs x at multiples of 4 f32; other placements take the tiles.
+            if (keys[0].lanesMatmul) keys.push({ ...keys[0], lanesMatmul: false });
             for (const nb of this.batchSizes()) keys.push(this.key("matvec", weight, bias, nb));
           }
           for (const key of keys) {
@@ -297,11 +368,17 @@ export class MatrixKernels {
       this.matvec(step, weight, x, y, options);
       return;
     }
+    const xVec4 = (options.xOffset ?? 0) % 4 === 0 && (options.xStride ?? weight.cols) % 4 === 0;
+    const lanesKey = this.key("matmul", weight, options.bias !== undefined);
+    if (lanesKey.lanesMatmul && xVec4) {
+      this.recordMatvec(step, weight, x, y, n, options, lanesKey);
+      return;
+    }
     if (n <= this.batchMax) {
       this.recordMatvec(step, weight, x, y, n, options);
       return;
     }
-    const pipeline = this.ctx.pipelines.get(matrixVariant(this.key("matmul", weight, options.bias !== undefined)));
+    const pipeline = this.ctx.pipelines.get(matrixVariant({ ...lanesKey, lanesMatmul: false }));
     const xOffset = options.xOffset ?? 0;
     const yOffset = options.yOffset ?? 0;
     const xStride = options.xStride ?? weight.cols;
@@ -366,9 +443,10 @@ export class MatrixKernels {
    * lavapipe, which runs the shader's uniform "is this row present" branches under masks
    * rather than skipping them (a variant for 8 rows cost the same at n = 2 as at n = 8).
    */
-  private recordMatvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions): void {
+  private recordMatvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions, lanesMatmul?: MatrixKernelKey): void {
     let nb = 1;
     while (nb < n && nb < this.batchRows) nb *= 2;
+    if (lanesMatmul) nb = LANES_MM_N;
     const xOffset = options.xOffset ?? 0;
     const yOffset = options.yOffset ?? 0;
     // Strides are unused when n = 1.
@@ -379,11 +457,12 @@ export class MatrixKernels {
     // Chunks that start at multiples of 4 f32 are read as vec4 (binding 5, the same range);
     // whole chunks only: a padded float row's last chunk reads past cols.
     const xVec4 = xWin.base % 4 === 0 && xStride % 4 === 0 && weight.cols % CHUNK_VALUES === 0;
-    let key = this.key("matvec", weight, options.bias !== undefined, nb);
-    // The lanes kernel reads x as vec4 only.
+    let key = lanesMatmul ?? this.key("matvec", weight, options.bias !== undefined, nb);
+    // The lanes and blocks kernels read x as vec4 only.
     if (key.lanes && !xVec4) key = { ...key, lanes: false };
+    if (key.blocks && !xVec4) key = { ...key, blocks: false, workgroupSize: this.matvecThreads(weight) };
     const pipeline = this.ctx.pipelines.get(matrixVariant(key));
-    const rowsPerGroup = key.lanes ? LANES_WG * LANES_ROWS : this.rowsPerWorkgroup;
+    const rowsPerGroup = lanesMatmul ? LANES_MM_WG * LANES_MM_ROWS : key.lanes ? LANES_WG * LANES_ROWS : this.rowsPerWorkgroup;
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     for (const part of weight.parts) {
       const yWin = this.window(y, yOffset + part.firstRow, (n - 1) * yStride + part.rows, "y");
@@ -396,7 +475,7 @@ export class MatrixKernels {
         { binding: 2, resource: yWin.resource },
       ];
       // The lanes kernel reads x through binding 5 only (an unused binding is an error with "auto" layouts).
-      if (!key.lanes) entries.push({ binding: 1, resource: xWin.resource });
+      if (!key.lanes && !key.blocks && !lanesMatmul) entries.push({ binding: 1, resource: xWin.resource });
       let biasBase = 0;
       if (options.bias) {
         const bWin = this.window(options.bias, biasOffset + part.firstRow, part.rows, "bias");
@@ -419,7 +498,8 @@ export class MatrixKernels {
         yStride,
         xVec4 ? 1 : 0,
       ]);
-      const group = this.bindings.get(pipeline, entries, params);
+      // Cached for decode-sized products only: prompts of every length would fill the cache.
+      const group = n <= this.batchMax ? this.bindings.get(pipeline, entries, params) : null;
       step.dispatch(pipeline, group ?? [...entries, { binding: 3, resource: step.params(params) }], groups);
     }
   }
