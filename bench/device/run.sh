@@ -67,9 +67,20 @@ stamp "embedded model (while the others are made)"
 # long whatever it generates, so llama.cpp cannot run it).
 ours "$EMB" tiny-fortunes-q8_0 $((N / 2))
 profile "$EMB" tiny-fortunes-q8_0
+wait "${makers[@]}"   # not a bare wait: that would also wait for the tee above
+cat $W/m/*.log
+for name in llama1b-q4km qwen05-q4km llama1b-q8 qwen05-q8; do
+  { [ -n "$DRY" ] || [ "$MODE" = quick ]; } && [ $name != llama1b-q4km ] && continue
+  stamp "$name"
+  ours $W/m/$name.gguf $name
+  theirs $W/m/$name.gguf $name
+  profile $W/m/$name.gguf $name
+  # The previous matvec kernel, for comparison (COMPARE_SHAPE=workgroup).
+  [ -n "${COMPARE_SHAPE:-}" ] && [ "${name%-q8}" = "$name" ] && ours $W/m/$name.gguf "$name-$COMPARE_SHAPE" $N --matvec-shape $COMPARE_SHAPE
+done
 if [ -z "${SKIP_KERNELS:-}" ]; then
   stamp "kernels"
-  timeout 60 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W ${DRY:+--quick} > "$OUT/kernels.txt" 2>&1
+  timeout 60 $NODE $W/js/bench/kernels.js --webgpu dawn --out-dir $W --repetitions 2 --target-ms 50 ${DRY:+--quick} > "$OUT/kernels.txt" 2>&1
 fi
 if [ -n "${SWEEP:-}" ]; then
   stamp "matvec sweep"
@@ -83,16 +94,5 @@ if [ -n "${SWEEP:-}" ]; then
     done
   done
 fi
-wait "${makers[@]}"   # not a bare wait: that would also wait for the tee above
-cat $W/m/*.log
-for name in llama1b-q4km qwen05-q4km llama1b-q8 qwen05-q8; do
-  { [ -n "$DRY" ] || [ "$MODE" = quick ]; } && [ $name != llama1b-q4km ] && continue
-  stamp "$name"
-  ours $W/m/$name.gguf $name
-  theirs $W/m/$name.gguf $name
-  profile $W/m/$name.gguf $name
-  # The previous matvec kernel, for comparison (COMPARE_SHAPE=workgroup).
-  [ -n "${COMPARE_SHAPE:-}" ] && [ "${name%-q8}" = "$name" ] && ours $W/m/$name.gguf "$name-$COMPARE_SHAPE" $N --matvec-shape $COMPARE_SHAPE
-done
 stamp done
 cat "$OUT/results.jsonl"
