@@ -106,8 +106,11 @@ export async function checkMatrix(typeName: MatrixTypeName): Promise<KernelRepor
   try {
     const kernels = new MatrixKernels(ctx);
     const weight = await uploadWeight(ctx, { type, shape: [cols, ROWS], bytes }, `w ${typeName}`);
-    const xOffset = 3;
-    const xStride = cols + 5;
+    // x rows at multiples of 4 f32 (not packed: stride ≠ cols), so the single-row product
+    // takes the kernel MatrixKernels picks for this adapter (the whole-block one where the
+    // type and size fit it); Deno's suite covers unaligned placements.
+    const xOffset = 4;
+    const xStride = cols + (cols % 4 === 0 ? 4 : 8 - (cols % 4));
     const yOffset = 7;
     const yStride = ROWS + 2;
     const nMax = Math.max(...NS);
@@ -146,6 +149,7 @@ export async function checkMatrix(typeName: MatrixTypeName): Promise<KernelRepor
     }
     ctx.check();
     arena.destroy();
+    kernels.destroy();
     destroyWeight(ctx.allocator, weight);
     for (const b of [xBuf, biasBuf, ...ys]) ctx.allocator.destroy(b);
     leftBuffers(ctx, comparisons, typeName);
