@@ -28,22 +28,7 @@
 enable subgroups;
 #endif
 
-struct Params {
-  rows: u32,           // rows in this part
-  chunks: u32,         // 16-value chunks per row (unused)
-  cols: u32,
-  row_words: u32,
-  scale_word: u32,
-  blocks_per_row: u32,
-  x_offset: u32,       // f32 index of X[0]: a multiple of 4
-  y_offset: u32,       // f32 index of Y[this part's first row]
-  bias_offset: u32,    // f32 index of this part's first bias
-  groups_x: u32,       // work-groups along x (the grid is 2-D when it has over 65535)
-  n: u32,              // 1
-  x_stride: u32,       // unused
-  y_stride: u32,       // unused
-  x_vec4: u32,         // must be 1
-}
+#include "matvec-params.wgsl"
 
 const WG: u32 = {{WG}}u;
 const R: u32 = {{ROWS}}u;

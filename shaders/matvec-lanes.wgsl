@@ -25,22 +25,7 @@
 // those types ran 2–3× slower on lavapipe; reading X4 directly instead of staging it was
 // slower still.
 
-struct Params {
-  rows: u32,           // rows in this part
-  chunks: u32,         // 16-value chunks per row
-  cols: u32,
-  row_words: u32,
-  scale_word: u32,
-  blocks_per_row: u32,
-  x_offset: u32,       // f32 index of X[0, 0]
-  y_offset: u32,       // f32 index of Y[0, this part's first row]
-  bias_offset: u32,    // f32 index of this part's first bias
-  groups_x: u32,       // work-groups along x (the grid is 2-D when it has over 65535)
-  n: u32,              // input rows (1 for a single matrix-vector product)
-  x_stride: u32,       // f32 elements between input rows
-  y_stride: u32,       // f32 elements between output rows
-  x_vec4: u32,         // must be 1 here
-}
+#include "matvec-params.wgsl"
 
 const WG: u32 = {{WG}}u;
 const RL: u32 = {{RL}}u;
