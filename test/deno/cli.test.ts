@@ -4,7 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { loadEngine } from "../../src/engine/engine.ts";
+import type { ProfileReport } from "../../src/cli/commands/bench-profile.ts";
 import { COMMANDS } from "../../src/cli/commands/index.ts";
+import { openGGUF } from "../../src/gguf/reader.ts";
+import { modelConfigFromGGUF } from "../../src/model/config.ts";
 import { syntheticModelPath } from "../node/support/fixtures.ts";
 import { BACKENDS } from "./support/backends.ts";
 
@@ -75,6 +78,29 @@ Deno.test("cli: every command has --help; errors are one line and a non-zero exi
 
   const unknown = await cli(["frobnicate"]);
   assert.equal(unknown.code, 2);
+});
+
+Deno.test("cli: bench --profile times every kernel of a prefill and a decode step on the GPU", async () => {
+  const { code, stdout, stderr } = await cli(["bench", "--profile", "--json", "--model", MODEL, "--prompt-tokens", "8", "--webgpu", "deno"]);
+  assert.equal(code, 0, stderr);
+  const report = JSON.parse(stdout) as ProfileReport;
+  const file = await openGGUF(MODEL);
+  const config = modelConfigFromGGUF(file);
+  await file.close();
+  assert.equal(report.prefill.tokens, 8);
+  assert.equal(report.decode.tokens, 1);
+  const calls = (kernel: string) => report.decode.kernels.find((k) => k.kernel === kernel)?.calls;
+  // A decode step: seven products per layer and the output product, all Q8_0 in this file;
+  // one attention, one RoPE, one SwiGLU per layer (attention is not split on lavapipe).
+  assert.equal(calls("matvec Q8_0"), 7 * config.nLayers + 1);
+  for (const kernel of ["attention", "rope", "swiglu"]) assert.equal(calls(kernel), config.nLayers, kernel);
+  for (const step of [report.prefill, report.decode]) {
+    assert.ok(step.kernels.every((k) => k.ns >= 0));
+    const sum = step.kernels.reduce((s, k) => s + k.ns, 0) / 1000;
+    assert.ok(step.gpuUs > 0 && Math.abs(step.gpuUs - sum) < 1e-6 * sum + 1e-9, `${step.gpuUs} vs ${sum}`);
+  }
+  assert.ok(report.decodeWallUsPerToken > 0);
+  assert.ok((report.weightBytes ?? 0) > 0);
 });
 
 Deno.test("cli: perplexity on WebGPU agrees with the CPU reference", async () => {

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { GpuError } from "../../src/errors.ts";
 import { GGMLType } from "../../src/gguf/ggml-type.ts";
 import { quantize } from "../../src/gguf/quant/index.ts";
+import { BindGroupCache } from "../../src/gpu/bind-cache.ts";
 import { createGpuContext, planLimits } from "../../src/gpu/device.ts";
 import { MatrixKernels, matrixVariant } from "../../src/gpu/kernels/matmul.ts";
 import { GpuStep, ParamArena, splitWorkgroups } from "../../src/gpu/step.ts";
@@ -155,6 +156,41 @@ Deno.test("step: 2,000 dispatches in one pass, params arena over several chunks,
     await ctx.destroy();
   }
   assert.equal(ctx.allocator.liveBuffers, 0);
+});
+
+Deno.test("bind-group cache: found again by buffers and params, params in one pool buffer, null once full", async () => {
+  const ctx = await createGpuContext();
+  try {
+    const kernels = new MatrixKernels(ctx, { matvecShape: "workgroup" });
+    const w = await uploadWeight(ctx, { type: GGMLType.Q8_0, shape: [64, 4], bytes: quantize(GGMLType.Q8_0, new Float32Array(256).fill(0.5)) }, "w");
+    const pipeline = ctx.pipelines.get(matrixVariant(kernels.key("matvec", w, false)));
+    const x = ctx.allocator.createBuffer({ label: "x", size: 256, usage: STORAGE_RW });
+    const x2 = ctx.allocator.createBuffer({ label: "x2", size: 256, usage: STORAGE_RW });
+    const y = ctx.allocator.createBuffer({ label: "y", size: 16, usage: STORAGE_RW });
+    const entries = (xb: GPUBuffer): GPUBindGroupEntry[] => [
+      { binding: 0, resource: { buffer: w.parts[0]!.buffer } },
+      { binding: 1, resource: { buffer: xb } },
+      { binding: 5, resource: { buffer: xb } },
+      { binding: 2, resource: { buffer: y } },
+    ];
+    const params = (n: number) => new Uint32Array([4, 4, 64, w.rowWords, w.parts[0]!.scaleWord, 2, 0, 0, 0, 1, n, 0, 0, 1]);
+    const before = ctx.allocator.liveBuffers;
+    const cache = new BindGroupCache(ctx, 3);
+    const a = cache.get(pipeline, entries(x), params(1));
+    assert.ok(a);
+    assert.equal(cache.get(pipeline, entries(x), params(1)), a, "same buffers and params: the same group");
+    const other = [cache.get(pipeline, entries(x2), params(1)), cache.get(pipeline, entries(x), params(2))];
+    assert.ok(other.every((g) => g !== null && g !== a), "another buffer or other params: another group");
+    assert.equal(cache.size, 3);
+    assert.equal(cache.get(pipeline, entries(x2), params(2)), null, "full: null (the caller records with its arena)");
+    assert.equal(ctx.allocator.liveBuffers, before + 1, "three params slots share one pool buffer");
+    cache.destroy();
+    assert.equal(ctx.allocator.liveBuffers, before);
+    assert.equal(cache.size, 0);
+    kernels.destroy();
+  } finally {
+    await ctx.destroy();
+  }
 });
 
 Deno.test("splitWorkgroups keeps each dimension within the limit and covers the count", () => {
