@@ -101,7 +101,7 @@ Deno.test("context: an uncaptured validation error becomes ctx.failure", async (
 Deno.test("pipelines: cached by variant name; a compile error is a GpuError naming the variant", async () => {
   const ctx = await createGpuContext();
   try {
-    const key = { family: "matvec", type: GGMLType.Q4_0, bias: false, padCols: false, workgroupSize: 64, rowsPerWorkgroup: 4, subgroups: false } as const;
+    const key = { kernel: "matvec", type: GGMLType.Q4_0, bias: false, padCols: false, workgroupSize: 64, rowsPerWorkgroup: 4, subgroups: false } as const;
     const variant = matrixVariant(key);
     const p1 = await ctx.pipelines.getAsync(variant);
     assert.equal(p1.label, variant.name);

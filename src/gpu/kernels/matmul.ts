@@ -40,41 +40,40 @@ import type { KernelVariant } from "../pipelines.ts";
 import { splitWorkgroups, type GpuStep } from "../step.ts";
 import { CHUNK_VALUES, type GpuWeight } from "../weights.ts";
 
-/** The kernels of this module. */
+/** The products of this module: one input row (`matvec`), or several (`matmul`). */
 export type MatrixFamily = "matvec" | "matmul";
+
+/**
+ * The kernel a product records, one per shader file:
+ * - `matvec` (matvec.wgsl): rows per work-group, threads over 16-value chunks; any type and
+ *   x placement; with `batchRows` > 1 the small-batch kernel (several input rows).
+ * - `matvec-blocks` (matvec-blocks.wgsl): one input row on GPUs, whole quant blocks per
+ *   thread step with 16-byte loads.
+ * - `matvec-lanes` (matvec-lanes.wgsl): one input row on CPU adapters, a weight row per
+ *   SIMD lane, 8 per lane.
+ * - `matmul` (matmul.wgsl): 64×64 tiles, for prompts.
+ * - `matmul-lanes` (matmul-lanes.wgsl): several input rows on CPU adapters, 4 weight rows
+ *   per lane, 8 input rows per work-group.
+ */
+export type MatrixKernel = "matvec" | "matvec-blocks" | "matvec-lanes" | "matmul" | "matmul-lanes";
 
 /** Typed key of a matrix kernel variant. */
 export interface MatrixKernelKey {
-  readonly family: MatrixFamily;
+  readonly kernel: MatrixKernel;
   readonly type: GGMLType;
   readonly bias: boolean;
   /** Float weights whose `cols` is not a multiple of 16 (x is read with bounds checks). */
   readonly padCols: boolean;
-  /** matvec only: threads per work-group and rows per work-group. */
+  /** matvec, matvec-blocks: threads per work-group and rows per work-group. */
   readonly workgroupSize: number;
   readonly rowsPerWorkgroup: number;
-  /** matvec only: reduce with subgroup operations. */
+  /** matvec, matvec-blocks: reduce with subgroup operations. */
   readonly subgroups: boolean;
   /**
    * matvec only: input rows per work-group (NB of matvec.wgsl); absent or 1 for the
    * single-row matvec, more for the small-batch kernel that `matmul` records for small n.
    */
   readonly batchRows?: number;
-  /**
-   * matvec only: the row-per-invocation kernel for CPU adapters (matvec-lanes.wgsl; WG 32,
-   * 8 rows per invocation), instead of matvec.wgsl's row-per-work-group shape.
-   */
-  readonly lanes?: boolean;
-  /**
-   * matmul only: the CPU-adapter product (matmul-lanes.wgsl: a weight row per lane, 4 rows
-   * per lane, 8 input rows per work-group) instead of matmul.wgsl's 64×64 tiles.
-   */
-  readonly lanesMatmul?: boolean;
-  /**
-   * matvec only: the whole-block kernel for GPUs (matvec-blocks.wgsl): `workgroupSize`
-   * threads over `rowsPerWorkgroup` rows, 64 values per thread step.
-   */
-  readonly blocks?: boolean;
 }
 
 /** Types matvec-lanes.wgsl decodes. */
@@ -115,46 +114,59 @@ const MIN_BLOCKS_THREADS = 32;
 export function matrixVariant(key: MatrixKernelKey): KernelVariant {
   const typeName = ggmlTypeName(key.type);
   const base = { [typeName]: true, BIAS: key.bias };
-  if (key.family === "matmul" && key.lanesMatmul) {
-    return { name: `matmul_${typeName}_lanes_wg${LANES_MM_WG}${key.bias ? "_bias" : ""}`, file: "matmul-lanes.wgsl", defines: { ...base, WG: LANES_MM_WG } };
+  const bias = key.bias ? "_bias" : "";
+  const sg = key.subgroups ? "_sg" : "";
+  switch (key.kernel) {
+    case "matmul":
+      return { name: `matmul_${typeName}${bias}`, file: "matmul.wgsl", defines: base };
+    case "matmul-lanes":
+      return { name: `matmul_${typeName}_lanes_wg${LANES_MM_WG}${bias}`, file: "matmul-lanes.wgsl", defines: { ...base, WG: LANES_MM_WG } };
+    case "matvec-lanes":
+      return {
+        name: `matvec_${typeName}_lanes_wg${LANES_WG}_rl${LANES_ROWS}${bias}`,
+        file: "matvec-lanes.wgsl",
+        defines: { ...base, WG: LANES_WG, RL: LANES_ROWS, NB: 1 },
+      };
+    case "matvec-blocks":
+      return {
+        name: `matvec_${typeName}_blocks_wg${key.workgroupSize}_r${key.rowsPerWorkgroup}${bias}${sg}`,
+        file: "matvec-blocks.wgsl",
+        defines: { ...base, WG: key.workgroupSize, ROWS: key.rowsPerWorkgroup, SUBGROUPS: key.subgroups },
+      };
+    case "matvec": {
+      const batchRows = key.batchRows ?? 1;
+      const nb = batchRows > 1 ? `_b${batchRows}` : "";
+      return {
+        name: `matvec_${typeName}_wg${key.workgroupSize}_r${key.rowsPerWorkgroup}${nb}${bias}${key.padCols ? "_pad" : ""}${sg}`,
+        file: "matvec.wgsl",
+        defines: {
+          ...base,
+          WG: key.workgroupSize,
+          ROWS: key.rowsPerWorkgroup,
+          NB: batchRows,
+          PAD_COLS: key.padCols,
+          SUBGROUPS: key.subgroups,
+        },
+      };
+    }
   }
-  if (key.family === "matmul") {
-    return { name: `matmul_${typeName}${key.bias ? "_bias" : ""}`, file: "matmul.wgsl", defines: base };
+}
+
+/**
+ * How a row-shaped kernel (all but the tiles) covers a product: weight rows and input rows
+ * per work-group, whether it reads x as vec4 only, and whether it binds x as f32 too.
+ */
+function rowGeometry(key: MatrixKernelKey): { rows: number; inputRows: number; vec4Only: boolean; bindsX: boolean } {
+  switch (key.kernel) {
+    case "matvec-lanes":
+      return { rows: LANES_WG * LANES_ROWS, inputRows: 1, vec4Only: true, bindsX: false };
+    case "matmul-lanes":
+      return { rows: LANES_MM_WG * LANES_MM_ROWS, inputRows: LANES_MM_N, vec4Only: true, bindsX: false };
+    case "matvec-blocks":
+      return { rows: key.rowsPerWorkgroup, inputRows: 1, vec4Only: true, bindsX: false };
+    default:
+      return { rows: key.rowsPerWorkgroup, inputRows: key.batchRows ?? 1, vec4Only: false, bindsX: true };
   }
-  if (key.lanes) {
-    return {
-      name: `matvec_${typeName}_lanes_wg${LANES_WG}_rl${LANES_ROWS}${key.bias ? "_bias" : ""}`,
-      file: "matvec-lanes.wgsl",
-      defines: { ...base, WG: LANES_WG, RL: LANES_ROWS, NB: 1 },
-    };
-  }
-  if (key.blocks) {
-    return {
-      name: `matvec_${typeName}_blocks_wg${key.workgroupSize}_r${key.rowsPerWorkgroup}${key.bias ? "_bias" : ""}${key.subgroups ? "_sg" : ""}`,
-      file: "matvec-blocks.wgsl",
-      defines: { ...base, WG: key.workgroupSize, ROWS: key.rowsPerWorkgroup, SUBGROUPS: key.subgroups },
-    };
-  }
-  const batchRows = key.batchRows ?? 1;
-  const name = [
-    `matvec_${typeName}_wg${key.workgroupSize}_r${key.rowsPerWorkgroup}`,
-    batchRows > 1 ? `_b${batchRows}` : "",
-    key.bias ? "_bias" : "",
-    key.padCols ? "_pad" : "",
-    key.subgroups ? "_sg" : "",
-  ].join("");
-  return {
-    name,
-    file: "matvec.wgsl",
-    defines: {
-      ...base,
-      WG: key.workgroupSize,
-      ROWS: key.rowsPerWorkgroup,
-      NB: batchRows,
-      PAD_COLS: key.padCols,
-      SUBGROUPS: key.subgroups,
-    },
-  };
 }
 
 /** Options of {@link MatrixKernels}. */
@@ -282,23 +294,28 @@ export class MatrixKernels {
   }
 
   /**
-   * The key of the variant a product with this weight records. `family` "matmul" is the
-   * tiled kernel; the small-batch kernel is "matvec" with `batchRows` > 1.
+   * The key of the kernel a product of this weight records, x aligned to 4 f32 (where it is
+   * not, `recordRows` falls back to matvec.wgsl): for `matvec`, one input row, or with
+   * `batchRows` > 1 the small-batch kernel; for `matmul`, the prompt kernel (tiles, or the
+   * lanes kernel on CPU adapters).
    */
   key(family: MatrixFamily, weight: GpuWeight, bias: boolean, batchRows = 1): MatrixKernelKey {
-    return {
-      family,
+    const base = {
       type: weight.type,
       bias,
-      padCols: family === "matvec" && weight.cols % CHUNK_VALUES !== 0,
-      workgroupSize: family === "matvec" ? this.matvecThreads(weight) : this.workgroupSize,
+      padCols: weight.cols % CHUNK_VALUES !== 0,
+      workgroupSize: this.matvecThreads(weight),
       rowsPerWorkgroup: this.rowsPerWorkgroup,
-      subgroups: family === "matvec" && this.subgroups,
-      ...(family === "matvec" && batchRows > 1 ? { batchRows } : {}),
-      ...(family === "matvec" && batchRows === 1 && this.lanesFit(weight) ? { lanes: true } : {}),
-      ...(family === "matmul" && this.lanes && weight.cols % CHUNK_VALUES === 0 ? { lanesMatmul: true } : {}),
-      ...(family === "matvec" && batchRows === 1 && this.blocksFit(weight) ? { blocks: true, workgroupSize: this.blocksThreads(weight) } : {}),
+      subgroups: this.subgroups,
     };
+    if (family === "matmul") {
+      const kernel = this.lanes && weight.cols % CHUNK_VALUES === 0 ? "matmul-lanes" : "matmul";
+      return { ...base, kernel, padCols: false, workgroupSize: this.workgroupSize, subgroups: false };
+    }
+    if (batchRows > 1) return { ...base, kernel: "matvec", batchRows };
+    if (this.lanesFit(weight)) return { ...base, kernel: "matvec-lanes" };
+    if (this.blocksFit(weight)) return { ...base, kernel: "matvec-blocks", workgroupSize: this.blocksThreads(weight) };
+    return { ...base, kernel: "matvec" };
   }
 
   /** Whether a single-row product of this weight takes matvec-blocks.wgsl (see `matvecShape`). */
@@ -339,7 +356,7 @@ export class MatrixKernels {
           const keys = [this.key(family, weight, bias)];
           if (family === "matmul") {
             // matmul-lanes.wgsl needs x at multiples of 4 f32; other placements take the tiles.
-            if (keys[0].lanesMatmul) keys.push({ ...keys[0], lanesMatmul: false });
+            if (keys[0]!.kernel === "matmul-lanes") keys.push({ ...keys[0]!, kernel: "matmul" });
             for (const nb of this.batchSizes()) keys.push(this.key("matvec", weight, bias, nb));
           }
           for (const key of keys) {
@@ -354,7 +371,7 @@ export class MatrixKernels {
 
   /** y[yOffset + r] = Σ_k W[r, k] · x[xOffset + k] (+ bias[biasOffset + r]) for every row r. */
   matvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, options: MatrixOptions = {}): void {
-    this.recordMatvec(step, weight, x, y, 1, options);
+    this.recordRows(step, this.key("matvec", weight, options.bias !== undefined), weight, x, y, 1, options);
   }
 
   /**
@@ -368,17 +385,23 @@ export class MatrixKernels {
       this.matvec(step, weight, x, y, options);
       return;
     }
-    const xVec4 = (options.xOffset ?? 0) % 4 === 0 && (options.xStride ?? weight.cols) % 4 === 0;
-    const lanesKey = this.key("matmul", weight, options.bias !== undefined);
-    if (lanesKey.lanesMatmul && xVec4) {
-      this.recordMatvec(step, weight, x, y, n, options, lanesKey);
+    const bias = options.bias !== undefined;
+    const key = this.key("matmul", weight, bias);
+    const xAligned = (options.xOffset ?? 0) % 4 === 0 && (options.xStride ?? weight.cols) % 4 === 0;
+    if (key.kernel === "matmul-lanes" && xAligned) {
+      this.recordRows(step, key, weight, x, y, n, options);
       return;
     }
     if (n <= this.batchMax) {
-      this.recordMatvec(step, weight, x, y, n, options);
+      this.recordRows(step, this.key("matvec", weight, bias, this.batchRowsFor(n)), weight, x, y, n, options);
       return;
     }
-    const pipeline = this.ctx.pipelines.get(matrixVariant({ ...lanesKey, lanesMatmul: false }));
+    this.recordTiles(step, { ...key, kernel: "matmul" }, weight, x, y, n, options);
+  }
+
+  /** Records matmul.wgsl's 64×64 tiles over n input rows. */
+  private recordTiles(step: GpuStep, key: MatrixKernelKey, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions): void {
+    const pipeline = this.ctx.pipelines.get(matrixVariant(key));
     const xOffset = options.xOffset ?? 0;
     const yOffset = options.yOffset ?? 0;
     const xStride = options.xStride ?? weight.cols;
@@ -430,23 +453,28 @@ export class MatrixKernels {
     return wg;
   }
 
-  /** NB of the small-batch variants `matmul` may record (see {@link recordMatvec}). */
+  /** NB of the small-batch variants `matmul` may record (see `batchRowsFor`). */
   private batchSizes(): number[] {
     const sizes: number[] = [];
     for (let nb = 2; nb <= this.batchRows && nb / 2 < this.batchMax; nb *= 2) sizes.push(nb);
     return sizes;
   }
 
+  /** Input rows per small-batch work-group for n: the smallest power of two ≥ n, at most `batchRows`. */
+  private batchRowsFor(n: number): number {
+    let nb = 1;
+    while (nb < n && nb < this.batchRows) nb *= 2;
+    return nb;
+  }
+
   /**
-   * Records matvec.wgsl over n input rows, NB per work-group: the smallest power of two ≥ n,
-   * at most `batchRows`. Input rows a work-group does not fill cost nearly full price on
+   * Records a row-shaped kernel (every one but the tiles) over n input rows. Kernels that
+   * read x as vec4 only fall back to matvec.wgsl where x rows do not start at multiples of
+   * 4 f32. Input rows a small-batch work-group does not fill cost nearly full price on
    * lavapipe, which runs the shader's uniform "is this row present" branches under masks
    * rather than skipping them (a variant for 8 rows cost the same at n = 2 as at n = 8).
    */
-  private recordMatvec(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions, lanesMatmul?: MatrixKernelKey): void {
-    let nb = 1;
-    while (nb < n && nb < this.batchRows) nb *= 2;
-    if (lanesMatmul) nb = LANES_MM_N;
+  private recordRows(step: GpuStep, wanted: MatrixKernelKey, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions): void {
     const xOffset = options.xOffset ?? 0;
     const yOffset = options.yOffset ?? 0;
     // Strides are unused when n = 1.
@@ -457,16 +485,16 @@ export class MatrixKernels {
     // Chunks that start at multiples of 4 f32 are read as vec4 (binding 5, the same range);
     // whole chunks only: a padded float row's last chunk reads past cols.
     const xVec4 = xWin.base % 4 === 0 && xStride % 4 === 0 && weight.cols % CHUNK_VALUES === 0;
-    let key = lanesMatmul ?? this.key("matvec", weight, options.bias !== undefined, nb);
-    // The lanes and blocks kernels read x as vec4 only.
-    if (key.lanes && !xVec4) key = { ...key, lanes: false };
-    if (key.blocks && !xVec4) key = { ...key, blocks: false, workgroupSize: this.matvecThreads(weight) };
+    const key =
+      rowGeometry(wanted).vec4Only && !xVec4
+        ? { ...wanted, kernel: "matvec" as const, workgroupSize: this.matvecThreads(weight), ...(n > 1 ? { batchRows: this.batchRowsFor(n) } : {}) }
+        : wanted;
+    const geometry = rowGeometry(key);
     const pipeline = this.ctx.pipelines.get(matrixVariant(key));
-    const rowsPerGroup = lanesMatmul ? LANES_MM_WG * LANES_MM_ROWS : key.lanes ? LANES_WG * LANES_ROWS : this.rowsPerWorkgroup;
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     for (const part of weight.parts) {
       const yWin = this.window(y, yOffset + part.firstRow, (n - 1) * yStride + part.rows, "y");
-      const groups = splitWorkgroups(Math.ceil(part.rows / rowsPerGroup) * Math.ceil(n / nb), maxGroups);
+      const groups = splitWorkgroups(Math.ceil(part.rows / geometry.rows) * Math.ceil(n / geometry.inputRows), maxGroups);
       const entries: GPUBindGroupEntry[] = [
         { binding: 0, resource: { buffer: part.buffer } },
         // Unread when !xVec4; the weight part stands in for x, which may then be shorter
@@ -474,8 +502,8 @@ export class MatrixKernels {
         { binding: 5, resource: xVec4 ? xWin.resource : { buffer: part.buffer } },
         { binding: 2, resource: yWin.resource },
       ];
-      // The lanes kernel reads x through binding 5 only (an unused binding is an error with "auto" layouts).
-      if (!key.lanes && !key.blocks && !lanesMatmul) entries.push({ binding: 1, resource: xWin.resource });
+      // Kernels reading x as vec4 only leave binding 1 out (an unused binding is an error with "auto" layouts).
+      if (geometry.bindsX) entries.push({ binding: 1, resource: xWin.resource });
       let biasBase = 0;
       if (options.bias) {
         const bWin = this.window(options.bias, biasOffset + part.firstRow, part.rows, "bias");
