@@ -63,6 +63,8 @@ export interface StepProfile {
   readonly ids: Int32Array[];
   /** GPU time of each kernel dispatch (each in a pass of its own), in recording order. */
   readonly passes: readonly { readonly label: string; readonly ns: number }[];
+  /** Bytes of the weights the runner holds (what a decode step reads). */
+  readonly weightBytes: number;
 }
 
 /** A runner's own accounting of device memory. */

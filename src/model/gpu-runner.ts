@@ -209,7 +209,7 @@ export class GpuRunner implements ModelRunner {
       this.#profiler = profiler;
       try {
         const ids = await this.#step(batch, extraSteps);
-        return { ids, passes: await this.#withTimeout(profiler.read(), "reading the profile") };
+        return { ids, passes: await this.#withTimeout(profiler.read(), "reading the profile"), weightBytes: this.weightBytes };
       } finally {
         this.#profiler = undefined;
         profiler.destroy();

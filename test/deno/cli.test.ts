@@ -100,7 +100,7 @@ Deno.test("cli: bench --profile times every kernel of a prefill and a decode ste
     assert.ok(step.gpuUs > 0 && Math.abs(step.gpuUs - sum) < 1e-6 * sum + 1e-9, `${step.gpuUs} vs ${sum}`);
   }
   assert.ok(report.decodeWallUsPerToken > 0);
-  assert.ok((report.weightBytes ?? 0) > 0);
+  assert.ok(report.weightBytes > 0);
 });
 
 Deno.test("cli: perplexity on WebGPU agrees with the CPU reference", async () => {

@@ -6,7 +6,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { loadRunner } from "../../engine/backends.ts";
-import type { BatchEntry, ModelRunner } from "../../engine/runner.ts";
+import type { BatchEntry } from "../../engine/runner.ts";
 import { GREEDY } from "../../engine/sampler.ts";
 import { GpuError } from "../../errors.ts";
 import { openGGUF } from "../../gguf/reader.ts";
@@ -37,7 +37,7 @@ export interface StepReport {
 export interface ProfileReport {
   readonly model: string;
   readonly runner: string;
-  readonly weightBytes: number | null;
+  readonly weightBytes: number;
   readonly prefill: StepReport;
   readonly decode: StepReport;
   /** Wall time per decoded token, unprofiled, with `lookahead` steps per submission. */
@@ -92,7 +92,7 @@ export async function profileModel(o: ProfileOptions): Promise<ProfileReport> {
     return {
       model: file.metadata["general.name"]?.toString() ?? o.model,
       runner: runner.description,
-      weightBytes: weightBytesOf(runner),
+      weightBytes: decode.weightBytes,
       prefill: report(prompt.length, prefill.passes),
       decode: report(1, decode.passes),
       decodeWallUsPerToken: wallUsPerToken,
@@ -112,11 +112,6 @@ function report(tokens: number, passes: readonly PassTiming[]): StepReport {
   return { tokens, gpuUs: kernels.reduce((s, k) => s + k.ns, 0) / 1000, kernels };
 }
 
-function weightBytesOf(runner: ModelRunner): number | null {
-  const bytes = (runner as { weightBytes?: unknown }).weightBytes;
-  return typeof bytes === "number" ? bytes : null;
-}
-
 /** The profile as a table: kernel, calls, µs, share of GPU time. */
 export function formatProfile(r: ProfileReport): string {
   const lines = [`profile of ${r.model} on ${r.runner}`];
@@ -132,7 +127,7 @@ export function formatProfile(r: ProfileReport): string {
   table("decode step", r.decode);
   const matvecUs = r.decode.kernels.filter((k) => k.kernel.startsWith("matvec")).reduce((s, k) => s + k.ns / 1000, 0);
   lines.push("");
-  if (r.weightBytes !== null && matvecUs > 0) {
+  if (matvecUs > 0) {
     lines.push(`decode matvecs read ${(r.weightBytes / 2 ** 20).toFixed(1)} MiB of weights in ${matvecUs.toFixed(0)} µs: ${(r.weightBytes / matvecUs / 1e3).toFixed(1)} GB/s`);
   }
   const gpuShare = (100 * r.decode.gpuUs) / r.decodeWallUsPerToken;
