@@ -232,7 +232,10 @@ export function helpText<F extends Readonly<Record<string, FlagSpec>>>(spec: Com
     const alias = flag.short ? `-${flag.short}, ` : "    ";
     const value = flag.type === "boolean" ? "" : ` <${flag.placeholder ?? flag.type.replace(/s$/, "")}>`;
     let description = flag.description;
-    if ((flag.type === "string" || flag.type === "number") && flag.default !== undefined) {
+    // A description that already states its default ("(default: the model's)") keeps its
+    // wording; adding the field's value too would show the default twice.
+    const statesDefault = /\(default\b/.test(description);
+    if ((flag.type === "string" || flag.type === "number") && flag.default !== undefined && !statesDefault) {
       description += ` (default: ${flag.default})`;
     }
     if ((flag.type === "string" || flag.type === "number") && flag.required) description += " (required)";

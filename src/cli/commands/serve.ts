@@ -14,7 +14,7 @@ const SPEC = {
       type: "string",
       default: "127.0.0.1",
       placeholder: "addr",
-      description: "address to bind (default 127.0.0.1)",
+      description: "address to bind",
     },
     port: {
       type: "number",
@@ -54,7 +54,7 @@ const SPEC = {
       min: 0,
       default: 10,
       placeholder: "s",
-      description: "seconds running requests may take to finish on SIGINT/SIGTERM (default 10)",
+      description: "seconds running requests may take to finish on SIGINT/SIGTERM",
     },
   },
 } as const;

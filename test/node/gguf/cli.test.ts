@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { helpText, parseArgs } from "../../../src/cli/args.ts";
+import { COMMANDS } from "../../../src/cli/commands/index.ts";
 import { InvalidArgumentError } from "../../../src/errors.ts";
 import { meta, writeGGUFFile } from "../../../src/gguf/writer.ts";
 import { tinyModelSpec } from "./fixtures.ts";
@@ -130,6 +131,27 @@ describe("parseArgs", () => {
     expect(text).toMatch(/--max-tokens <number>\s+tokens to generate \(default: 16\)/);
     expect(text).toMatch(/--stop <string>\s+stop string \(repeatable\)/);
     expect(text).toMatch(/-h, --help\s+show this help/);
+  });
+
+  it("shows a default once, whether the description states it or only the field has it", () => {
+    const text = helpText({
+      name: "d",
+      summary: "s",
+      flags: {
+        host: { type: "string", default: "127.0.0.1", description: "address" },
+        context: { type: "number", default: 0, description: "context (default: the model's)" },
+      },
+    });
+    expect(text).toMatch(/--host <string>\s+address \(default: 127\.0\.0\.1\)$/m);
+    expect(text).toMatch(/--context <number>\s+context \(default: the model's\)$/m);
+  });
+
+  it("every command's --help shows each default once", () => {
+    for (const command of COMMANDS) {
+      const { stdout } = cli(command.name, "--help");
+      const repeated = stdout.split("\n").filter((line) => (line.match(/\(default\b/g) ?? []).length > 1);
+      expect(repeated, command.name).toEqual([]);
+    }
   });
 
   const bad: Array<[string[], string]> = [
