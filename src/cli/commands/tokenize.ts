@@ -43,10 +43,22 @@ export function tokenizeWithFile(
   };
 }
 
+/** `1 token`, `2 tokens`. */
+export function countTokens(n: number): string {
+  return `${n} ${n === 1 ? "token" : "tokens"}`;
+}
+
+/**
+ * A header naming the columns (id; the text the token stands for, quoted so spaces and
+ * newlines show; the vocabulary entry as stored), a line per token, then the count.
+ */
 function formatText(r: TokenizeResult): string {
-  const width = Math.max(1, ...r.ids.map((id) => String(id).length));
-  const lines = r.tokens.map((t) => `${String(t.id).padStart(width)}  ${JSON.stringify(t.piece)}  ${t.token}`);
-  lines.push(`${r.count} tokens (${r.tokenizer} tokenizer)`);
+  const idWidth = Math.max("id".length, ...r.ids.map((id) => String(id).length));
+  const pieces = r.tokens.map((t) => JSON.stringify(t.piece));
+  const pieceWidth = Math.max("piece".length, ...pieces.map((p) => p.length));
+  const row = (id: string, piece: string, token: string) => `${id.padStart(idWidth)}  ${piece.padEnd(pieceWidth)}  ${token}`;
+  const lines = [row("id", "piece", "token"), ...r.tokens.map((t, i) => row(String(t.id), pieces[i] ?? "", t.token))];
+  lines.push(`${countTokens(r.count)} (${r.tokenizer} tokenizer)`);
   return lines.join("\n");
 }
 

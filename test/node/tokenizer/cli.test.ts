@@ -56,11 +56,21 @@ describe("tokenize command", () => {
     expect((JSON.parse(out) as TokenizeResult).ids).toEqual(tokenizer.encode("<|im_end|>", { addSpecial: false, parseSpecial: false }));
   });
 
-  it("prints one line per token, then the count", async () => {
+  it("prints a header naming the columns, one line per token, then the count", async () => {
+    const tokenizer = tokenizerFromMetadata(Object.fromEntries(entries));
+    const ids = tokenizer.encode("a b");
     const { out } = await run(["-m", path, "-t", "a b"]);
     const lines = out.split("\n");
-    expect(lines.at(-1)).toMatch(/^\d+ tokens \(llama tokenizer\)$/);
-    expect(lines[0]).toMatch(/^\s*1 {2}"<s>" {2}<s>$/);
+    expect(lines[0]?.trim().split(/\s+/)).toEqual(["id", "piece", "token"]);
+    expect(lines[1]).toMatch(/^\s*1 {2}"<s>"\s+<s>$/);
+    expect(lines.length).toBe(1 + ids.length + 1);
+    expect(lines.at(-1)).toBe(`${ids.length} tokens (llama tokenizer)`);
+  });
+
+  it("says \"1 token\", not \"1 tokens\"", async () => {
+    // The empty text is BOS alone.
+    const { out } = await run(["-m", path, "--text", ""]);
+    expect(out.split("\n").at(-1)).toBe("1 token (llama tokenizer)");
   });
 
   it("requires --text", async () => {
