@@ -15,6 +15,7 @@
  * `auto` outside a browser, so bundlers and the browser build never pull it in.
  */
 import { GpuError } from "../errors.ts";
+import { captureNativeStderr, ensureRuntimeDir } from "./native-quiet.ts";
 
 /** The implementations of WebGPU we can run on. */
 export type WebGpuProvider = "dawn" | "deno" | "browser";
@@ -97,19 +98,34 @@ async function loadDawn(): Promise<GPU> {
   }
   // Dawn rounds timestamp-query results to 65.5 µs by default (a browser's defence against
   // timing attacks by web pages); `bench --profile` needs them as the GPU reports them.
-  return module.create(["disable-dawn-features=timestamp_quantization"]);
+  const dawn = module;
+  return captureNativeStderr(() => dawn.create(["disable-dawn-features=timestamp_quantization"])).value;
 }
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message.split("\n")[0]! : String(error);
 }
 
-/** Dawn's `GPU`, once it has shown that it finds an adapter. */
+/**
+ * Dawn's `GPU`, once it has shown that it finds an adapter. Dawn enumerates adapters inside
+ * `requestAdapter()` itself, and prints a warning for each it refuses (lavapipe); that text
+ * is captured (see native-quiet.ts) and becomes part of NO_ADAPTER instead of stderr noise.
+ */
 async function resolveDawn(): Promise<ResolvedWebGpu> {
   const gpu = await dawnGpu();
-  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
-  if (!adapter) throw new GpuError("NO_ADAPTER", `Dawn found no GPU adapter. ${DAWN_ADAPTER_HINT}`);
+  const request = captureNativeStderr(() => gpu.requestAdapter({ powerPreference: "high-performance" }));
+  const adapter = await request.value;
+  if (!adapter) {
+    const said = dawnSaid(request.stderr);
+    throw new GpuError("NO_ADAPTER", `Dawn found no GPU adapter${said ? ` (Dawn: ${said})` : ""}. ${DAWN_ADAPTER_HINT}`);
+  }
   return { gpu, provider: "dawn" };
+}
+
+/** Dawn's reasons for refusing adapters, one line each, without its source locations. */
+function dawnSaid(stderr: string): string {
+  const reasons = stderr.split("\n").map((line) => line.trim()).filter((line) => /^(Warning|Error):/.test(line));
+  return [...new Set(reasons)].join("; ");
 }
 
 /** The runtime's own `navigator.gpu`. */
@@ -132,9 +148,14 @@ function resolveBuiltIn(runtime: Runtime, asked: WebGpuChoice): ResolvedWebGpu {
  * - `browser`: `navigator.gpu` wherever it exists;
  * - `auto`: Dawn outside a browser when it loads and finds an adapter, else the built-in.
  * The adapter is requested again by whoever makes the device; Dawn keeps one instance per process.
+ * On Linux it first gives the process an `XDG_RUNTIME_DIR` when it has none (see
+ * {@link ensureRuntimeDir}), so the Vulkan drivers do not print errors about it; Dawn's
+ * warnings about adapters it refuses go into its NO_ADAPTER error, not to stderr.
  */
 export async function resolveWebGpu(kind: WebGpuChoice = "auto"): Promise<ResolvedWebGpu> {
   const runtime = currentRuntime();
+  // Before any Vulkan instance exists (Dawn's or the built-in's): see native-quiet.ts.
+  ensureRuntimeDir();
   switch (kind) {
     case "dawn":
       return resolveDawn();
