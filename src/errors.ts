@@ -81,6 +81,15 @@ export class InvalidArgumentError extends LlmError {
   }
 }
 
+/** A request's options or input are invalid; `param` names the option. */
+export class InvalidRequestError extends LlmError {
+  readonly param: string;
+  constructor(param: string, message: string, code = "INVALID_REQUEST") {
+    super(code, `${param}: ${message}`);
+    this.param = param;
+  }
+}
+
 function withLocation(message: string, where: GGUFErrorLocation): string {
   const parts: string[] = [];
   if (where.file !== undefined) parts.push(where.file);
@@ -99,6 +108,7 @@ export type GpuErrorCode =
   | "GPU_VALIDATION"
   | "SHADER_COMPILE"
   | "GPU_TIMEOUT"
+  | "DEVICE_DESTROY_TIMEOUT"
   | "GPU_UNSUPPORTED";
 
 /**

@@ -4,9 +4,8 @@
  */
 import type { GGUFFile } from "../gguf/reader.ts";
 import { InvalidRequestError } from "./errors.ts";
-import { CpuRunner } from "./cpu-runner.ts";
-import type { ModelRunner } from "./runner.ts";
-import type { LoadProgress } from "./types.ts";
+import { CpuRunner } from "../model/cpu-runner.ts";
+import type { ModelRunner, RunnerSizes } from "../model/runner.ts";
 
 /** A model to load: a path or URL, a `Blob`/`File`, or the file's bytes. */
 export type ModelSource = string | URL | Blob | Uint8Array;
@@ -35,14 +34,8 @@ export interface RunnerChoice {
   readonly matvecShape?: "auto" | "lanes" | "workgroup" | "blocks";
 }
 
-/** Sizes and hooks the engine passes to every runner. */
-export interface RunnerSizes {
-  readonly maxSlots: number;
-  readonly contextLength?: number;
-  readonly maxBatchTokens: number;
-  readonly onProgress?: (progress: LoadProgress) => void;
-  readonly signal?: AbortSignal;
-}
+
+export type { RunnerSizes };
 
 export async function loadRunner(file: GGUFFile, choice: RunnerChoice, sizes: RunnerSizes): Promise<ModelRunner> {
   const backend = choice.backend ?? "webgpu";
@@ -56,16 +49,12 @@ export async function loadRunner(file: GGUFFile, choice: RunnerChoice, sizes: Ru
     const { gpu, provider } = injected
       ? { gpu: choice.gpu, provider: undefined }
       : await resolveWebGpu(choice.webgpu ?? "auto");
-    const [{ GpuRunner }, { createDeviceSampler }] = await Promise.all([
-      import("../model/gpu-runner.ts"),
-      import("../gpu/kernels/sample.ts"),
-    ]);
+    const { GpuRunner } = await import("../model/gpu-runner.ts");
     return GpuRunner.load(file, {
       ...sizes,
       gpu,
       provider,
       device: choice.device,
-      sampler: createDeviceSampler,
       matrix: { matvecShape: choice.matvecShape },
     });
   }

@@ -15,7 +15,7 @@ import { loadRunner, type ModelSource, type RunnerChoice } from "./backends.ts";
 import { EngineDisposedError, EngineFailedError, InvalidRequestError } from "./errors.ts";
 import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
 import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
-import type { BatchEntry, ModelRunner } from "./runner.ts";
+import type { BatchEntry, ModelRunner } from "../model/runner.ts";
 import type {
   EngineState,
   GenerateInput,

@@ -25,11 +25,4 @@ export class RequestAbortedError extends LlmError {
   }
 }
 
-/** A request's options or input are invalid; `param` names the option. */
-export class InvalidRequestError extends LlmError {
-  readonly param: string;
-  constructor(param: string, message: string, code = "INVALID_REQUEST") {
-    super(code, `${param}: ${message}`);
-    this.param = param;
-  }
-}
+export { InvalidRequestError } from "../errors.ts";

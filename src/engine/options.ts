@@ -1,6 +1,6 @@
 /** Validation and defaults of request options, shared by every door (library, CLI, server). */
 import { InvalidRequestError } from "./errors.ts";
-import type { SamplingParams } from "./runner.ts";
+import type { SamplingParams } from "../model/runner.ts";
 import type { GenerateOptions } from "./types.ts";
 
 /** Defaults follow llama.cpp's sampling defaults. */

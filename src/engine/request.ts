@@ -5,7 +5,7 @@
 import type { StreamDecoder, Tokenizer } from "../tokenizer/index.ts";
 import { Channel } from "./channel.ts";
 import { RequestAbortedError } from "./errors.ts";
-import type { SamplingParams } from "./runner.ts";
+import type { SamplingParams } from "../model/runner.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
 import type {
   FinishReason,

@@ -104,13 +104,7 @@ export interface GenerationStream extends AsyncIterable<GenerationChunk> {
 }
 
 /** Load progress, reported through `EngineOptions.onProgress`. */
-export interface LoadProgress {
-  readonly phase: "open" | "weights" | "ready";
-  readonly bytesLoaded: number;
-  readonly bytesTotal: number;
-  readonly tensorsLoaded: number;
-  readonly tensorsTotal: number;
-}
+export type { LoadProgress } from "../model/runner.ts";
 
 /** Where the engine is in its life. */
 export type EngineState = "loading" | "ready" | "failed" | "disposed";

@@ -248,7 +248,7 @@ function assemble(shards: readonly ParsedShard[], expectedTensors?: number): GGU
       const name = typeof nameOrInfo === "string" ? nameOrInfo : nameOrInfo.name;
       const info = byName.get(name);
       if (!info) {
-        return Promise.reject(new GGUFError("GGUF_NO_TENSOR", `no tensor named "${name}"`, { file: first.source.name, field: name }));
+        return Promise.reject(new GGUFError("TENSOR_MISSING", `no tensor named "${name}"`, { file: first.source.name, field: name }));
       }
       const source = sources[info.shard];
       if (!source) return Promise.reject(new GGUFError("GGUF_SPLIT", `tensor "${name}" names missing shard ${info.shard}`));

@@ -23,7 +23,7 @@
  * `writeBuffer` runs after this step's submitted work. One arena serves one recording at a
  * time (a step owns it from construction to `submit()`).
  */
-import { GpuError } from "../errors.ts";
+import { GpuError, InvalidArgumentError } from "../errors.ts";
 import { alignTo, type GpuAllocator } from "./buffers.ts";
 import type { GpuContext } from "./device.ts";
 import type { GpuProfiler } from "./profiler.ts";
@@ -53,7 +53,7 @@ export class ParamArena {
   /** Copies `data` into a free slot and returns the binding that will hold it after `flush()`. */
   alloc(data: ArrayBufferView): GPUBufferBinding {
     const size = alignTo(Math.max(data.byteLength, 16), 16);
-    if (size > CHUNK_BYTES) throw new GpuError("GPU_UNSUPPORTED", `uniform params of ${data.byteLength} bytes exceed ${CHUNK_BYTES}`);
+    if (size > CHUNK_BYTES) throw new InvalidArgumentError("params", `uniform params of ${data.byteLength} bytes exceed ${CHUNK_BYTES}`);
     let chunk = this.chunks[this.current];
     if (chunk && alignTo(chunk.used, this.alignment) + size > CHUNK_BYTES) {
       this.current++;
@@ -144,7 +144,7 @@ export class GpuStep {
     if (x === 0 || y === 0 || z === 0) return;
     const max = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max) {
-      throw new GpuError("GPU_UNSUPPORTED", `${pipeline.label}: dispatch ${x}×${y}×${z} exceeds ${max} work-groups per dimension`, {
+      throw new GpuError("LIMIT_TOO_LOW", `${pipeline.label}: dispatch ${x}×${y}×${z} exceeds ${max} work-groups per dimension`, {
         label: pipeline.label,
       });
     }
@@ -201,7 +201,7 @@ export class GpuStep {
   }
 
   private assertOpen(): void {
-    if (this.submitted) throw new GpuError("GPU_UNSUPPORTED", `step "${this.label}" was already submitted`, { label: this.label });
+    if (this.submitted) throw new InvalidArgumentError("step", `"${this.label}" was already submitted`);
   }
 }
 

@@ -27,7 +27,7 @@
  * destroyWeight(ctx.allocator, w);
  * ```
  */
-import { GpuError } from "../errors.ts";
+import { GGUFError, GpuError } from "../errors.ts";
 import { BLOCK_LAYOUTS, GGMLType, ggmlTypeName, tensorByteLength } from "../gguf/ggml-type.ts";
 import { alignTo, type GpuAllocator } from "./buffers.ts";
 import type { GpuContext } from "./device.ts";
@@ -186,10 +186,10 @@ export function planWeight(info: WeightSource, name: string, maxPartBytes: numbe
   try {
     srcBytes = tensorByteLength(info.type, cols);
   } catch (cause) {
-    throw new GpuError("GPU_UNSUPPORTED", `${name}: ${String(cause)}`, { label: name }, { cause });
+    throw new GGUFError("GGUF_TENSOR_SHAPE", `${String(cause)}`, { field: name }, { cause });
   }
   if (info.bytes.byteLength !== srcBytes * rows) {
-    throw new GpuError("GPU_UNSUPPORTED", `${name}: ${info.bytes.byteLength} bytes given, shape [${info.shape.join(", ")}] of ${ggmlTypeName(info.type)} needs ${srcBytes * rows}`, { label: name });
+    throw new GGUFError("GGUF_TENSOR_SIZE", `${info.bytes.byteLength} bytes given, shape [${info.shape.join(", ")}] of ${ggmlTypeName(info.type)} needs ${srcBytes * rows}`, { field: name });
   }
   const isFloat = layout.blockValues === 1;
   const paddedCols = isFloat ? alignTo(cols, CHUNK_VALUES) : cols;

@@ -3,10 +3,10 @@
  * oracle the WebGPU runner is checked against. `--backend cpu` in the CLI runs it.
  */
 import type { GGUFFile } from "../gguf/reader.ts";
-import { type ReferenceKVCache, ReferenceModel } from "../model/reference.ts";
-import type { ModelConfig } from "../model/config.ts";
+import { type ReferenceKVCache, ReferenceModel } from "./reference.ts";
+import type { ModelConfig } from "./config.ts";
 import type { BatchEntry, ModelRunner, RunnerMemory } from "./runner.ts";
-import { sampleToken } from "./sampler.ts";
+import { sampleToken } from "../sampling/sampler.ts";
 import { yieldToEventLoop } from "./yield.ts";
 
 /** Sizes every runner is created with. */

@@ -16,30 +16,26 @@
  * sub-steps for the entries that sample, each embedding the id the previous sub-step
  * sampled straight from `lastSampled` on the device. Only the sampled ids come back.
  *
- * Sampling is a {@link DeviceSampler}: greedy argmax by default; pass `sampler` (e.g. the
- * full WGSL sampler's `createDeviceSampler`) for temperature, top-k/p, min-p and penalties.
- * A request the sampler does not support is refused with InvalidRequestError
- * `SAMPLER_UNAVAILABLE` before anything runs.
+ * Sampling is the WGSL sampler (gpu/kernels/sample.ts): greedy, temperature, top-k/p,
+ * min-p and penalties, the same draws as the CPU sampler (sampling/sampler.ts). A request
+ * it does not support is refused with InvalidRequestError `SAMPLER_UNAVAILABLE` before
+ * anything runs.
  */
-import { yieldToEventLoop } from "../engine/yield.ts";
-import { GpuError, InvalidArgumentError } from "../errors.ts";
-import type { RunnerSizes } from "../engine/backends.ts";
-import { InvalidRequestError } from "../engine/errors.ts";
-import type { BatchEntry, ModelRunner, RunnerMemory, SamplingParams, StepProfile } from "../engine/runner.ts";
+import { yieldToEventLoop } from "./yield.ts";
+import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
+import { type BatchEntry, type ModelRunner, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
-import { resetHistorySlot } from "../gpu/kernels/history.ts";
+import { HISTORY_CAP, resetHistorySlot } from "../gpu/kernels/history.ts";
 import type { MatrixKernelsOptions } from "../gpu/kernels/matmul.ts";
-import { type DeviceSampler, GreedySampler, SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
+import { createDeviceSampler } from "../gpu/kernels/sample.ts";
+import { SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
 import { FROM_LAST_SAMPLED, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
 import { GpuProfiler } from "../gpu/profiler.ts";
 import { GpuStep } from "../gpu/step.ts";
 import { type ModelConfig, modelConfigFromGGUF } from "./config.ts";
 import { GpuForward, type KvCacheType, Recorder } from "./gpu-forward.ts";
 import { loadGpuWeights } from "./gpu-weights.ts";
-
-/** Makes the device sampler (the full sampler's `createDeviceSampler` has this shape). */
-export type DeviceSamplerFactory = (ctx: GpuContext, options: { vocabSize: number; maxRows: number }) => DeviceSampler | Promise<DeviceSampler>;
 
 /** Options of {@link GpuRunner.load}: the engine's sizes plus GPU choices. */
 export interface GpuRunnerOptions extends RunnerSizes {
@@ -57,8 +53,6 @@ export interface GpuRunnerOptions extends RunnerSizes {
   readonly kvCacheType?: KvCacheType | "auto";
   /** Lookahead steps the per-step tables are first sized for (default 8; they grow on demand). */
   readonly lookahead?: number;
-  /** The device sampler (default: greedy argmax only). */
-  readonly sampler?: DeviceSamplerFactory;
   /**
    * GPU work per submission, in multiply-adds (weight reads count 16 per byte per 64-token
    * tile); a step past it is submitted in several parts. Default 4e10 (a few ms on a large
@@ -117,8 +111,9 @@ export class GpuRunner implements ModelRunner {
     const adapter = ctx.adapterInfo?.description || ctx.adapterInfo?.vendor || "injected device";
     this.description = `webgpu/${options.provider ?? "injected"} (${adapter}; KV cache ${forward.sizes.kvCacheType})`;
     this.#hasSampled = Array.from({ length: this.maxSlots }, () => false);
-    ctx.device.lost.then(() => this.#notifyFailure());
-    ctx.device.addEventListener("uncapturederror", () => this.#notifyFailure());
+    // Through the context, not the device: a listener on a caller's device would keep
+    // this runner (pipelines, bind groups) alive after dispose for as long as the device.
+    ctx.onFailure(() => this.#notifyFailure());
   }
 
   /**
@@ -146,8 +141,7 @@ export class GpuRunner implements ModelRunner {
           available: ctx.limits.maxStorageBufferBindingSize,
         });
       }
-      const factory: DeviceSamplerFactory = options.sampler ?? ((c, o) => new GreedySampler(c, o.vocabSize));
-      const sampler = await factory(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows });
+      const sampler = await createDeviceSampler(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows });
       options.signal?.throwIfAborted();
       const forward = await GpuForward.create(ctx, config, weights, {
         maxSlots,
@@ -165,18 +159,6 @@ export class GpuRunner implements ModelRunner {
     }
   }
 
-  /** Buffers alive on the device (for tests and `bench`). */
-  get liveBuffers(): number {
-    return this.#ctx.allocator.liveBuffers;
-  }
-  /** Bytes held by live buffers. */
-  get liveBytes(): number {
-    return this.#ctx.allocator.liveBytes;
-  }
-  /** The most bytes ever live at once. */
-  get peakBytes(): number {
-    return this.#ctx.allocator.peakBytes;
-  }
   memory(): RunnerMemory {
     const a = this.#ctx.allocator;
     return { liveBuffers: a.liveBuffers, liveBytes: a.liveBytes, peakBytes: a.peakBytes };
@@ -237,7 +219,7 @@ export class GpuRunner implements ModelRunner {
 
   /** Runs `body` after every earlier call has settled, so steps never interleave. */
   #exclusive<T>(body: () => Promise<T>): Promise<T> {
-    if (this.#disposed) return Promise.reject(new InvalidArgumentError("runner", "the runner was disposed"));
+    if (this.#disposed) return Promise.reject(new RunnerDisposedError());
     const run = this.#busy.then(body, body);
     this.#busy = run.catch(() => undefined);
     return run;
@@ -359,7 +341,7 @@ export class GpuRunner implements ModelRunner {
       if (e.sampling && this.#forward.sampler.supports && !this.#forward.sampler.supports(e.sampling)) {
         throw new InvalidRequestError(
           "sampling",
-          `temperature ${e.sampling.temperature} / penalties need the full device sampler; this runner samples greedily only`,
+          `a penalty window of ${e.sampling.penaltyWindow} tokens exceeds the ${HISTORY_CAP} tokens the device keeps per sequence`,
           "SAMPLER_UNAVAILABLE",
         );
       }

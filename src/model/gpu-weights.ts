@@ -13,7 +13,7 @@ import { DEQUANTIZE_TYPES, dequantize } from "../gguf/quant/index.ts";
 import type { GGUFFile, GGUFTensorInfo } from "../gguf/reader.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import { GPU_WEIGHT_LAYOUTS, type GpuWeight, uploadWeight } from "../gpu/weights.ts";
-import type { LoadProgress } from "../engine/types.ts";
+import type { LoadProgress } from "./runner.ts";
 import { GLOBAL_TENSOR_NAMES, layerTensorNames, type ModelConfig } from "./config.ts";
 
 /** Weights of one layer. Shapes as (rows, cols) = (out, in). */
@@ -90,7 +90,7 @@ export async function loadGpuWeights(
   const infos = new Map<string, GGUFTensorInfo>();
   for (const [name, role] of plan) {
     const info = file.tensor(name);
-    if (!info) throw new GGUFError("GGUF_NO_TENSOR", `tensor "${name}" is missing`, { file: file.name, field: name });
+    if (!info) throw new GGUFError("TENSOR_MISSING", `tensor "${name}" is missing`, { file: file.name, field: name });
     const runnable = role === "matrix" ? GPU_WEIGHT_LAYOUTS.has(info.type) : DEQUANTIZE_TYPES.has(info.type);
     if (!runnable) throw new UnsupportedTensorTypeError(name, ggmlTypeName(info.type), file.name);
     infos.set(name, info);
@@ -141,12 +141,12 @@ async function assemble(
 ): Promise<GpuModelWeights> {
   const matrix = (name: string): GpuWeight => {
     const w = matrices.get(name);
-    if (!w) throw new GGUFError("GGUF_NO_TENSOR", `tensor "${name}" was not loaded`, { field: name });
+    if (!w) throw new GGUFError("TENSOR_MISSING", `tensor "${name}" was not loaded`, { field: name });
     return w;
   };
   const values = (name: string): Float32Array => {
     const v = vectors.get(name);
-    if (!v) throw new GGUFError("GGUF_NO_TENSOR", `tensor "${name}" was not loaded`, { field: name });
+    if (!v) throw new GGUFError("TENSOR_MISSING", `tensor "${name}" was not loaded`, { field: name });
     return v;
   };
   const upload = async (label: string, data: Float32Array): Promise<GPUBuffer> => {

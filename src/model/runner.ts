@@ -16,29 +16,11 @@
  * - Randomness is a pure function of (seed, sampleIndex), so any lookahead, any batch
  *   composition and any runner draw the same tokens.
  */
-import type { ModelConfig } from "../model/config.ts";
+import { LlmError } from "../errors.ts";
+import type { SamplingParams } from "../sampling/sampler.ts";
+import type { ModelConfig } from "./config.ts";
 
-/** How one request samples; every field is honoured by every runner. */
-export interface SamplingParams {
-  /** 0 means greedy (argmax); otherwise logits are divided by it. */
-  readonly temperature: number;
-  /** Keep only the k most likely tokens; 0 = off. */
-  readonly topK: number;
-  /** Keep the smallest set of most likely tokens whose probability reaches p; 1 = off. */
-  readonly topP: number;
-  /** Drop tokens whose probability is below minP × the top probability; 0 = off. */
-  readonly minP: number;
-  /** llama.cpp-style repetition penalty on tokens in the window (>1 discourages); 1 = off. */
-  readonly repeatPenalty: number;
-  /** How many of the most recent tokens (prompt and generated) the penalties look at. */
-  readonly penaltyWindow: number;
-  /** OpenAI-style: subtracted once from the logit of every token present in the window. */
-  readonly presencePenalty: number;
-  /** OpenAI-style: subtracted per occurrence in the window. */
-  readonly frequencyPenalty: number;
-  /** Seed of the counter-based random generator (a u32). */
-  readonly seed: number;
-}
+export type { SamplingParams };
 
 /** One sequence's part of a step. */
 export interface BatchEntry {
@@ -124,4 +106,29 @@ export interface ModelRunner {
 
   /** Releases everything the runner made; resolves once it is all gone. Safe to call twice. */
   dispose(): Promise<void>;
+}
+
+/** How far loading has come, for progress bars. */
+export interface LoadProgress {
+  readonly phase: "open" | "weights" | "ready";
+  readonly bytesLoaded: number;
+  readonly bytesTotal: number;
+  readonly tensorsLoaded: number;
+  readonly tensorsTotal: number;
+}
+
+/** Sizes and hooks the engine passes to every runner. */
+export interface RunnerSizes {
+  readonly maxSlots: number;
+  readonly contextLength?: number;
+  readonly maxBatchTokens: number;
+  readonly onProgress?: (progress: LoadProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** A runner was used after `dispose()`. */
+export class RunnerDisposedError extends LlmError {
+  constructor() {
+    super("RUNNER_DISPOSED", "the model runner was disposed");
+  }
 }

@@ -16,7 +16,28 @@
  * 5. u = uniform(seed, sampleIndex) in [0, 1); walk the kept tokens in index order and
  *    return the first at which the running sum of p exceeds u × (sum of kept p).
  */
-import type { SamplingParams } from "./runner.ts";
+/** How one request samples; every field is honoured by every runner. */
+export interface SamplingParams {
+  /** 0 means greedy (argmax); otherwise logits are divided by it. */
+  readonly temperature: number;
+  /** Keep only the k most likely tokens; 0 = off. */
+  readonly topK: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p; 1 = off. */
+  readonly topP: number;
+  /** Drop tokens whose probability is below minP × the top probability; 0 = off. */
+  readonly minP: number;
+  /** llama.cpp-style repetition penalty on tokens in the window (>1 discourages); 1 = off. */
+  readonly repeatPenalty: number;
+  /** How many of the most recent tokens (prompt and generated) the penalties look at. */
+  readonly penaltyWindow: number;
+  /** OpenAI-style: subtracted once from the logit of every token present in the window. */
+  readonly presencePenalty: number;
+  /** OpenAI-style: subtracted per occurrence in the window. */
+  readonly frequencyPenalty: number;
+  /** Seed of the counter-based random generator (a u32). */
+  readonly seed: number;
+}
+
 
 /** Greedy settings: every option off. */
 export const GREEDY: SamplingParams = {

@@ -10,15 +10,15 @@
  */
 import assert from "node:assert/strict";
 import { syntheticModelPath } from "../node/support/fixtures.ts";
-import { CpuRunner } from "../../src/engine/cpu-runner.ts";
+import { CpuRunner } from "../../src/model/cpu-runner.ts";
 import { InvalidRequestError } from "../../src/engine/errors.ts";
-import type { BatchEntry, ModelRunner, SamplingParams } from "../../src/engine/runner.ts";
-import { GREEDY } from "../../src/engine/sampler.ts";
+import type { BatchEntry, ModelRunner, SamplingParams } from "../../src/model/runner.ts";
+import { GREEDY } from "../../src/sampling/sampler.ts";
 import type { LoadProgress } from "../../src/engine/types.ts";
 import type { QuantMix } from "../../src/gguf/quant-mix.ts";
 import { type GGUFFile, openGGUF } from "../../src/gguf/reader.ts";
 import { GpuError } from "../../src/errors.ts";
-import { createDeviceSampler } from "../../src/gpu/kernels/sample.ts";
+import { HISTORY_CAP } from "../../src/gpu/kernels/history.ts";
 import { GpuRunner, type GpuRunnerOptions } from "../../src/model/gpu-runner.ts";
 import type { Architecture } from "../../src/model/config.ts";
 import { ReferenceModel } from "../../src/model/reference.ts";
@@ -266,8 +266,8 @@ Deno.test("load reports progress, refuses what it cannot run, and cleans up", as
     assert.ok(runner.memory().liveBytes > runner.weightBytes + runner.kvCacheBytes);
     assert.ok(runner.memory().peakBytes >= runner.memory().liveBytes);
     await assert.rejects(
-      runner.step([{ slot: 0, pos: 0, tokens: [1, 2], sampling: { ...GREEDY, temperature: 0.8 }, sampleIndex: 0 }], 0),
-      (e: unknown) => e instanceof InvalidRequestError && e.code === "SAMPLER_UNAVAILABLE",
+      runner.step([{ slot: 0, pos: 0, tokens: [1, 2], sampling: { ...GREEDY, repeatPenalty: 1.1, penaltyWindow: HISTORY_CAP + 1 }, sampleIndex: 0 }], 0),
+      (e: unknown) => e instanceof InvalidRequestError && e.code === "SAMPLER_UNAVAILABLE" && /penalty window/.test(e.message),
     );
     await assert.rejects(runner.step([{ slot: 0, pos: 0, tokens: [], sampling: GREEDY, sampleIndex: 0 }], 0), /no sampled token/);
     await assert.rejects(runner.step([{ slot: 0, pos: 159, tokens: [1, 2], sampleIndex: 0 }], 0), /context of 160/);
@@ -293,7 +293,7 @@ Deno.test("load reports progress, refuses what it cannot run, and cleans up", as
   await assert.rejects(GpuRunner.load(file, { ...SIZES, signal: aborted.signal }), /stop loading/);
 });
 
-Deno.test("with the full device sampler: sampled tokens (temperature, top-k/p, min-p, penalties) equal the CPU runner's", async () => {
+Deno.test("the device sampler: sampled tokens (temperature, top-k/p, min-p, penalties) equal the CPU runner's", async () => {
   const file = await model("qwen3", "Q8_0");
   const sampling: SamplingParams = {
     temperature: 0.9,
@@ -309,7 +309,7 @@ Deno.test("with the full device sampler: sampled tokens (temperature, top-k/p, m
   const cpu = await CpuRunner.load(file, SIZES);
   const want = await generate(cpu, 0, PROMPTS[0]!, 20, 0, sampling);
   await cpu.dispose();
-  await withRunner(file, { sampler: createDeviceSampler }, async (runner) => {
+  await withRunner(file, {}, async (runner) => {
     assert.deepEqual(await generate(runner, 1, PROMPTS[0]!, 20, 3, sampling), want);
   });
 });

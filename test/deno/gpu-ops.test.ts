@@ -18,7 +18,8 @@ import { EmbeddingKernel } from "../../src/gpu/kernels/embedding.ts";
 import { createHistoryBuffer, HISTORY_CAP, HISTORY_SLOT_WORDS, HistoryKernel, resetHistorySlot } from "../../src/gpu/kernels/history.ts";
 import { RmsNormKernel } from "../../src/gpu/kernels/rmsnorm.ts";
 import { RopeKernel, ropeFreqTable } from "../../src/gpu/kernels/rope.ts";
-import { GreedySampler, SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../../src/gpu/kernels/sampling-hook.ts";
+import { SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../../src/gpu/kernels/sampling-hook.ts";
+import { createDeviceSampler } from "../../src/gpu/kernels/sample.ts";
 import {
   FROM_LAST_SAMPLED,
   type StepInfo,
@@ -30,7 +31,7 @@ import {
 } from "../../src/gpu/kernels/tokens.ts";
 import { GpuStep, ParamArena } from "../../src/gpu/step.ts";
 import { destroyWeight, uploadWeight } from "../../src/gpu/weights.ts";
-import { GREEDY } from "../../src/engine/sampler.ts";
+import { GREEDY } from "../../src/sampling/sampler.ts";
 import type { RopeConfig } from "../../src/model/config.ts";
 import { ropeFrequencies } from "../../src/model/reference-rope.ts";
 
@@ -522,8 +523,7 @@ Deno.test("greedy sampler: first index of the largest logit per row, to outIds a
   const outIds = buffer("out ids", Int32Array.from({ length: 6 }, () => -7));
   const last = buffer("last sampled", Int32Array.from([-1, -1, -1, -1, 99]));
   const history = buffer("history", 16);
-  const sampler = new GreedySampler(ctx, vocab);
-  await sampler.prepare();
+  const sampler = await createDeviceSampler(ctx, { vocabSize: vocab, maxRows: rows });
   await run("argmax", (step) => sampler.record(step.computePass(), { logits: lb, rows, rowParams, history, lastSampled: last, outIds }));
   const want = Array.from({ length: rows }, (_, r) => {
     let best = 0;

@@ -14,8 +14,8 @@
  * above f32 rounding and far below the gaps between random values).
  */
 import assert from "node:assert/strict";
-import type { SamplingParams } from "../../src/engine/runner.ts";
-import { applyPenalties, GREEDY, keepThreshold, sampleToken, uniform } from "../../src/engine/sampler.ts";
+import type { SamplingParams } from "../../src/model/runner.ts";
+import { applyPenalties, GREEDY, keepThreshold, sampleToken, uniform } from "../../src/sampling/sampler.ts";
 import { createGpuContext, type GpuContext } from "../../src/gpu/device.ts";
 import { HISTORY_CAP } from "../../src/gpu/kernels/history.ts";
 import { createDeviceSampler, WgslSampler } from "../../src/gpu/kernels/sample.ts";

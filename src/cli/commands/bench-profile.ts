@@ -6,8 +6,8 @@
  */
 import { performance } from "node:perf_hooks";
 import { loadRunner } from "../../engine/backends.ts";
-import type { BatchEntry } from "../../engine/runner.ts";
-import { GREEDY } from "../../engine/sampler.ts";
+import type { BatchEntry } from "../../model/runner.ts";
+import { GREEDY } from "../../sampling/sampler.ts";
 import { GpuError } from "../../errors.ts";
 import { openGGUF } from "../../gguf/reader.ts";
 import { type KernelTotal, type PassTiming, totalsByKernel } from "../../gpu/profiler.ts";

@@ -1,6 +1,6 @@
 /**
  * The small shape shared by the model's kernel families (rmsnorm, rope, attention,
- * elementwise, embedding, history, argmax): one compiled variant, bind groups made once
+ * elementwise, embedding, history): one compiled variant, bind groups made once
  * by the caller and reused, dispatches recorded into a {@link GpuStep}.
  *
  * ```ts

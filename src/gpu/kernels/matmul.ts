@@ -32,7 +32,7 @@
  * (matvec-lanes.wgsl for n = 1, matmul-lanes.wgsl with 8 input rows per work-group for
  * n ≥ 2), where the GPU shapes above ran 2–8× slower.
  */
-import { GpuError } from "../../errors.ts";
+import { GpuError, InvalidArgumentError } from "../../errors.ts";
 import { GGMLType, ggmlTypeName } from "../../gguf/ggml-type.ts";
 import { BindGroupCache } from "../bind-cache.ts";
 import { type GpuContext, isLavapipe } from "../device.ts";
@@ -271,18 +271,18 @@ export class MatrixKernels {
     const isPow2 = (v: number) => Number.isInteger(v) && v >= 1 && (v & (v - 1)) === 0;
     const wg = this.workgroupSize;
     if (!isPow2(wg) || wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
-      throw new GpuError("GPU_UNSUPPORTED", `matvecWorkgroupSize ${wg} must be a power of two ≤ ${ctx.limits.maxComputeInvocationsPerWorkgroup}`);
+      throw new InvalidArgumentError("matvecWorkgroupSize", `${wg} must be a power of two ≤ ${ctx.limits.maxComputeInvocationsPerWorkgroup}`);
     }
-    if (!isPow2(this.batchRows)) throw new GpuError("GPU_UNSUPPORTED", `batchRows ${this.batchRows} must be a power of two`);
+    if (!isPow2(this.batchRows)) throw new InvalidArgumentError("batchRows", `${this.batchRows} must be a power of two`);
     for (const [what, value] of [["matvecRows", this.rowsPerWorkgroup], ["batchMax", this.batchMax]] as const) {
-      if (!Number.isInteger(value) || value < 1) throw new GpuError("GPU_UNSUPPORTED", `${what} ${value} must be a positive integer`);
+      if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(what, `${value} must be a positive integer`);
     }
     // matvec.wgsl keeps (WG + 1) partial sums per output in work-group memory.
     const nb = this.batchMax > 1 ? this.batchRows : 1;
     const storage = (wg + 1) * this.rowsPerWorkgroup * nb * 4;
     if (storage > ctx.limits.maxComputeWorkgroupStorageSize) {
       throw new GpuError(
-        "GPU_UNSUPPORTED",
+        "LIMIT_TOO_LOW",
         `matvec work-group storage (${wg} + 1)×${this.rowsPerWorkgroup}×${nb}×4 = ${storage} bytes exceeds maxComputeWorkgroupStorageSize ${ctx.limits.maxComputeWorkgroupStorageSize}`,
       );
     }
@@ -379,7 +379,7 @@ export class MatrixKernels {
    * for m < n and every row r.
    */
   matmul(step: GpuStep, weight: GpuWeight, x: GPUBuffer, y: GPUBuffer, n: number, options: MatmulOptions = {}): void {
-    if (!Number.isInteger(n) || n < 0) throw new GpuError("GPU_UNSUPPORTED", `matmul of ${weight.name}: n = ${n}`);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("n", `matmul of ${weight.name}: n = ${n} must be a whole number ≥ 0`);
     if (n === 0) return;
     if (n === 1) {
       this.matvec(step, weight, x, y, options);
@@ -539,9 +539,7 @@ export class MatrixKernels {
   private window(buffer: GPUBuffer, first: number, count: number, what: string): { resource: GPUBufferBinding; base: number } {
     const end = (first + count) * 4;
     if (end > buffer.size) {
-      throw new GpuError("GPU_UNSUPPORTED", `${what} buffer "${buffer.label}" has ${buffer.size} bytes, the product reads up to byte ${end}`, {
-        label: buffer.label,
-      });
+      throw new InvalidArgumentError(what, `buffer "${buffer.label}" has ${buffer.size} bytes, the product reads up to byte ${end}`);
     }
     const limit = this.ctx.limits.maxStorageBufferBindingSize;
     if (buffer.size <= limit) return { resource: { buffer }, base: first };

@@ -20,8 +20,8 @@
  * min(penaltyWindow, count, HISTORY_CAP) tokens, so a penaltyWindow above HISTORY_CAP could
  * not match the CPU sampler, and {@link WgslSampler.supports} refuses it when penalties are on.
  */
-import { GpuError } from "../../errors.ts";
-import type { SamplingParams } from "../../engine/runner.ts";
+import { GpuError, InvalidArgumentError } from "../../errors.ts";
+import type { SamplingParams } from "../../sampling/sampler.ts";
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import { HISTORY_CAP } from "./history.ts";
@@ -79,14 +79,14 @@ export class WgslSampler implements DeviceSampler {
     const { vocabSize, maxRows } = options;
     const wg = options.workgroupSize ?? defaultWorkgroupSize(vocabSize);
     if (!Number.isInteger(vocabSize) || vocabSize < 1 || vocabSize > 0x7fffffff) {
-      throw new GpuError("GPU_UNSUPPORTED", `sampler: vocabSize ${vocabSize} must be a positive integer`);
+      throw new InvalidArgumentError("vocabSize", `${vocabSize} must be a positive integer`);
     }
     const maxGroups = ctx.limits.maxComputeWorkgroupsPerDimension;
     if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > maxGroups) {
-      throw new GpuError("GPU_UNSUPPORTED", `sampler: maxRows ${maxRows} must be an integer in [1, ${maxGroups}]`);
+      throw new InvalidArgumentError("maxRows", `${maxRows} must be an integer in [1, ${maxGroups}]`);
     }
     if (wg < 1 || (wg & (wg - 1)) !== 0 || wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
-      throw new GpuError("GPU_UNSUPPORTED", `sampler: workgroupSize ${wg} must be a power of two ≤ ${ctx.limits.maxComputeInvocationsPerWorkgroup}`);
+      throw new InvalidArgumentError("workgroupSize", `${wg} must be a power of two ≤ ${ctx.limits.maxComputeInvocationsPerWorkgroup}`);
     }
     const logitsBytes = vocabSize * 4 * maxRows;
     if (logitsBytes > ctx.limits.maxStorageBufferBindingSize) {
@@ -124,9 +124,7 @@ export class WgslSampler implements DeviceSampler {
   record(pass: GPUComputePassEncoder, args: DeviceSamplerArgs): void {
     const { rows } = args;
     if (!Number.isInteger(rows) || rows < 0 || rows > this.maxRows) {
-      throw new GpuError("GPU_UNSUPPORTED", `sampler: rows ${rows} must be an integer in [0, ${this.maxRows}]`, {
-        label: this.kernel.variant.name,
-      });
+      throw new InvalidArgumentError("rows", `${rows} must be an integer in [0, ${this.maxRows}]`);
     }
     if (rows === 0) return;
     pass.setPipeline(this.kernel.pipeline);

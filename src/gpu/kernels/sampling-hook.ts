@@ -6,8 +6,7 @@
  *
  * Each row's request is a `SampleRow` in `rowParams` (WGSL layout below, 48 bytes, written
  * by {@link writeSampleRow}). The penalty history ring (kernels/history.ts) is passed for
- * samplers that apply penalties. {@link GreedySampler} is the argmax-only implementation
- * (shaders/argmax.wgsl); the full sampler replaces it behind the same interface.
+ * samplers that apply penalties. The implementation is the WGSL sampler (kernels/sample.ts).
  *
  * ```wgsl
  * struct SampleRow {
@@ -17,10 +16,7 @@
  * }
  * ```
  */
-import type { SamplingParams } from "../../engine/runner.ts";
-import type { GpuContext } from "../device.ts";
-import type { KernelVariant } from "../pipelines.ts";
-import { ModelKernel, nextPowerOfTwo } from "./kernel.ts";
+import type { SamplingParams } from "../../sampling/sampler.ts";
 
 /** Bytes of one SampleRow. */
 export const SAMPLE_ROW_BYTES = 48;
@@ -112,51 +108,4 @@ export interface DeviceSampler {
    * Absent means every request is supported.
    */
   supports?(params: SamplingParams): boolean;
-}
-
-/** Whether `p` asks for anything beyond the plain argmax. */
-export function needsMoreThanArgmax(p: SamplingParams): boolean {
-  const penalties = p.penaltyWindow > 0 && (p.repeatPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0);
-  return p.temperature > 0 || penalties;
-}
-
-/** The argmax variant for a vocabulary. */
-export function argmaxVariant(vocabSize: number): KernelVariant {
-  const wg = Math.min(256, nextPowerOfTwo(Math.max(32, Math.ceil(vocabSize / 16))));
-  return { name: `argmax_v${vocabSize}_wg${wg}`, file: "argmax.wgsl", defines: { VOCAB: vocabSize, WG: wg } };
-}
-
-/**
- * Greedy sampling: the first index of each row's largest logit. Honours only
- * temperature 0 without penalties (see {@link needsMoreThanArgmax}).
- */
-export class GreedySampler implements DeviceSampler {
-  readonly kernel: ModelKernel;
-  /** Bind groups by rowParams buffer (one per sub-step index), with what they bind. */
-  readonly #groups = new Map<GPUBuffer, { group: GPUBindGroup; logits: GPUBuffer; outIds: GPUBuffer; lastSampled: GPUBuffer }>();
-
-  constructor(ctx: GpuContext, vocabSize: number) {
-    this.kernel = new ModelKernel(ctx, argmaxVariant(vocabSize));
-  }
-
-  prepare(): Promise<void> {
-    return this.kernel.prepare();
-  }
-
-  supports(params: SamplingParams): boolean {
-    return !needsMoreThanArgmax(params);
-  }
-
-  record(pass: GPUComputePassEncoder, args: DeviceSamplerArgs): void {
-    if (args.rows === 0) return;
-    let cached = this.#groups.get(args.rowParams);
-    if (!cached || cached.logits !== args.logits || cached.outIds !== args.outIds || cached.lastSampled !== args.lastSampled) {
-      const group = this.kernel.bindGroup("greedy", [args.logits, args.rowParams, args.outIds, args.lastSampled]);
-      cached = { group, logits: args.logits, outIds: args.outIds, lastSampled: args.lastSampled };
-      this.#groups.set(args.rowParams, cached);
-    }
-    pass.setPipeline(this.kernel.pipeline);
-    pass.setBindGroup(0, cached.group);
-    pass.dispatchWorkgroups(args.rows);
-  }
 }

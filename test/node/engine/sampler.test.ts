@@ -5,7 +5,7 @@
  * f64 checked with chi-square tests.
  */
 import { describe, expect, it } from "vitest";
-import type { SamplingParams } from "../../../src/engine/runner.ts";
+import type { SamplingParams } from "../../../src/model/runner.ts";
 import {
   applyPenalties,
   argmax,
@@ -15,7 +15,7 @@ import {
   penaltyCounts,
   sampleToken,
   uniform,
-} from "../../../src/engine/sampler.ts";
+} from "../../../src/sampling/sampler.ts";
 import { seededRandom } from "../quant/random.ts";
 
 const SAMPLE: SamplingParams = { ...GREEDY, temperature: 1 };

@@ -312,7 +312,7 @@ describe("reader refuses malformed headers with typed errors", () => {
 
   it("readTensor of an unknown name", async () => {
     const file = await openGGUF(base());
-    await expect(file.readTensor("nope")).rejects.toMatchObject({ code: "GGUF_NO_TENSOR" });
+    await expect(file.readTensor("nope")).rejects.toMatchObject({ code: "TENSOR_MISSING" });
   });
 
   it("open reads only the header, never all tensor data", async () => {
