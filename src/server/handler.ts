@@ -5,7 +5,8 @@
  */
 import type { Engine } from "../engine/engine.ts";
 import { EngineDisposedError, EngineFailedError, InvalidRequestError, RequestAbortedError } from "../engine/errors.ts";
-import type { GenerationResult } from "../engine/types.ts";
+import type { FinishReason, GenerationResult } from "../engine/types.ts";
+import { InvalidArgumentError } from "../errors.ts";
 import { HttpError } from "./errors.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { chunkJson, completionId, completionJson, parseCompletionRequest, usageJson } from "./openai.ts";
@@ -24,6 +25,18 @@ export interface ServerOptions {
   readonly maxConcurrency?: number;
   /** Aborting it cancels every running generation (the end of a shutdown's grace period). */
   readonly cancelAll?: AbortSignal;
+  /**
+   * Longest pause in milliseconds between two chunks of a request body (default 30 s); a
+   * client that stops sending mid-body gets 408 and its admission slot back.
+   */
+  readonly bodyTimeoutMs?: number;
+  /**
+   * The DNS-rebinding guard. When set, requests are served only if their `Host` names a
+   * loopback address (`localhost`, `127.x.x.x`, `[::1]`, any port) or one of these names;
+   * any other gets 403. `serveUntilSignal` sets it when bound to a loopback address: a web
+   * page whose own name resolves to 127.0.0.1 must not be able to read this server.
+   */
+  readonly allowedHosts?: readonly string[];
 }
 
 /** A handler, with its counters for `/metrics` and tests. */
@@ -52,8 +65,41 @@ async function sameSecret(a: string, b: string): Promise<boolean> {
   return diff === 0;
 }
 
-/** Reads a JSON body, refusing more than `limit` bytes without reading them all. */
-async function readJsonBody(request: Request, limit: number): Promise<unknown> {
+/** A 408 for a body whose client went quiet. */
+function bodyTimeoutError(timeoutMs: number): HttpError {
+  return new HttpError(408, `the request body stalled: no data for ${timeoutMs / 1000} s`, {
+    code: "request_timeout",
+    headers: { connection: "close" },
+  });
+}
+
+/**
+ * One read of a body stream, bounded: if no chunk arrives within `timeoutMs`, the read is
+ * cancelled and a 408 thrown. The timer is a bound on a client's silence, not a wait.
+ */
+async function readChunk(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  timeoutMs: number,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(bodyTimeoutError(timeoutMs)), timeoutMs);
+  });
+  try {
+    return await Promise.race([reader.read(), stalled]);
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Reads a JSON body, refusing more than `limit` bytes without reading them all, and
+ * giving up (408) when the client pauses longer than `timeoutMs` between chunks.
+ */
+async function readJsonBody(request: Request, limit: number, timeoutMs: number): Promise<unknown> {
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (Number.isFinite(declared) && declared > limit) {
     throw new HttpError(413, `the request body is ${declared} bytes; the limit is ${limit}`, {
@@ -64,7 +110,7 @@ async function readJsonBody(request: Request, limit: number): Promise<unknown> {
   let size = 0;
   const reader = request.body?.getReader();
   while (reader) {
-    const { value, done } = await reader.read();
+    const { value, done } = await readChunk(reader, timeoutMs);
     if (done) break;
     size += value.byteLength;
     if (size > limit) {
@@ -86,6 +132,23 @@ async function readJsonBody(request: Request, limit: number): Promise<unknown> {
   }
 }
 
+/** The name part of a `Host` header, lower-cased, without its port (`[::1]:80` → `[::1]`). */
+function hostName(host: string): string {
+  const h = host.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
+  const colon = h.indexOf(":");
+  return colon < 0 ? h : h.slice(0, colon);
+}
+
+/** Whether a host name (as {@link hostName} gives it) is a loopback name or address. */
+export function isLoopbackHost(name: string): boolean {
+  return name === "localhost" || name.endsWith(".localhost") || name === "[::1]" || name === "::1" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
+
+/** The paths the server answers; every other path shares one metrics label. */
+const KNOWN_PATHS = ["/health", "/ready", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"];
+
 /** Maps an engine error to the HTTP error a client should see. */
 function httpErrorOf(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
@@ -103,10 +166,23 @@ function httpErrorOf(error: unknown): HttpError {
   return new HttpError(500, `internal error: ${error instanceof Error ? error.message : String(error)}`);
 }
 
+/** The `Authorization` header's bearer token; the scheme is case-insensitive (RFC 7235). */
+function bearerToken(header: string | null): string {
+  const m = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(header?.trim() ?? "");
+  return m ? m[1]! : "";
+}
+
+/** Builds the handler; throws InvalidArgumentError for options that cannot be served safely. */
 export function createHandler(engine: Engine, options: ServerOptions): ServerHandler {
+  if (options.apiKey !== undefined && options.apiKey.trim() === "") {
+    // An empty key (an unset $KEY expanded to "") must not switch authentication off silently.
+    throw new InvalidArgumentError("apiKey", "is empty; give a non-empty key, or none to serve without one");
+  }
   const metrics = new ServerMetrics();
   const maxBody = options.maxBodyBytes ?? 1 << 20;
   const maxConcurrency = options.maxConcurrency ?? 64;
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? 30_000;
+  const allowedHosts = options.allowedHosts?.map(hostName);
 
   function corsHeaders(request: Request): Record<string, string> {
     const origin = request.headers.get("origin");
@@ -120,11 +196,24 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     };
   }
 
+  /** The DNS-rebinding guard (see {@link ServerOptions.allowedHosts}). */
+  function checkHost(request: Request): void {
+    if (!allowedHosts) return;
+    const host = request.headers.get("host");
+    if (host === null) return; // HTTP/1.0 without Host: no browser sends that
+    const name = hostName(host);
+    if (isLoopbackHost(name) || allowedHosts.includes(name)) return;
+    throw new HttpError(
+      403,
+      `the Host "${host}" is not allowed: this server is bound to a loopback address and serves only ` +
+        `localhost, 127.x.x.x and [::1]; add a name with --allowed-host`,
+      { type: "permission_error", code: "host_not_allowed" },
+    );
+  }
+
   async function authorize(request: Request): Promise<void> {
     if (options.apiKey === undefined) return;
-    const header = request.headers.get("authorization") ?? "";
-    const given = header.startsWith("Bearer ") ? header.slice(7) : "";
-    if (!(await sameSecret(given, options.apiKey))) {
+    if (!(await sameSecret(bearerToken(request.headers.get("authorization")), options.apiKey))) {
       throw new HttpError(401, "a valid API key is required: Authorization: Bearer KEY", {
         type: "authentication_error",
         code: "invalid_api_key",
@@ -132,7 +221,11 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     }
   }
 
-  async function completions(request: Request, kind: "chat" | "text"): Promise<Response> {
+  /**
+   * Admits a completion request before its body is read, so that requests still sending
+   * their bodies count against `maxConcurrency`. Returns the release, safe to call twice.
+   */
+  function admit(): () => void {
     if (metrics.inFlight >= maxConcurrency) {
       throw new HttpError(429, `the server is busy (${metrics.inFlight} requests in flight); retry shortly`, {
         type: "rate_limit_error",
@@ -140,7 +233,28 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
         headers: { "retry-after": "1" },
       });
     }
-    const parsed = parseCompletionRequest(kind, await readJsonBody(request, maxBody));
+    metrics.inFlight++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      metrics.inFlight--;
+    };
+  }
+
+  async function completions(request: Request, kind: "chat" | "text"): Promise<Response> {
+    const release = admit();
+    try {
+      return await admittedCompletion(request, kind, release);
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  /** The rest of a completion once admitted; `release` runs when its generation settles. */
+  async function admittedCompletion(request: Request, kind: "chat" | "text", release: () => void): Promise<Response> {
+    const parsed = parseCompletionRequest(kind, await readJsonBody(request, maxBody, bodyTimeoutMs));
     if (parsed.model !== undefined && parsed.model !== options.modelId) {
       throw new HttpError(404, `the model "${parsed.model}" does not exist; this server serves "${options.modelId}"`, {
         param: "model",
@@ -148,60 +262,57 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
       });
     }
     const cancel = new AbortController();
+    // request.signal aborts only when the client goes away (deno.json opts in to Deno's
+    // `no-legacy-abort`); a streamed response's cancel() below covers the same for streams.
     const signals = [request.signal, cancel.signal, ...(options.cancelAll ? [options.cancelAll] : [])];
     const stream = engine.generate(parsed.input, { ...parsed.options, signal: AbortSignal.any(signals) });
     const id = completionId(kind);
     const created = Math.floor(Date.now() / 1000);
-    metrics.inFlight++;
-    const settled = stream.result.then(
+    stream.result.then(
       (r) => record(r),
       (e) => {
         if (e instanceof RequestAbortedError) metrics.cancelled++;
       },
-    ).finally(() => metrics.inFlight--);
-    settled.catch(() => {});
+    ).finally(release);
 
     if (!parsed.stream) {
       const result = await stream.result;
       return json(200, completionJson(kind, id, options.modelId, created, result));
     }
 
-    const encoder = new TextEncoder();
-    const sse = (data: unknown) =>
-      encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+    // The first event settles what the engine validates once the model can tokenize (the
+    // prompt's length against the context): its error is a 4xx here, like a non-streamed
+    // request's, not an error event after a 200.
+    const events = stream[Symbol.asyncIterator]();
+    const first = await events.next();
+    const sse = sseEncoder();
+    const chunkOf = (delta: { role?: string; text?: string }, finish: FinishReason | null) =>
+      sse(chunkJson(kind, id, options.modelId, created, delta, finish));
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {
         try {
-          if (kind === "chat") {
-            controller.enqueue(
-              sse(chunkJson(kind, id, options.modelId, created, { role: "assistant", text: "" }, null)),
-            );
-          }
-          for await (const chunk of stream) {
-            if (chunk.text.length > 0) {
-              controller.enqueue(sse(chunkJson(kind, id, options.modelId, created, { text: chunk.text }, null)));
-            }
-            if (chunk.finishReason) {
-              controller.enqueue(sse(chunkJson(kind, id, options.modelId, created, {}, chunk.finishReason)));
-            }
+          if (kind === "chat") controller.enqueue(chunkOf({ role: "assistant", text: "" }, null));
+          for (let next = first; !next.done; next = await events.next()) {
+            const chunk = next.value;
+            if (chunk.text.length > 0) controller.enqueue(chunkOf({ text: chunk.text }, null));
+            if (chunk.finishReason) controller.enqueue(chunkOf({}, chunk.finishReason));
           }
           const result = await stream.result;
           if (parsed.includeUsage) {
-            controller.enqueue(
-              sse({
-                id,
-                object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
-                created,
-                model: options.modelId,
-                choices: [],
-                usage: usageJson(result),
-              }),
-            );
+            controller.enqueue(sse({
+              id,
+              object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
+              created,
+              model: options.modelId,
+              choices: [],
+              usage: usageJson(result),
+            }));
           }
           controller.enqueue(sse("[DONE]"));
           controller.close();
         } catch (e) {
-          if (e instanceof RequestAbortedError && request.signal.aborted) return; // the client is gone
+          const clientGone = cancel.signal.aborted || request.signal.aborted;
+          if (e instanceof RequestAbortedError && clientGone) return;
           try {
             controller.enqueue(sse(httpErrorOf(e).body()));
             controller.enqueue(sse("[DONE]"));
@@ -231,9 +342,17 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     );
   }
 
+  /** Liveness: 200 while loading or ready, 503 with the state once the engine failed or was disposed. */
+  function health(): Response {
+    const state = engine.state;
+    if (state === "ready") return json(200, { status: "ok" });
+    if (state === "loading") return json(200, { status: "loading" });
+    return json(503, { status: state });
+  }
+
   async function route(request: Request, path: string): Promise<Response> {
     const method = request.method;
-    if (path === "/health" && method === "GET") return json(200, { status: "ok" });
+    if (path === "/health" && method === "GET") return health();
     await authorize(request);
     if (path === "/ready" && method === "GET") {
       const ready = engine.state === "ready";
@@ -250,8 +369,7 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     }
     if (path === "/v1/chat/completions" && method === "POST") return await completions(request, "chat");
     if (path === "/v1/completions" && method === "POST") return await completions(request, "text");
-    const known = ["/health", "/ready", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"];
-    if (known.includes(path)) {
+    if (KNOWN_PATHS.includes(path)) {
       throw new HttpError(405, `${method} is not allowed on ${path}`, { code: "method_not_allowed" });
     }
     throw new HttpError(404, `no such endpoint: ${method} ${path}`, { code: "not_found" });
@@ -259,18 +377,26 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
 
   const handler = async (request: Request): Promise<Response> => {
     const path = new URL(request.url).pathname;
-    const cors = corsHeaders(request);
-    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: cors });
     let response: Response;
+    let cors: Record<string, string> = {};
     try {
-      response = await route(request, path);
+      checkHost(request);
+      cors = corsHeaders(request);
+      response = request.method === "OPTIONS" ? new Response(null, { status: 204 }) : await route(request, path);
     } catch (e) {
       const error = httpErrorOf(e);
       response = json(error.status, error.body(), error.headers);
     }
-    metrics.countRequest(path, response.status);
+    // Any path a client makes up shares one label, so /metrics cannot be grown without bound.
+    metrics.countRequest(KNOWN_PATHS.includes(path) ? path : "other", response.status);
     for (const [k, v] of Object.entries(cors)) response.headers.set(k, v);
     return response;
   };
   return Object.assign(handler, { metrics });
+}
+
+/** Encodes one server-sent event: `data: JSON` (or a literal string such as `[DONE]`). */
+function sseEncoder(): (data: unknown) => Uint8Array {
+  const encoder = new TextEncoder();
+  return (data) => encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
 }

@@ -97,6 +97,41 @@ function parsePrompt(body: Json): string {
   throw badRequest("prompt", "must be a string (or an array of exactly one string)", "invalid_type");
 }
 
+const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
+const isEmptyObject = (v: unknown) =>
+  typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+
+/**
+ * OpenAI parameters this server does not implement, each with the test for the values
+ * that ask for nothing (the default). Any other value is refused with 400, never ignored:
+ * a client that asks for tools or log-probabilities must learn it got none.
+ */
+const UNSUPPORTED_PARAMETERS: ReadonlyArray<readonly [string, (v: unknown) => boolean]> = [
+  ["n", (v) => v === 1],
+  ["best_of", (v) => v === 1],
+  ["logprobs", (v) => v === false],
+  ["top_logprobs", (v) => v === 0],
+  ["echo", (v) => v === false],
+  ["suffix", (v) => v === ""],
+  ["logit_bias", isEmptyObject],
+  ["response_format", (v) => typeof v === "object" && (v as Json).type === "text"],
+  ["tools", isEmptyArray],
+  ["tool_choice", (v) => v === "none"],
+  ["functions", isEmptyArray],
+  ["function_call", (v) => v === "none"],
+];
+
+/** Throws a 400 `unsupported_parameter` naming the first parameter asked for that this server lacks. */
+function refuseUnsupported(body: Json): void {
+  for (const [param, isDefault] of UNSUPPORTED_PARAMETERS) {
+    const v = body[param];
+    if (v === undefined || v === null || isDefault(v)) continue;
+    const shown = JSON.stringify(v);
+    const brief = shown.length > 60 ? `${shown.slice(0, 57)}...` : shown;
+    throw badRequest(param, `${brief} is not supported by this server`, "unsupported_parameter");
+  }
+}
+
 /** Parses and checks a `/v1/chat/completions` or `/v1/completions` body. */
 export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): ParsedCompletionRequest {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
@@ -105,8 +140,8 @@ export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): Par
   const body = raw as Json;
   const model = body.model;
   if (model !== undefined && typeof model !== "string") throw badRequest("model", "must be a string", "invalid_type");
-  const n = optionalInteger(body, "n", 1, 128);
-  if (n !== undefined && n !== 1) throw badRequest("n", "only n = 1 is supported");
+  optionalInteger(body, "n", 1, 128);
+  refuseUnsupported(body);
   const streamOptions = body.stream_options;
   if (
     streamOptions !== undefined && streamOptions !== null &&

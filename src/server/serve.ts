@@ -1,11 +1,12 @@
 /**
  * Runs the HTTP server under Deno until SIGINT or SIGTERM, then shuts down in order: stop
  * accepting, let running requests finish for up to a grace period, cancel what is left,
- * dispose the engine (awaited), and resolve.
+ * dispose the engine (awaited), and resolve. If the model fails to load, the server stops
+ * at once and the load error is thrown: a server that can only answer 500 must not stay up.
  */
 import process from "node:process";
 import type { Engine } from "../engine/engine.ts";
-import { createHandler, type ServerOptions } from "./handler.ts";
+import { createHandler, isLoopbackHost, type ServerOptions } from "./handler.ts";
 
 /** The part of Deno's API the server uses (typed here so `src/` type-checks anywhere). */
 interface DenoServeApi {
@@ -15,11 +16,17 @@ interface DenoServeApi {
   ): { shutdown(): Promise<void>; finished: Promise<void> };
 }
 
-export interface ServeOptions extends Omit<ServerOptions, "cancelAll"> {
+/** How {@link serveUntilSignal} listens and shuts down, besides the handler's options. */
+export interface ServeOptions extends Omit<ServerOptions, "cancelAll" | "allowedHosts"> {
   readonly hostname: string;
   readonly port: number;
   /** How long running requests may take to finish after a shutdown signal (default 10 s). */
   readonly gracePeriodMs?: number;
+  /**
+   * Host names served besides loopback ones while bound to a loopback address (the
+   * DNS-rebinding guard, see {@link ServerOptions.allowedHosts}); unused on other addresses.
+   */
+  readonly allowedHosts?: readonly string[];
   /** Called once the server listens (the CLI prints the address). */
   readonly onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -30,31 +37,60 @@ function denoApi(): DenoServeApi {
   return deno;
 }
 
-/** Resolves when the process receives SIGINT or SIGTERM. */
-function shutdownSignal(): Promise<string> {
-  return new Promise((resolve) => {
+/** Resolves with the signal's name when the process receives SIGINT or SIGTERM; `stop` removes the listeners. */
+function shutdownSignal(): { received: Promise<string>; stop: () => void } {
+  let stop = () => {};
+  const received = new Promise<string>((resolve) => {
     const on = (name: string) => () => {
-      process.off("SIGINT", onInt);
-      process.off("SIGTERM", onTerm);
+      stop();
       resolve(name);
     };
     const onInt = on("SIGINT");
     const onTerm = on("SIGTERM");
     process.on("SIGINT", onInt);
     process.on("SIGTERM", onTerm);
+    stop = () => {
+      process.off("SIGINT", onInt);
+      process.off("SIGTERM", onTerm);
+    };
   });
+  return { received, stop };
 }
 
-/** Serves `engine` until a shutdown signal; the engine is disposed before this resolves. */
+/** Whether an address to bind is a loopback one (then the Host guard is on). */
+function isLoopbackBind(hostname: string): boolean {
+  const name = hostname.toLowerCase();
+  return isLoopbackHost(name.startsWith("[") ? name : name.includes(":") ? `[${name}]` : name);
+}
+
+/**
+ * Serves `engine` until a shutdown signal; the engine is disposed before this resolves.
+ * Rejects with the load error if the model fails to load (the server stopped first).
+ */
 export async function serveUntilSignal(engine: Engine, options: ServeOptions): Promise<void> {
   const cancelAll = new AbortController();
-  const handler = createHandler(engine, { ...options, cancelAll: cancelAll.signal });
+  const handler = createHandler(engine, {
+    ...options,
+    allowedHosts: isLoopbackBind(options.hostname) ? options.allowedHosts ?? [] : undefined,
+    cancelAll: cancelAll.signal,
+  });
   const server = denoApi().serve(
     { hostname: options.hostname, port: options.port, onListen: options.onListen },
     handler,
   );
-  const signal = await shutdownSignal();
-  console.error(`${signal}: shutting down (grace period ${options.gracePeriodMs ?? 10_000} ms)`);
+  const signal = shutdownSignal();
+  const loadFailed = engine.ready.then(() => new Promise<never>(() => {}), (error: unknown) => ({ error }));
+  const stop = await Promise.race([signal.received.then((name) => ({ name })), loadFailed]);
+  if ("error" in stop) {
+    signal.stop();
+    try {
+      await server.shutdown();
+    } finally {
+      await engine.dispose();
+    }
+    throw stop.error;
+  }
+  console.error(`${stop.name}: shutting down (grace period ${options.gracePeriodMs ?? 10_000} ms)`);
   const drained = server.shutdown();
   // A bound on the grace period, not a wait: requests still running when it ends are cancelled.
   const grace = setTimeout(() => cancelAll.abort(), options.gracePeriodMs ?? 10_000);

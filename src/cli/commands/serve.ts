@@ -1,5 +1,6 @@
 /** `deno task cli serve`: the OpenAI-compatible HTTP server. */
 import { basename } from "node:path";
+import { InvalidArgumentError } from "../../errors.ts";
 import { serveUntilSignal } from "../../server/serve.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
 import { DEFAULT_MODEL_PATH } from "../default-model.ts";
@@ -49,6 +50,19 @@ const SPEC = {
       placeholder: "origin",
       description: "allow this origin by CORS (repeat; * for any); off by default",
     },
+    bodyTimeout: {
+      type: "number",
+      min: 0.001,
+      default: 30,
+      placeholder: "s",
+      description: "seconds a client may pause while sending a request body before it gets 408 (default 30)",
+    },
+    allowedHost: {
+      type: "strings",
+      placeholder: "name",
+      description: "while bound to loopback, also serve requests with this Host (repeat); others than " +
+        "localhost, 127.x.x.x, [::1] get 403 (DNS-rebinding guard)",
+    },
     gracePeriod: {
       type: "number",
       min: 0,
@@ -60,11 +74,16 @@ const SPEC = {
 } as const;
 
 export const serveCommand: CliCommand = defineCommand(SPEC, "serve an OpenAI-compatible HTTP API", async (f) => {
+  if (f.apiKey !== undefined && f.apiKey.trim() === "") {
+    // `--api-key "$KEY"` with $KEY unset must not start a server without authentication.
+    throw new InvalidArgumentError(
+      "--api-key",
+      "is empty; give a non-empty key, or leave the flag out to serve without one",
+    );
+  }
   const { engine, loaded } = engineFromFlags(f, { maxSequences: f.maxSequences ?? 8 });
-  loaded.then(
-    () => console.error(`model loaded: ${engine.description}`),
-    (e) => console.error(`error: the model could not be loaded: ${e instanceof Error ? e.message : String(e)}`),
-  );
+  // A load failure ends serveUntilSignal with the error, which main prints; nothing to add here.
+  loaded.then(() => console.error(`model loaded: ${engine.description}`), () => {});
   await serveUntilSignal(engine, {
     hostname: f.host,
     port: f.port,
@@ -73,6 +92,8 @@ export const serveCommand: CliCommand = defineCommand(SPEC, "serve an OpenAI-com
     maxConcurrency: f.maxConcurrency,
     allowedOrigins: f.corsOrigin,
     gracePeriodMs: f.gracePeriod * 1000,
+    bodyTimeoutMs: f.bodyTimeout * 1000,
+    allowedHosts: f.allowedHost,
     onListen: ({ hostname, port }) => console.error(`listening on http://${hostname}:${port}`),
   });
   return 0;
