@@ -231,15 +231,38 @@ async function rangeFetch(
   }
 }
 
+/**
+ * A server that ignores Range (Python's `http.server`, some static hosts) answers the probe
+ * with 200 and the whole file. Reading in parts is then impossible (every read would fetch
+ * everything again), so the body already on its way is kept in memory and read from there:
+ * one download, as slow as the file is large, instead of a refusal.
+ */
+async function wholeBodySource(url: string, res: Response, signal?: AbortSignal): Promise<ByteSource> {
+  let bytes: Uint8Array<ArrayBuffer>;
+  try {
+    bytes = new Uint8Array(await res.arrayBuffer());
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    throw new SourceError(
+      "FETCH_FAILED",
+      url,
+      `the server ignores range requests, so the whole file is read into memory, and that failed: ${messageOf(err)}`,
+      res.status,
+      { cause: err },
+    );
+  }
+  return memorySource(bytes, url);
+}
+
 async function openHttpSource(url: string, fetchFn: typeof fetch, signal?: AbortSignal): Promise<ByteSource> {
   // A one-byte range probe gives the size and proves range support in one request;
   // HEAD would prove neither (many servers omit Accept-Ranges, and CDNs answer HEAD differently).
   const probe = await rangeFetch(url, fetchFn, 0, 0, signal);
+  if (probe.status === 200) return wholeBodySource(url, probe, signal);
   let size: number | undefined;
   if (probe.status === 206) size = contentRangeTotal(probe.headers.get("content-range"));
   else if (probe.status === 416) size = contentRangeTotal(probe.headers.get("content-range")) === 0 ? 0 : undefined;
   await discard(probe);
-  if (probe.status === 200) throw rangeUnsupported(url, probe);
   if (probe.status !== 206 && probe.status !== 416) throw statusError(url, probe);
   if (size === undefined) {
     throw new SourceError("RANGE_UNSUPPORTED", url, "the server's range answer does not state the file size (Content-Range)");

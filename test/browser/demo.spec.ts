@@ -333,3 +333,36 @@ test("without WebGPU the page explains it and runs on the CPU", async ({ browser
     await plain.close();
   }
 });
+
+test("served by a static server without range support, the page loads its model and answers", async ({ browser }) => {
+  const plainSite = await startServer({ root: SITE, ignoreRange: true });
+  const plain = await browser.newContext();
+  try {
+    const p = await plain.newPage();
+    const errors: string[] = [];
+    p.on("pageerror", (e) => errors.push(e.message));
+    // The CPU backend: what is checked here is how the bytes arrive, not the kernels.
+    await p.addInitScript(() => localStorage.setItem("webgpu-llm.demo.backend", "cpu"));
+    await p.goto(`${plainSite.origin}/`);
+    await engineState(p, "ready");
+    await expect(p.getByTestId("model-origin")).toHaveText("Served with this page");
+    // The server sent the whole file for the one range request made; nothing else was asked.
+    const modelRequests = plainSite.log.filter((e) => e.path === `/models/${EMBEDDED_NAME}`);
+    expect(modelRequests.map((r) => [r.range !== undefined, r.status, r.bytes])).toEqual([[true, 200, statSync(EMBEDDED).size]]);
+
+    const prompt = "Tell me a fortune.";
+    await setField(p, "#setting-temperature", "0");
+    await setField(p, "#setting-repeatPenalty", "1");
+    await setField(p, "#max-tokens", "6");
+    const expected = await cpuGeneration(EMBEDDED, await pageInput(p, prompt), greedy(6));
+    await p.locator("#prompt").fill(prompt);
+    await p.locator("#prompt").press("Enter");
+    await expect(lastReply(p)).toHaveAttribute("data-status", "done", { timeout: 60_000 });
+    expect(await lastReply(p).getByTestId("reply-text").textContent()).toBe(expected.text);
+    await shot(p, "13-no-range-server");
+    expect(errors).toEqual([]);
+  } finally {
+    await plain.close();
+    await plainSite.close();
+  }
+});

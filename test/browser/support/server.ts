@@ -1,7 +1,8 @@
 /**
- * A small HTTP server for the browser tests: static files with HTTP range requests, CORS,
- * an optional bandwidth cap (so a download lasts long enough to be seen), and a log of
- * every request with the bytes it was sent, so a test can prove what was (not) downloaded.
+ * A small HTTP server for the browser tests: static files with HTTP range requests (or,
+ * like plain static servers, without), CORS, an optional bandwidth cap (so a download
+ * lasts long enough to be seen), and a log of every request with the bytes it was sent, so
+ * a test can prove what was (not) downloaded.
  */
 import { createReadStream, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -33,6 +34,11 @@ export interface ServerOptions {
   readonly files?: Readonly<Record<string, string>>;
   /** Caps the body rate of `files` (bytes per second). */
   readonly throttleBytesPerSecond?: number;
+  /**
+   * Answers every request with 200 and the whole file, Range or not, and offers no
+   * `Accept-Ranges`: a plain static server, like `python3 -m http.server`.
+   */
+  readonly ignoreRange?: boolean;
 }
 
 const TYPES: Record<string, string> = {
@@ -123,8 +129,8 @@ function handle(options: ServerOptions, log: ServedRequest[], req: IncomingMessa
     return;
   }
   const size = statSync(found.file).size;
-  const r = parseRange(range, size);
-  res.setHeader("Accept-Ranges", "bytes");
+  const r = options.ignoreRange ? null : parseRange(range, size);
+  if (!options.ignoreRange) res.setHeader("Accept-Ranges", "bytes");
   res.setHeader("Content-Type", TYPES[extname(found.file)] ?? "application/octet-stream");
   if (r === "invalid") {
     entry.status = 416;

@@ -162,11 +162,15 @@ describe("one reader, every source", () => {
 });
 
 describe("what users meet first", () => {
-  it("a server without range support: RANGE_UNSUPPORTED", async () => {
-    const err = await rejection(openGGUF(`${base}/norange/tiny.gguf`));
-    expect(err.code).toBe("RANGE_UNSUPPORTED");
-    expect(err.message).toContain("range requests");
-    expect(err.message).toContain("/norange/tiny.gguf");
+  it("a server without range support (200, whole body): the file is downloaded once and read from memory", async () => {
+    requests.length = 0;
+    const url = `${base}/norange/tiny.gguf`;
+    const file = await openGGUF(url);
+    expect(await snapshot(file)).toEqual(await snapshot(await openGGUF(modelBytes)));
+    expect(file.fileSize).toBe(modelBytes.byteLength);
+    await file.close();
+    // The probe's answer was the whole file; nothing else went to the server.
+    expect(requests).toEqual(["norange bytes=0-0"]);
   });
 
   it("404: HTTP_STATUS naming URL and status", async () => {
