@@ -5,7 +5,8 @@
 import { createEngine, type Engine, type EngineOptions } from "../engine/engine.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { FlagSpec } from "./args.ts";
-import { DEFAULT_MODEL_PATH, MODEL_FLAG } from "./default-model.ts";
+import { modelConfigFromGGUF } from "../model/config.ts";
+import { DEFAULT_MODEL_PATH, MODEL_FLAG, openModelFile } from "./default-model.ts";
 import { loadProgressBar } from "./progress.ts";
 
 export const ENGINE_FLAGS = {
@@ -27,7 +28,7 @@ export const ENGINE_FLAGS = {
     integer: true,
     min: 1,
     placeholder: "n",
-    description: "context per sequence (default: the model's)",
+    description: "context per sequence, at most the model's (default: the model's)",
   },
   lookahead: {
     type: "number",
@@ -70,7 +71,8 @@ export function engineFromFlags(
     throw new InvalidArgumentError("--matvec-shape", `must be auto, blocks, workgroup or lanes, got "${shape}"`);
   }
   const progress = loadProgressBar();
-  const engine = createEngine(flags.model ?? DEFAULT_MODEL_PATH, {
+  const source = flags.model ?? DEFAULT_MODEL_PATH;
+  const engine = createEngine(source, {
     backend: flags.backend,
     webgpu: flags.webgpu,
     contextLength: flags.context,
@@ -79,7 +81,34 @@ export function engineFromFlags(
     onProgress: progress.onProgress,
     ...extra,
   });
-  const loaded = engine.ready.finally(progress.done);
+  // Checked beside the load, from the file's header: a refusal comes before the weights
+  // are read, and rejecting `loaded` makes the command dispose the engine (ending its load).
+  const contextFits = flags.context === undefined ? Promise.resolve() : checkContextFits(source, flags.context);
+  const loaded = Promise.all([engine.ready, contextFits]).then(() => {}).finally(progress.done);
   loaded.catch(() => {});
   return { engine, loaded };
+}
+
+/**
+ * Refuses a `--context` longer than the model was trained for (the engine would quietly
+ * use the model's instead, and positions past it are outside what the model learned).
+ */
+async function checkContextFits(source: string, context: number): Promise<void> {
+  let trained: number;
+  try {
+    const file = await openModelFile(source);
+    try {
+      trained = modelConfigFromGGUF(file).contextLength;
+    } finally {
+      await file.close();
+    }
+  } catch {
+    return; // An unreadable model: the engine's load fails and says why.
+  }
+  if (context > trained) {
+    throw new InvalidArgumentError(
+      "--context",
+      `${context} is more than the model's trained context of ${trained} tokens; give at most ${trained}, or leave it out`,
+    );
+  }
 }

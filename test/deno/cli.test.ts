@@ -135,3 +135,67 @@ Deno.test("cli: perplexity of the embedded model on held-out text, WebGPU vs the
   assert.equal(gpu.tokens, cpu.tokens);
   assert.ok(Math.abs(gpu.perplexity / cpu.perplexity - 1) < 1e-3, `${gpu.perplexity} vs ${cpu.perplexity}`);
 });
+
+Deno.test("cli: a request option the engine refuses is named by its flag (--top-p, not topP), before the model loads", async () => {
+  const { code, stderr } = await cli(["generate", "--model", MODEL, "--prompt", "x", "--top-p", "2"]);
+  assert.equal(code, 1);
+  assert.match(stderr, /^error: --top-p: must be in \(0, 1\], got 2/);
+  assert.equal(stderr.includes("topP"), false, stderr);
+  const window = await cli(["generate", "--model", MODEL, "--prompt", "x", "--repeat-penalty", "0"]);
+  assert.match(window.stderr, /^error: --repeat-penalty: /);
+});
+
+Deno.test("cli: --context past the model's trained context is refused, naming --context and the model's value", async () => {
+  const file = await openGGUF(MODEL);
+  const trained = modelConfigFromGGUF(file).contextLength;
+  await file.close();
+  const over = await cli(["generate", "--model", MODEL, "--backend", "cpu", "--prompt", "x", "--context", String(trained + 1)]);
+  assert.equal(over.code, 1);
+  assert.match(over.stderr, new RegExp(`^error: --context: ${trained + 1} .*trained context of ${trained}\\b`));
+  const fits = await cli(["generate", "--model", MODEL, "--backend", "cpu", "--prompt", "x", "--context", String(trained), "--max-tokens", "2", "--json"]);
+  assert.equal(fits.code, 0, fits.stderr);
+});
+
+Deno.test("cli: an empty --prompt generates from BOS alone where the model adds BOS (as llama-cli -p \"\"), and is refused where it adds none", async () => {
+  const engine = await loadEngine(MODEL, { backend: "cpu" });
+  const bosOnly = engine.tokenizer.encode("");
+  await engine.dispose();
+  assert.equal(bosOnly.length, 1, "the llama file adds BOS");
+  const withBos = await cli(["generate", "--model", MODEL, "--backend", "cpu", "--prompt", "", "--max-tokens", "2", "--json"]);
+  assert.equal(withBos.code, 0, withBos.stderr);
+  assert.deepEqual(JSON.parse(withBos.stdout).prompt_tokens, bosOnly);
+  assert.match(withBos.stderr, /warning: --prompt is empty/);
+
+  const noBosModel = await syntheticModelPath("qwen2", "F32");
+  const qwen = await loadEngine(noBosModel, { backend: "cpu" });
+  const nothing = qwen.tokenizer.encode("");
+  await qwen.dispose();
+  assert.deepEqual(nothing, [], "the qwen2 file adds no BOS");
+  const refused = await cli(["generate", "--model", noBosModel, "--backend", "cpu", "--prompt", ""]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^error: --prompt: is empty/);
+});
+
+Deno.test(`cli[${backend.name}]: Ctrl-C (SIGINT) during generate stops it, disposes the engine and exits 130`, async () => {
+  // A generation as long as the context allows; SIGINT goes as soon as its first text arrives.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "src/cli/main.ts", "generate", "--model", MODEL, ...BACKEND_ARGS, "--prompt", "Once", "--ignore-eos", "--max-tokens", "100000", "--temperature", "0"],
+    cwd: new URL("../../", import.meta.url),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { XDG_RUNTIME_DIR: "/tmp" },
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const first = await reader.read();
+  assert.equal(first.done, false, "generate printed nothing");
+  child.kill("SIGINT");
+  let rest = "";
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) rest += new TextDecoder().decode(chunk.value);
+  const status = await child.status;
+  const stderr = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+  assert.equal(status.signal, null, "the command caught SIGINT and exited by itself");
+  assert.equal(status.code, 130, stderr);
+  assert.equal(stderr, "", "an interrupt is not reported as an error");
+  assert.ok(rest.endsWith("\n"), "the streamed text ends its line");
+});

@@ -3,10 +3,16 @@
  * it to stdout as it is produced; `--json` prints one object at the end instead.
  */
 import process from "node:process";
+import type { Engine } from "../../engine/engine.ts";
+import { RequestAbortedError } from "../../engine/errors.ts";
+import { validateGenerateOptions } from "../../engine/options.ts";
 import type { GenerateOptions, GenerationResult } from "../../engine/types.ts";
+import { InvalidArgumentError } from "../../errors.ts";
+import type { ParsedFlags } from "../args.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
-import { onInterrupt } from "../interrupt.ts";
+import { INTERRUPTED_EXIT_CODE, onInterrupt } from "../interrupt.ts";
+import { asFlagError, optionFlags } from "../request-flags.ts";
 
 const SPEC = {
   name: "generate",
@@ -72,32 +78,77 @@ export function generationJson(result: GenerationResult): Record<string, unknown
   };
 }
 
+/** The engine option each flag sets, for errors that name the option (`topP` → `--top-p`). */
+const OPTION_FLAGS = optionFlags(
+  ["prompt", "maxTokens", "temperature", "topK", "topP", "minP", "repeatPenalty", "presencePenalty", "frequencyPenalty", "seed", "stop"],
+  { penaltyWindow: "--repeat-last-n", lookahead: "--lookahead" },
+);
+
+type GenerateFlags = ParsedFlags<typeof SPEC.flags>;
+
+/** The request options the flags ask for. */
+function requestOptions(f: GenerateFlags): GenerateOptions {
+  return {
+    maxTokens: f.maxTokens,
+    temperature: f.temperature,
+    topK: f.topK,
+    topP: f.topP,
+    minP: f.minP,
+    repeatPenalty: f.repeatPenalty,
+    penaltyWindow: f.repeatLastN,
+    presencePenalty: f.presencePenalty,
+    frequencyPenalty: f.frequencyPenalty,
+    seed: f.seed,
+    stop: f.stop.length > 0 ? f.stop : undefined,
+    ignoreEos: f.ignoreEos,
+  };
+}
+
+/**
+ * An empty `--prompt` does what llama.cpp's `llama-cli -p ""` does: generate from BOS alone
+ * where the model adds BOS (with a warning, as the output is then the model's unprompted
+ * text), and refuse where it does not, as there is nothing to start from.
+ */
+function checkEmptyPrompt(engine: Engine, prompt: string): void {
+  if (prompt !== "") return;
+  if (engine.tokenizer.encode("").length === 0) {
+    throw new InvalidArgumentError("--prompt", "is empty, and this model adds no BOS token to start from; give some text");
+  }
+  console.error("warning: --prompt is empty: generating from the BOS token alone (as llama.cpp does)");
+}
+
+/** A promise that rejects once `signal` is aborted, to stop awaiting a model load on Ctrl-C. */
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = () => reject(new RequestAbortedError(signal.reason));
+    if (signal.aborted) fail();
+    else signal.addEventListener("abort", fail, { once: true });
+  });
+}
+
 export const generateCommand: CliCommand = defineCommand(
   SPEC,
   "generate text from a prompt (streams to stdout)",
   async (f) => {
-    const { engine, loaded } = engineFromFlags(f);
-    const abort = new AbortController();
-    const stopListening = onInterrupt(() => abort.abort());
+    const options = requestOptions(f);
+    // Before the model loads: a bad option is refused at once, named by its flag.
     try {
-      await loaded;
-      const options: GenerateOptions = {
-        maxTokens: f.maxTokens,
-        temperature: f.temperature,
-        topK: f.topK,
-        topP: f.topP,
-        minP: f.minP,
-        repeatPenalty: f.repeatPenalty,
-        penaltyWindow: f.repeatLastN,
-        presencePenalty: f.presencePenalty,
-        frequencyPenalty: f.frequencyPenalty,
-        seed: f.seed,
-        stop: f.stop.length > 0 ? f.stop : undefined,
-        ignoreEos: f.ignoreEos,
-        signal: abort.signal,
-      };
-      const stream = engine.generate(f.prompt, options);
+      validateGenerateOptions(options);
+    } catch (err) {
+      throw asFlagError(err, OPTION_FLAGS);
+    }
+    const { engine, loaded } = engineFromFlags(f);
+    const interrupt = new AbortController();
+    const stopListening = onInterrupt(() => interrupt.abort());
+    const interrupted = rejectOnAbort(interrupt.signal);
+    interrupted.catch(() => {});
+    let streaming = false;
+    try {
+      await Promise.race([loaded, interrupted]);
+      checkEmptyPrompt(engine, f.prompt);
+      const stream = engine.generate(f.prompt, { ...options, signal: interrupt.signal });
       if (!f.json && !f.noStream) {
+        streaming = true;
         for await (const chunk of stream) process.stdout.write(chunk.text);
       }
       const result = await stream.result;
@@ -105,6 +156,11 @@ export const generateCommand: CliCommand = defineCommand(
       else if (f.noStream) console.log(result.text);
       else process.stdout.write("\n");
       return 0;
+    } catch (err) {
+      if (!interrupt.signal.aborted) throw asFlagError(err, OPTION_FLAGS);
+      // Ctrl-C: what was streamed stays, on a line of its own; the exit code says why.
+      if (streaming) process.stdout.write("\n");
+      return INTERRUPTED_EXIT_CODE;
     } finally {
       stopListening();
       await engine.dispose();
