@@ -1,8 +1,8 @@
 /**
- * webgpu-llm: GGUF language models on WebGPU, in the browser, Deno and Node.
+ * gguf-webgpu: GGUF language models on WebGPU, in the browser, Deno and Node.
  *
  * ```ts
- * import { loadEngine } from "webgpu-llm";
+ * import { loadEngine } from "gguf-webgpu";
  * const engine = await loadEngine("https://example.com/model.gguf");   // or a File, or bytes
  * for await (const chunk of engine.generate([{ role: "user", content: "Hello" }])) print(chunk.text);
  * await engine.dispose();
@@ -11,6 +11,10 @@
  * Everything here is safe to import in a browser: modules that need Node or Deno APIs load
  * them only inside the code path that reads a local file.
  */
+
+// Declares `Symbol.asyncDispose` and `AsyncDisposable` for consumers whose TypeScript lib
+// lacks ESNext.Disposable (the shipped .d.ts files use them).
+import "./disposable-types.ts";
 
 // The engine and its request API.
 export { createEngine, Engine, type EngineOptions, type EngineStats, loadEngine } from "./engine/engine.ts";

@@ -3,8 +3,8 @@
  * page never freezes while a model loads or generates.
  *
  * ```ts
- * import { WorkerEngine } from "webgpu-llm";
- * const worker = new Worker(new URL("webgpu-llm/worker", import.meta.url), { type: "module" });
+ * import { WorkerEngine } from "gguf-webgpu";
+ * const worker = new Worker(new URL("gguf-webgpu/worker", import.meta.url), { type: "module" });
  * const engine = new WorkerEngine(worker, "https://example.com/model.gguf", { cache: true });
  * for await (const chunk of engine.generate([{ role: "user", content: "Hi" }])) show(chunk.text);
  * await engine.dispose(); // disposes the engine, then terminates the worker

@@ -1,5 +1,5 @@
 /**
- * The npm package as a user gets it: `npm run build`, `npm pack`, the tarball installed
+ * The npm package as a user gets it: `npm pack` (which builds, in prepack), the tarball installed
  * into an empty project in a temporary folder, then used from there by TypeScript, by a
  * Vite page in Chromium (engine in the page on WebGPU, and in the package's worker), by
  * Deno (WebGPU on Mesa's lavapipe, and the CPU backend) and by Node (CPU backend).
@@ -7,7 +7,7 @@
  * model, computed here in the test process.
  */
 import { execFile } from "node:child_process";
-import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
@@ -60,8 +60,8 @@ test.beforeAll(async () => {
   const model = await syntheticModelPath("llama", "Q8_0");
   expected = await cpuGeneration(model, PROMPT, { temperature: 0, maxTokens: 8, ignoreEos: true });
 
-  await sh("npm", ["run", "build"], ROOT);
-  work = mkdtempSync(join(tmpdir(), "webgpu-llm-package-"));
+  work = mkdtempSync(join(tmpdir(), "gguf-webgpu-package-"));
+  // `npm pack` builds dist/ itself (the prepack script), as `npm publish` does.
   const packed = await sh("npm", ["pack", "--silent", "--pack-destination", work], ROOT);
   tarball = join(work, packed.trim().split("\n").at(-1)!);
 
@@ -94,8 +94,45 @@ test("the tarball holds the built library and nothing of the repository's intern
   expect(stray).toEqual([]);
 });
 
+test("npm pack in a clean copy of the tree (no dist/, no generated shaders) builds the library first", async () => {
+  // What a fresh clone has: the tracked files and the new ones git does not ignore.
+  const clean = join(work, "clean");
+  const listed = await sh("git", ["ls-files", "--cached", "--others", "--exclude-standard", "-z"], ROOT);
+  for (const file of listed.split("\0").filter((f) => f !== "" && existsSync(join(ROOT, f)))) {
+    mkdirSync(dirname(join(clean, file)), { recursive: true });
+    copyFileSync(join(ROOT, file), join(clean, file));
+  }
+  expect(existsSync(join(clean, "dist"))).toBe(false);
+  expect(existsSync(join(clean, "src", "gpu", "shaders.generated.ts"))).toBe(false);
+  // The build's TypeScript and the dependencies' types, without a registry install.
+  symlinkSync(join(ROOT, "node_modules"), join(clean, "node_modules"));
+  const stdout = await sh("npm", ["pack", "--dry-run", "--json"], clean);
+  // The JSON report follows the prepack script's own output.
+  const report = JSON.parse(stdout.slice(stdout.search(/^\[$/m))) as { files: { path: string }[] }[];
+  const files = report[0]?.files.map((f) => f.path) ?? [];
+  for (const f of ["dist/index.js", "dist/index.d.ts", "dist/worker/worker.js", "dist/gpu/shaders.generated.js"]) {
+    expect(files).toContain(f);
+  }
+});
+
 test("TypeScript in the consumer project type-checks against the package's declarations", async () => {
   await sh(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], app);
+});
+
+test("the declarations compile with a browser project's plain lib (ES2022, DOM: no ESNext.Disposable)", async () => {
+  await sh(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.plain-lib.json"], app);
+});
+
+test("Dawn (webgpu) is an optional peer: not installed with the package; Node asking for WebGPU is told to install it", async () => {
+  const manifest = JSON.parse(readFileSync(join(app, "node_modules", "gguf-webgpu", "package.json"), "utf8")) as Record<string, unknown>;
+  expect(manifest.peerDependenciesMeta).toEqual({ webgpu: { optional: true } });
+  expect(existsSync(join(app, "node_modules", "webgpu"))).toBe(false);
+  const got = JSON.parse((await sh(process.execPath, ["node-webgpu.mjs", "model.gguf"], app)).trim().split("\n").at(-1)!) as {
+    name?: string;
+    message?: string;
+  };
+  expect(got.name).toBe("GpuError");
+  expect(got.message).toMatch(/npm install webgpu/);
 });
 
 test("Node imports the package by name and generates (CPU backend)", async () => {

@@ -16,7 +16,7 @@ import {
   SourceError,
   tokenizerFromMetadata,
   WorkerEngine,
-} from "webgpu-llm";
+} from "gguf-webgpu";
 
 export async function use(url: string, gpu: GPU): Promise<GenerationResult> {
   const engine: Engine = createEngine(url, { backend: "webgpu", gpu, onProgress: (p) => console.log(p.phase, p.bytesLoaded) });

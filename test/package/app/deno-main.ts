@@ -3,7 +3,7 @@
  * package.json and node_modules). Usage: deno run -A deno-main.ts MODEL BACKEND PROMPT
  * Prints one JSON line.
  */
-import { loadEngine } from "webgpu-llm";
+import { loadEngine } from "gguf-webgpu";
 
 const [model, backend, prompt] = Deno.args;
 if (!model || (backend !== "webgpu" && backend !== "cpu") || prompt === undefined) {

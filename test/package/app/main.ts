@@ -1,10 +1,10 @@
 /**
- * A page of a project that installed webgpu-llm from its tarball: the engine in this
+ * A page of a project that installed gguf-webgpu from its tarball: the engine in this
  * thread on WebGPU, and the same model in the package's worker on the CPU. The test reads
  * `window.__result` (or `window.__error`) once `body[data-done]` is set.
  */
-import { type GenerateOptions, LlmError, loadEngine, WorkerEngine } from "webgpu-llm";
-import EngineWorker from "webgpu-llm/worker?worker";
+import { type GenerateOptions, LlmError, loadEngine, WorkerEngine } from "gguf-webgpu";
+import EngineWorker from "gguf-webgpu/worker?worker";
 
 const model = new URL("./model.gguf", location.href).href;
 const prompt = new URLSearchParams(location.search).get("prompt") ?? "Hello there";

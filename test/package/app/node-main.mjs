@@ -1,6 +1,6 @@
 // Node importing the installed package by its name (CPU backend: Node has no WebGPU of its own).
 // Usage: node node-main.mjs MODEL PROMPT; prints one JSON line.
-import { loadEngine } from "webgpu-llm";
+import { loadEngine } from "gguf-webgpu";
 
 const [model, prompt] = process.argv.slice(2);
 const engine = await loadEngine(model, { backend: "cpu" });
