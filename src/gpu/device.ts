@@ -8,7 +8,8 @@
  * const pipeline = await ctx.pipelines.getAsync(variant);
  * ...
  * ctx.check();          // throws the first device-lost / uncaptured error as a GpuError
- * await ctx.destroy();  // destroys every buffer of ctx.allocator, then the device if we made it
+ * await ctx.destroy();  // destroys every buffer of ctx.allocator, then the device if we made it,
+ *                       // and resolves once that device reports itself lost
  * ```
  *
  * We ask for the adapter's maximum storage-binding and buffer sizes (a 1B model's embedding
@@ -64,6 +65,11 @@ export interface GpuContextOptions {
    * weight splitting, binding windows and 2-D grids with small data.
    */
   limitOverrides?: GpuLimitRequest;
+  /**
+   * How long `destroy()` waits for our own device to report itself lost once destroyed
+   * (and for the last submitted work before that), ms; default 5000.
+   */
+  destroyTimeoutMs?: number;
 }
 
 /** A ready device with what we know about it. */
@@ -89,7 +95,19 @@ export interface GpuContext {
    * (default 30 s) so that a hung submission becomes an error, and with `failure` if set.
    */
   finish(timeoutMs?: number): Promise<void>;
-  /** Frees every tracked buffer, then the device if `ownsDevice`. Idempotent. */
+  /**
+   * Calls `listener` with `failure` whenever a loss or uncaptured error arrives, until
+   * `destroy()`. Subscribe here rather than on the device: a listener on the device would
+   * outlive this context on a caller's device and keep whatever it reaches alive.
+   */
+  onFailure(listener: (error: GpuError) => void): void;
+  /**
+   * Releases everything: waits (bounded) for the submitted work, stops listening to the
+   * device, destroys every tracked buffer, forgets the pipelines, and when `ownsDevice`
+   * destroys the device and resolves once its `lost` promise has (rejecting with GpuError
+   * DEVICE_DESTROY_TIMEOUT after `destroyTimeoutMs` if it never does). A caller's device is
+   * left usable. Idempotent: every call returns the same promise.
+   */
   destroy(): Promise<void>;
 }
 
@@ -181,26 +199,11 @@ function makeContext(device: GPUDevice, adapterInfo: GPUAdapterInfo | undefined,
     minUniformBufferOffsetAlignment: dl.minUniformBufferOffsetAlignment,
     minStorageBufferOffsetAlignment: dl.minStorageBufferOffsetAlignment,
   };
-  let failure: GpuError | null = null;
-  let destroyed = false;
-  const fail = (error: GpuError): void => {
-    // A lost device explains every error that came before it (work submitted to a
-    // destroyed device fails validation first): the loss is the reason to report.
-    if (failure === null || (error.code === "DEVICE_LOST" && failure.code !== "DEVICE_LOST")) failure = error;
-  };
-  device.lost.then((info) => {
-    // Our own destroy() also resolves `lost` (reason "destroyed"): that is not a failure.
-    // An injected device destroyed by its owner under us is one.
-    if (destroyed) return;
-    const why = info.reason === "destroyed" ? "the device was destroyed" : info.message || "no reason given";
-    fail(new GpuError("DEVICE_LOST", `GPU device lost: ${why}`));
-  });
-  device.addEventListener("uncapturederror", (event) => {
-    const error = (event as GPUUncapturedErrorEvent).error;
-    const oom = typeof GPUOutOfMemoryError !== "undefined" && error instanceof GPUOutOfMemoryError;
-    fail(new GpuError(oom ? "OUT_OF_MEMORY" : "GPU_VALIDATION", `uncaptured WebGPU error: ${error.message}`));
-  });
+  const watch = new DeviceWatch(device);
   const allocator = new GpuAllocator(device, { maxStorageBindingSize: limits.maxStorageBufferBindingSize });
+  const pipelines = new PipelineCache(device);
+  const destroyTimeoutMs = options.destroyTimeoutMs ?? DEFAULT_DESTROY_TIMEOUT_MS;
+  let destroying: Promise<void> | undefined;
 
   const ctx: GpuContext = {
     device,
@@ -209,36 +212,130 @@ function makeContext(device: GPUDevice, adapterInfo: GPUAdapterInfo | undefined,
     limits,
     ownsDevice,
     allocator,
-    pipelines: new PipelineCache(device),
+    pipelines,
     get failure() {
-      return failure;
+      return watch.failure;
     },
     check() {
-      if (failure) throw failure;
+      if (watch.failure) throw watch.failure;
+    },
+    onFailure(listener) {
+      watch.listen(listener);
     },
     async finish(timeoutMs = 30_000) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new GpuError("GPU_TIMEOUT", `GPU work did not finish within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-      });
-      try {
-        await Promise.race([device.queue.onSubmittedWorkDone(), timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
-      if (failure) throw failure;
+      await withTimeout(device.queue.onSubmittedWorkDone(), timeoutMs, () => new GpuError("GPU_TIMEOUT", `GPU work did not finish within ${timeoutMs} ms`));
+      if (watch.failure) throw watch.failure;
     },
-    async destroy() {
-      if (destroyed) return;
-      allocator.destroyAll();
-      destroyed = true;
-      if (ownsDevice) device.destroy();
+    destroy() {
+      destroying ??= releaseDevice(device, ownsDevice, watch, allocator, pipelines, destroyTimeoutMs);
+      return destroying;
     },
   };
   return ctx;
+}
+
+/** How long `destroy()` waits for a destroyed device's `lost` promise by default. */
+const DEFAULT_DESTROY_TIMEOUT_MS = 5_000;
+
+/**
+ * The body of `GpuContext.destroy()`: waits for the submitted work, detaches our
+ * listeners, destroys every tracked buffer, forgets the pipelines, and (for our own device)
+ * destroys the device and waits until it reports itself lost.
+ *
+ * Why each part: a listener left on a caller's device keeps what it reaches alive for as
+ * long as that device lives (every disposed runner used to stay, with its compiled
+ * pipelines: about 25 MB per load on lavapipe); a pipeline is freed only once nothing
+ * references it, as WebGPU has no `destroy()` for it; and the device's `lost` promise is
+ * the implementation's word that the device is gone, so a caller who awaits `destroy()`
+ * may start the next device without the last one's still being torn down.
+ */
+async function releaseDevice(
+  device: GPUDevice,
+  ownsDevice: boolean,
+  watch: DeviceWatch,
+  allocator: GpuAllocator,
+  pipelines: PipelineCache,
+  destroyTimeoutMs: number,
+): Promise<void> {
+  // From here a loss is our doing, not a failure to report.
+  watch.detach();
+  // Destroying a buffer that queued work still reads is allowed, but waiting first makes
+  // the release deterministic. The wait is bounded and its outcome ignored: a lost or hung
+  // device must still be released (destroying it is how a hang ends).
+  await withTimeout(device.queue.onSubmittedWorkDone(), destroyTimeoutMs, () => new GpuError("GPU_TIMEOUT", "")).catch(() => undefined);
+  allocator.destroyAll();
+  pipelines.clear();
+  if (!ownsDevice) return;
+  device.destroy();
+  await withTimeout(device.lost, destroyTimeoutMs, () =>
+    new GpuError(
+      "DEVICE_DESTROY_TIMEOUT",
+      `the WebGPU device "${device.label}" was destroyed but did not report itself lost within ${destroyTimeoutMs} ms (GpuContextOptions.destroyTimeoutMs)`,
+      { label: device.label },
+    ));
+}
+
+/**
+ * Turns a device's loss and uncaptured errors into the context's first {@link GpuError}
+ * and tells subscribers. `detach()` removes the event listener and drops every subscriber,
+ * so that afterwards the device (a caller's may live on) reaches nothing of ours but this
+ * small object, through the `lost` handler that cannot be removed.
+ */
+class DeviceWatch {
+  failure: GpuError | null = null;
+  #device: GPUDevice | undefined;
+  #listeners: ((error: GpuError) => void)[] = [];
+  readonly #onUncaptured = (event: Event): void => {
+    const error = (event as GPUUncapturedErrorEvent).error;
+    const oom = typeof GPUOutOfMemoryError !== "undefined" && error instanceof GPUOutOfMemoryError;
+    this.#fail(new GpuError(oom ? "OUT_OF_MEMORY" : "GPU_VALIDATION", `uncaptured WebGPU error: ${error.message}`));
+  };
+
+  constructor(device: GPUDevice) {
+    this.#device = device;
+    device.addEventListener("uncapturederror", this.#onUncaptured);
+    device.lost.then((info) => {
+      // Our own destroy() also resolves `lost` (reason "destroyed"), after detach(): not a
+      // failure. An injected device destroyed by its owner under us is one.
+      if (this.#device === undefined) return;
+      const why = info.reason === "destroyed" ? "the device was destroyed" : info.message || "no reason given";
+      this.#fail(new GpuError("DEVICE_LOST", `GPU device lost: ${why}`));
+    });
+  }
+
+  /** Calls `listener` with the context's failure on every loss or uncaptured error, until detached. */
+  listen(listener: (error: GpuError) => void): void {
+    if (this.#device === undefined) return;
+    this.#listeners.push(listener);
+  }
+
+  /** Stops listening; the failure seen so far stays readable. */
+  detach(): void {
+    this.#device?.removeEventListener("uncapturederror", this.#onUncaptured);
+    this.#device = undefined;
+    this.#listeners = [];
+  }
+
+  #fail(error: GpuError): void {
+    // A lost device explains every error that came before it (work submitted to a
+    // destroyed device fails validation first): the loss is the reason to report.
+    const first = this.failure === null;
+    if (first || (error.code === "DEVICE_LOST" && this.failure?.code !== "DEVICE_LOST")) this.failure = error;
+    for (const listener of this.#listeners) listener(this.failure!);
+  }
+}
+
+/** `promise`, or the error `onTimeout` makes once `timeoutMs` have passed. */
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -45,6 +45,15 @@ export class PipelineCache {
     return this.pipelines.size;
   }
 
+  /**
+   * Forgets every pipeline (at the context's destroy). WebGPU has no `destroy()` for a
+   * pipeline: it is freed once nothing references it, so the cache must let go of it.
+   */
+  clear(): void {
+    this.pipelines.clear();
+    this.pending.clear();
+  }
+
   /** The WGSL text of a variant (for reading or dumping). */
   source(variant: KernelVariant): string {
     return preprocessShader(variant.file, variant.defines);
