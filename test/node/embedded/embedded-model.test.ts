@@ -1,22 +1,27 @@
 /**
- * The embedded default model (models/tiny-fortunes-*.gguf) as llama.cpp and our CPU
- * reference see it:
- * - llama.cpp loads every variant, and its greedy text is mostly ASCII words;
- * - llama.cpp's `gpt-2` tokenizer gives the ids our BPE trainer (tools/train/bpe.py) gave;
- * - held-out perplexity of F32 by llama.cpp and by the reference agree within 0.5%, and
- *   each quantized variant stays within 5% of F32.
+ * The embedded default model (models/tiny-fortunes-*.gguf): our code against llama.cpp.
+ * - golden greedy tokens: our engine (CPU reference backend) picks llama.cpp's argmax ids
+ *   for every variant; the ids are also kept in test/fixtures/embedded-greedy.json for
+ *   the suites without llama.cpp (test/deno/embedded-golden.test.ts runs them on WebGPU),
+ *   and that file is checked against llama.cpp here;
+ * - our tokenizer gives the ids llama.cpp's `gpt-2` tokenizer and our BPE trainer gave;
+ * - held-out perplexity by llama.cpp and by the reference agree within 0.5% for every
+ *   variant, and each quantized variant stays within 5% of F32.
  * The held-out text is a 3 KB slice of documents the model never trained on
  * (test/fixtures/heldout-sample.txt, written by tools/train/heldout_ids.py).
  */
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import type { LlamaContext, LlamaModel, Token } from "node-llama-cpp";
+import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { openGGUF } from "../../../src/gguf/reader.ts";
 import { type PerplexityResult, perplexityOfIds, referenceLogitsBackend } from "../../../src/model/perplexity.ts";
 import { ReferenceModel } from "../../../src/model/reference.ts";
+import { loadEngine } from "../../../src/engine/engine.ts";
+import { tokenizerFromMetadata } from "../../../src/tokenizer/index.ts";
 import { createExactContext, loadLlamaCppModel } from "../support/llamacpp.ts";
-import { llamaCppBackend, llamaCppLogProbs } from "./llamacpp-logprobs.ts";
+import { decisivePrefix, GOLDEN_FILE, GOLDEN_PROMPTS, GOLDEN_TOKENS, type GoldenCase, llamaCppGreedy } from "./greedy-golden.ts";
+import { llamaCppBackend } from "./llamacpp-logprobs.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
 const VARIANTS = ["f32", "f16", "q8_0", "q4_k_m"] as const;
@@ -59,22 +64,6 @@ afterAll(async () => {
   }
 });
 
-/** llama.cpp's greedy continuation of `prompt` (BOS first), stopping at end of text. */
-async function greedyText(v: Variant, prompt: string, n: number): Promise<string> {
-  const { model, context } = get(v);
-  const ids: number[] = [model.tokens.bos!, ...model.tokenize(prompt)];
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const logProbs = (await llamaCppLogProbs(context, ids, VOCAB)).at(-1)!;
-    let best = 0;
-    for (let j = 1; j < logProbs.length; j++) if (logProbs[j]! > logProbs[best]!) best = j;
-    if (best === model.tokens.eos) break;
-    ids.push(best);
-    out.push(best);
-  }
-  return model.detokenize(out.map((t) => t as Token));
-}
-
 /** Share of whitespace-separated pieces that are an English-looking word with punctuation. */
 function wordShare(text: string): number {
   const pieces = text.split(/\s+/).filter((p) => p.length > 0);
@@ -87,44 +76,87 @@ async function llamaCppPerplexity(v: Variant): Promise<PerplexityResult> {
   return perplexityOfIds(sampleIds, llamaCppBackend(context, VOCAB), { bos: model.tokens.bos!, context: CONTEXT });
 }
 
-describe("embedded model under llama.cpp", () => {
-  test.each(VARIANTS)("%s: greedy text is mostly ASCII words", async (v) => {
-    const text = await greedyText(v, "The meaning of life is", 40);
-    const ascii = [...text].filter((c) => (c >= " " && c <= "~") || c === "\n" || c === "\t").length;
-    expect(text.length).toBeGreaterThan(40);
-    expect(ascii / text.length).toBeGreaterThan(0.95);
-    expect(wordShare(text)).toBeGreaterThan(0.7);
-    // Not one word repeated forever: a real text has several distinct words.
-    expect(new Set(text.toLowerCase().match(/[a-z]+/g)).size).toBeGreaterThan(5);
+describe("golden greedy tokens", () => {
+  let golden: GoldenCase[] = [];
+
+  test("the golden file holds llama.cpp's greedy ids for every variant and prompt", async () => {
+    const derived: GoldenCase[] = [];
+    for (const variant of VARIANTS) {
+      const { model, context } = get(variant);
+      for (const prompt of GOLDEN_PROMPTS) {
+        derived.push({ variant, prompt, ...(await llamaCppGreedy(model, context, prompt, GOLDEN_TOKENS, VOCAB)) });
+      }
+    }
+    if (process.env.UPDATE_GOLDEN === "1") await writeFile(root(GOLDEN_FILE), JSON.stringify(derived, null, 1) + "\n");
+    golden = JSON.parse(await readFile(root(GOLDEN_FILE), "utf8")) as GoldenCase[];
+    expect(golden).toEqual(derived);
+    const decisive = golden.reduce((a, c) => a + decisivePrefix(c), 0);
+    const total = golden.reduce((a, c) => a + c.ids.length, 0);
+    console.log(`embedded golden: ${decisive} of ${total} greedy ids come before their prompt's first near-tie`);
+    // With float weights no step is a near-tie: every id is checked.
+    for (const c of golden.filter((g) => g.variant === "f32" || g.variant === "f16")) expect(decisivePrefix(c)).toBe(c.ids.length);
   });
 
-  test("llama.cpp's gpt-2 tokenizer reproduces the trainer's ids", () => {
-    const { model } = get("f32");
-    expect(Array.from(model.tokenize(sampleText), Number)).toEqual(sampleIds);
+  test.each(VARIANTS)("%s: our engine (CPU reference) generates the golden ids, as mostly English words", async (variant) => {
+    const engine = await loadEngine(modelPath(variant), { backend: "cpu", maxSequences: GOLDEN_PROMPTS.length });
+    try {
+      const cases = golden.filter((c) => c.variant === variant);
+      expect(cases.length).toBe(GOLDEN_PROMPTS.length);
+      const results = await Promise.all(
+        cases.map((c) => engine.generate(c.prompt, { temperature: 0, maxTokens: GOLDEN_TOKENS }).result),
+      );
+      results.forEach((r, i) => {
+        const c = cases[i]!;
+        const n = decisivePrefix(c);
+        expect(r.promptTokens, `prompt ids of "${c.prompt}"`).toEqual(c.promptIds);
+        expect(r.tokens.slice(0, n), `greedy ids after "${c.prompt}", up to llama.cpp's first near-tie (${n})`).toEqual(c.ids.slice(0, n));
+      });
+      // The model learned English: our decoding of its text is mostly words.
+      const text = results.map((r) => r.text).join(" ");
+      expect(wordShare(text)).toBeGreaterThan(0.7);
+    } finally {
+      await engine.dispose();
+    }
   });
 });
+
+describe("tokenizer", () => {
+  test("ours gives the ids of llama.cpp's gpt-2 tokenizer and of the BPE trainer", async () => {
+    const { model } = get("f32");
+    const file = await openGGUF(modelPath("f32"));
+    try {
+      const ours = tokenizerFromMetadata(file.metadata).encode(sampleText, { addSpecial: false });
+      expect(ours).toEqual(Array.from(model.tokenize(sampleText), Number));
+      expect(ours).toEqual(sampleIds);
+    } finally {
+      await file.close();
+    }
+  });
+});
+
+/** Our CPU reference's perplexity of variant `v` over the held-out sample. */
+async function referencePerplexity(v: Variant): Promise<PerplexityResult> {
+  const file = await openGGUF(modelPath(v));
+  try {
+    const reference = await ReferenceModel.load(file);
+    return await perplexityOfIds(sampleIds, referenceLogitsBackend(reference), { bos: get(v).model.tokens.bos!, context: CONTEXT });
+  } finally {
+    await file.close();
+  }
+}
 
 describe("held-out perplexity", () => {
   let f32: PerplexityResult;
 
   test("F32: llama.cpp and the CPU reference agree within 0.5%", async () => {
     f32 = await llamaCppPerplexity("f32");
-    const file = await openGGUF(modelPath("f32"));
-    try {
-      const reference = await ReferenceModel.load(file);
-      const ours = await perplexityOfIds(sampleIds, referenceLogitsBackend(reference), {
-        bos: get("f32").model.tokens.bos!,
-        context: CONTEXT,
-      });
-      console.log(
-        `embedded f32 held-out slice: llama.cpp ppl ${f32.perplexity.toFixed(4)}, reference ${ours.perplexity.toFixed(4)} ` +
-          `(${(100 * (ours.perplexity / f32.perplexity - 1)).toFixed(4)}%) over ${f32.tokens} tokens`,
-      );
-      expect(ours.tokens).toBe(f32.tokens);
-      expect(Math.abs(ours.perplexity / f32.perplexity - 1)).toBeLessThan(0.005);
-    } finally {
-      await file.close();
-    }
+    const ours = await referencePerplexity("f32");
+    console.log(
+      `embedded f32 held-out slice: llama.cpp ppl ${f32.perplexity.toFixed(4)}, reference ${ours.perplexity.toFixed(4)} ` +
+        `(${(100 * (ours.perplexity / f32.perplexity - 1)).toFixed(4)}%) over ${f32.tokens} tokens`,
+    );
+    expect(ours.tokens).toBe(f32.tokens);
+    expect(Math.abs(ours.perplexity / f32.perplexity - 1)).toBeLessThan(0.005);
     // The shipped model must have learned the corpus: an untrained one scores about 2.9
     // nats per byte here; the shipped F32 measured 1.71 on this slice (1.63 on all
     // held-out text). The bound leaves room for a retrained model, not for a broken one.
@@ -132,10 +164,17 @@ describe("held-out perplexity", () => {
     expect(natsPerByte).toBeLessThan(NATS_PER_BYTE_BOUND);
   });
 
-  test.each(["f16", "q8_0", "q4_k_m"] as const)("%s: perplexity within 5 percent of F32", async (v) => {
-    const q = await llamaCppPerplexity(v);
-    console.log(`embedded ${v}: llama.cpp ppl ${q.perplexity.toFixed(4)} (${(100 * (q.perplexity / f32.perplexity - 1)).toFixed(3)}% vs F32)`);
-    expect(q.tokens).toBe(f32.tokens);
-    expect(Math.abs(q.perplexity / f32.perplexity - 1)).toBeLessThan(0.05);
-  });
+  test.each(["f16", "q8_0", "q4_k_m"] as const)(
+    "%s: our dequantization gives llama.cpp's perplexity (within 0.5%), within 5% of F32",
+    async (v) => {
+      const [theirs, ours] = [await llamaCppPerplexity(v), await referencePerplexity(v)];
+      console.log(
+        `embedded ${v}: llama.cpp ppl ${theirs.perplexity.toFixed(4)}, reference ${ours.perplexity.toFixed(4)} ` +
+          `(${(100 * (theirs.perplexity / f32.perplexity - 1)).toFixed(3)}% vs F32)`,
+      );
+      expect(ours.tokens).toBe(theirs.tokens);
+      expect(Math.abs(ours.perplexity / theirs.perplexity - 1)).toBeLessThan(0.005);
+      expect(Math.abs(theirs.perplexity / f32.perplexity - 1)).toBeLessThan(0.05);
+    },
+  );
 });
