@@ -1,26 +1,38 @@
 /**
  * A {@link ModelRunner} on the CPU reference forward pass: slow, plainly correct, and the
  * oracle the WebGPU runner is checked against. `--backend cpu` in the CLI runs it.
+ *
+ * Its KV cache is a paged pool like the GPU runner's ({@link ReferenceKvPool}): every
+ * sequence reads and writes it through the page table its entries bring, so page tables
+ * scrambled, shared or copied give the GPU and the CPU the same thing to compare.
  */
 import type { GGUFFile } from "../gguf/reader.ts";
-import { type ReferenceKVCache, ReferenceModel } from "./reference.ts";
+import { ReferenceKvPool, ReferenceModel } from "./reference.ts";
 import type { ModelConfig } from "./config.ts";
-import type { BatchEntry, ModelRunner, RunnerMemory } from "./runner.ts";
+import type { BatchEntry, KvPool, ModelRunner, PageCopy, RunnerMemory } from "./runner.ts";
 import { sampleToken } from "../sampling/sampler.ts";
 import { yieldToEventLoop } from "./yield.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import { checkCopies, checkDisjointWrites, checkPageTable, identityPages, pagesFor, resolveContextLength, resolvePageSize } from "./kv-pool.ts";
 
 /** Sizes every runner is created with. */
 export interface RunnerOptions {
-  /** Sequences that can hold KV state at once. */
+  /** Sequences that can run at once. */
   readonly maxSlots: number;
-  /** Positions per slot; at most the model's context length (the default). */
+  /** Most positions of one sequence; at most the model's context (default: it, capped at 8192). */
   readonly contextLength?: number;
   /** Most tokens one step may feed, over all entries. */
   readonly maxBatchTokens: number;
+  /**
+   * Bytes of the pool as the GPU would count them in f32 (default: maxSlots full contexts).
+   * The CPU pool grows on demand up to the highest page used.
+   */
+  readonly kvCacheBytes?: number;
+  /** Positions per page (default 32). */
+  readonly pageSize?: number;
 }
 
 interface Slot {
-  cache: ReferenceKVCache;
   /** Every token fed to this slot, oldest first: the penalty window reads its tail. */
   history: number[];
   /** The last token sampled for this slot; fed when an entry brings no tokens. */
@@ -29,24 +41,35 @@ interface Slot {
 
 export class CpuRunner implements ModelRunner {
   readonly config: ModelConfig;
+  readonly kvPool: KvPool;
   readonly maxSlots: number;
   readonly contextLength: number;
   readonly maxBatchTokens: number;
   readonly description = "cpu (reference)";
   readonly #model: ReferenceModel;
+  readonly #pool: ReferenceKvPool;
   readonly #slots: Slot[];
+  /** Steps and copies run one after another, in call order. */
+  #busy: Promise<unknown> = Promise.resolve();
 
   private constructor(model: ReferenceModel, options: RunnerOptions) {
+    const c = model.config;
     this.#model = model;
-    this.config = model.config;
+    this.config = c;
     this.maxSlots = options.maxSlots;
-    this.contextLength = Math.min(options.contextLength ?? model.config.contextLength, model.config.contextLength);
+    this.contextLength = resolveContextLength(options.contextLength, c.contextLength);
     this.maxBatchTokens = options.maxBatchTokens;
-    this.#slots = Array.from({ length: options.maxSlots }, () => ({
-      cache: model.createCache(),
-      history: [],
-      lastSampled: -1,
-    }));
+    const pageSize = resolvePageSize(options.pageSize);
+    const pageBytes = 2 * c.nLayers * pageSize * c.nKvHeads * c.headDim * 4;
+    const pageCount = options.kvCacheBytes === undefined
+      ? options.maxSlots * pagesFor(this.contextLength, pageSize)
+      : Math.floor(options.kvCacheBytes / pageBytes);
+    if (pageCount < 1) {
+      throw new InvalidArgumentError("kvCacheBytes", `${options.kvCacheBytes} bytes hold no page of ${pageBytes} bytes (--kv-budget)`);
+    }
+    this.#pool = new ReferenceKvPool(c.nLayers, c.nKvHeads * c.headDim, pageSize, pageCount);
+    this.kvPool = { pageSize, pageCount, bytes: pageCount * pageBytes };
+    this.#slots = Array.from({ length: options.maxSlots }, () => ({ history: [], lastSampled: -1 }));
   }
 
   /** Dequantizes the model in `file` to f32. */
@@ -54,39 +77,37 @@ export class CpuRunner implements ModelRunner {
     return new CpuRunner(await ReferenceModel.load(file), options);
   }
 
-  resetSlot(slot: number): void {
+  resetSlot(slot: number, history: readonly number[] = []): void {
     const s = this.#slot(slot);
-    s.cache.length = 0;
-    s.history = [];
+    s.history = [...history];
     s.lastSampled = -1;
   }
 
-  async step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
-    await yieldToEventLoop();
-    const results = batch.map((entry) => {
-      if (!entry.sampling) {
-        this.#feed(entry.slot, entry.pos, this.#tokensOf(entry));
-        return new Int32Array(0);
-      }
-      const ids = new Int32Array(1 + extraSteps);
-      let logits = this.#feed(entry.slot, entry.pos, this.#tokensOf(entry));
-      let pos = entry.pos + Math.max(1, entry.tokens.length);
-      for (let k = 0; k <= extraSteps; k++) {
-        if (k > 0) logits = this.#feed(entry.slot, pos++, [ids[k - 1]!]);
-        const s = this.#slot(entry.slot);
-        ids[k] = sampleToken(logits, entry.sampling, s.history, entry.sampleIndex + k);
-        s.lastSampled = ids[k]!;
-      }
-      return ids;
-    });
-    return results;
+  copyPages(copies: readonly PageCopy[]): void {
+    checkCopies(copies, this.kvPool.pageCount);
+    const list = copies.map((c) => ({ ...c }));
+    this.#exclusive(() => {
+      for (const c of list) this.#pool.copyPage(c.from, c.to);
+      return Promise.resolve();
+    }).catch(() => undefined);
   }
 
-  logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]> {
-    const s = this.#slot(slot);
-    s.cache.length = pos;
-    s.history.push(...tokens);
-    return Promise.resolve(this.#model.forward(tokens, s.cache, { allLogits: true }));
+  step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
+    return this.#exclusive(async () => {
+      await yieldToEventLoop();
+      this.#check(batch, extraSteps);
+      return batch.map((entry) => this.#run(entry, extraSteps));
+    });
+  }
+
+  logits(slot: number, pos: number, tokens: readonly number[], pages?: readonly number[]): Promise<Float32Array[]> {
+    return this.#exclusive(() => {
+      const s = this.#slot(slot);
+      const table = pages ?? identityPages(pos + tokens.length, this.kvPool.pageSize);
+      checkPageTable(table, pos + tokens.length - 1, this.kvPool.pageSize, this.kvPool.pageCount, "logits");
+      s.history.push(...tokens);
+      return Promise.resolve(this.#model.forward(tokens, this.#pool.view(table, pos), { allLogits: true }));
+    });
   }
 
   memory(): RunnerMemory {
@@ -97,16 +118,54 @@ export class CpuRunner implements ModelRunner {
     return Promise.resolve();
   }
 
+  #exclusive<T>(body: () => Promise<T>): Promise<T> {
+    const run = this.#busy.then(body, body);
+    this.#busy = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Throws before anything runs when an entry's slot, positions or page table is wrong. */
+  #check(batch: readonly BatchEntry[], extraSteps: number): void {
+    const { pageSize, pageCount } = this.kvPool;
+    const writes = batch.map((e, i) => {
+      this.#slot(e.slot);
+      const last = e.pos + Math.max(1, e.tokens.length) - 1 + (e.sampling ? extraSteps : 0);
+      if (last >= this.contextLength) {
+        throw new InvalidArgumentError(`batch[${i}]`, `positions ${e.pos}..${last} do not fit the context of ${this.contextLength}`);
+      }
+      checkPageTable(e.pages, last, pageSize, pageCount, `batch[${i}]`);
+      return { pages: e.pages, first: e.pos, last };
+    });
+    checkDisjointWrites(writes, pageSize);
+  }
+
+  /** Feeds one entry and samples (with its lookahead) when it asks to. */
+  #run(entry: BatchEntry, extraSteps: number): Int32Array {
+    if (!entry.sampling) {
+      this.#feed(entry, entry.pos, this.#tokensOf(entry));
+      return new Int32Array(0);
+    }
+    const ids = new Int32Array(1 + extraSteps);
+    let logits = this.#feed(entry, entry.pos, this.#tokensOf(entry));
+    let pos = entry.pos + Math.max(1, entry.tokens.length);
+    for (let k = 0; k <= extraSteps; k++) {
+      if (k > 0) logits = this.#feed(entry, pos++, [ids[k - 1]!]);
+      const s = this.#slot(entry.slot);
+      ids[k] = sampleToken(logits, entry.sampling, s.history, entry.sampleIndex + k);
+      s.lastSampled = ids[k]!;
+    }
+    return ids;
+  }
+
   #tokensOf(entry: BatchEntry): readonly number[] {
     return entry.tokens.length > 0 ? entry.tokens : [this.#slot(entry.slot).lastSampled];
   }
 
-  /** Runs `tokens` at `pos..` in `slot`; returns the logits after the last one. */
-  #feed(slot: number, pos: number, tokens: readonly number[]): Float32Array {
-    const s = this.#slot(slot);
-    s.cache.length = pos;
+  /** Runs `tokens` at `pos..` of the entry's sequence; returns the logits after the last one. */
+  #feed(entry: BatchEntry, pos: number, tokens: readonly number[]): Float32Array {
+    const s = this.#slot(entry.slot);
     s.history.push(...tokens);
-    return this.#model.forward(tokens, s.cache)[0]!;
+    return this.#model.forward(tokens, this.#pool.view(entry.pages, pos))[0]!;
   }
 
   #slot(slot: number): Slot {

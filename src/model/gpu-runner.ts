@@ -23,7 +23,7 @@
  */
 import { yieldToEventLoop } from "./yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
-import { type BatchEntry, type ModelRunner, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
+import { type BatchEntry, DEFAULT_PAGE_SIZE, type KvPool, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
 import { HISTORY_CAP, resetHistorySlot } from "../gpu/kernels/history.ts";
@@ -36,6 +36,7 @@ import { GpuStep } from "../gpu/step.ts";
 import { type ModelConfig, modelConfigFromGGUF } from "./config.ts";
 import { GpuForward, type KvCacheType, Recorder } from "./gpu-forward.ts";
 import { loadGpuWeights } from "./gpu-weights.ts";
+import { resolveContextLength } from "./kv-pool.ts";
 
 /** Options of {@link GpuRunner.load}: the engine's sizes plus GPU choices. */
 export interface GpuRunnerOptions extends RunnerSizes {
@@ -85,6 +86,7 @@ interface SamplingRow {
 /** A {@link ModelRunner} on WebGPU. */
 export class GpuRunner implements ModelRunner {
   readonly config: ModelConfig;
+  readonly kvPool: KvPool;
   readonly maxSlots: number;
   readonly contextLength: number;
   readonly maxBatchTokens: number;
@@ -108,6 +110,7 @@ export class GpuRunner implements ModelRunner {
     this.maxSlots = forward.sizes.maxSlots;
     this.contextLength = forward.sizes.contextLength;
     this.maxBatchTokens = forward.sizes.maxTokens;
+    this.kvPool = { pageSize: DEFAULT_PAGE_SIZE, pageCount: this.maxSlots * Math.ceil(this.contextLength / DEFAULT_PAGE_SIZE), bytes: forward.kvBytes };
     const adapter = ctx.adapterInfo?.description || ctx.adapterInfo?.vendor || "injected device";
     this.description = `webgpu/${options.provider ?? "injected"} (${adapter}; KV cache ${forward.sizes.kvCacheType})`;
     this.#hasSampled = Array.from({ length: this.maxSlots }, () => false);
@@ -124,9 +127,12 @@ export class GpuRunner implements ModelRunner {
     const config = modelConfigFromGGUF(file);
     const maxSlots = positiveInteger("maxSlots", options.maxSlots);
     const maxBatchTokens = positiveInteger("maxBatchTokens", options.maxBatchTokens);
-    const contextLength = Math.min(positiveInteger("contextLength", options.contextLength ?? config.contextLength), config.contextLength);
+    const contextLength = resolveContextLength(options.contextLength, config.contextLength);
     const ctx = await createGpuContext({ ...options.context, gpu: options.gpu, device: options.device });
+    // A cancelled load stops between pipelines too, not only between tensors.
+    const stopAbortingCompiles = ctx.pipelines.abortCompilesOn(options.signal);
     try {
+      options.signal?.throwIfAborted(); // the device took a while: no weights for a cancelled load
       if (maxBatchTokens > ctx.limits.maxComputeWorkgroupsPerDimension) {
         throw new InvalidArgumentError("maxBatchTokens", `${maxBatchTokens} exceeds ${ctx.limits.maxComputeWorkgroupsPerDimension} work-groups per dimension`);
       }
@@ -152,10 +158,13 @@ export class GpuRunner implements ModelRunner {
         kvCacheType: chooseKvType(options.kvCacheType ?? "auto", config, ctx, maxSlots, contextLength),
         subSteps: 1 + Math.max(0, Math.floor(options.lookahead ?? 8)),
       }, sampler, options.matrix);
+      options.signal?.throwIfAborted();
       return new GpuRunner(ctx, forward, options);
     } catch (error) {
       await ctx.destroy();
       throw error;
+    } finally {
+      stopAbortingCompiles();
     }
   }
 
@@ -176,6 +185,10 @@ export class GpuRunner implements ModelRunner {
     this.#checkSlot(slot);
     resetHistorySlot(this.#ctx, this.#forward.history, slot);
     this.#hasSampled[slot] = false;
+  }
+
+  copyPages(_copies: readonly PageCopy[]): void {
+    throw new GpuError("GPU_UNSUPPORTED", "copyPages: the GPU pool is not paged yet");
   }
 
   step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
@@ -199,7 +212,7 @@ export class GpuRunner implements ModelRunner {
     });
   }
 
-  logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]> {
+  logits(slot: number, pos: number, tokens: readonly number[], _pages?: readonly number[]): Promise<Float32Array[]> {
     return this.#exclusive(() => this.#logits(slot, pos, tokens));
   }
 

@@ -65,10 +65,30 @@ export interface ReferenceWeights {
 }
 
 /**
- * Keys and values of the positions processed so far, per layer. Storage grows on demand
- * (a 128k-token context of a 1B model would be gigabytes if allocated up front).
+ * Where the forward pass keeps keys and values: position `pos` of `layer` is the row at
+ * `rowOffset(pos)` of `keys(layer)` and `values(layer)` (each row nKvHeads·headDim long).
+ * A contiguous cache ({@link ReferenceKVCache}) and a view of a paged pool through a page
+ * table ({@link ReferenceKvPool.view}) both are one.
  */
-export class ReferenceKVCache {
+export interface KvStore {
+  /** Positions already processed; the next token goes at this position. */
+  length: number;
+  /** The most positions this store holds. */
+  readonly maxLength: number;
+  /** Makes room for positions `[0, n)`, keeping what is stored (InvalidArgumentError past `maxLength`). */
+  reserve(n: number): void;
+  keys(layer: number): Float32Array;
+  values(layer: number): Float32Array;
+  /** Offset of position `pos`'s row in `keys(layer)` and `values(layer)`. */
+  rowOffset(pos: number): number;
+}
+
+/**
+ * Keys and values of the positions processed so far, per layer, in position order.
+ * Storage grows on demand (a 128k-token context of a 1B model would be gigabytes if
+ * allocated up front).
+ */
+export class ReferenceKVCache implements KvStore {
   /** Positions already processed; the next token goes at this position. */
   length = 0;
   readonly #kvDim: number;
@@ -100,6 +120,10 @@ export class ReferenceKVCache {
     return this.#values[layer]!;
   }
 
+  rowOffset(pos: number): number {
+    return pos * this.#kvDim;
+  }
+
   /** Makes room for positions `[0, n)`, keeping what is stored. */
   reserve(n: number): void {
     if (n > this.#maxLength) {
@@ -107,15 +131,81 @@ export class ReferenceKVCache {
     }
     if (n <= this.#capacity) return;
     const capacity = Math.min(this.#maxLength, Math.max(n, this.#capacity * 2, 16));
-    const grow = (old: Float32Array): Float32Array => {
-      const next = new Float32Array(capacity * this.#kvDim);
-      next.set(old);
-      return next;
-    };
-    this.#keys = this.#keys.map(grow);
-    this.#values = this.#values.map(grow);
+    this.#keys = this.#keys.map((old) => grown(old, capacity * this.#kvDim));
+    this.#values = this.#values.map((old) => grown(old, capacity * this.#kvDim));
     this.#capacity = capacity;
   }
+}
+
+/**
+ * A paged KV pool: `pageCount` pages of `pageSize` positions, per layer K and V, shared by
+ * every sequence; a sequence sees it through its page table (`view`). Storage grows on
+ * demand up to the highest page written, so an unused pool costs nothing.
+ */
+export class ReferenceKvPool {
+  readonly pageSize: number;
+  readonly pageCount: number;
+  readonly #kvDim: number;
+  #keys: Float32Array[]; // per layer (capacity pages · pageSize, nKvHeads * headDim)
+  #values: Float32Array[];
+  #capacityPages = 0;
+
+  constructor(nLayers: number, kvDim: number, pageSize: number, pageCount: number) {
+    this.#kvDim = kvDim;
+    this.pageSize = pageSize;
+    this.pageCount = pageCount;
+    this.#keys = Array.from({ length: nLayers }, () => new Float32Array(0));
+    this.#values = Array.from({ length: nLayers }, () => new Float32Array(0));
+  }
+
+  /**
+   * The store of one sequence: position p lives in page `pages[p / pageSize]`. `length` is
+   * where the next token goes; positions past the table's pages are refused.
+   */
+  view(pages: readonly number[], length: number): KvStore {
+    const pool = this;
+    const kvDim = this.#kvDim;
+    const shift = Math.log2(this.pageSize);
+    const mask = this.pageSize - 1;
+    return {
+      length,
+      maxLength: pages.length * this.pageSize,
+      reserve(n: number): void {
+        if (n > this.maxLength) {
+          throw new InvalidArgumentError("pages", `position ${n - 1} is past the ${pages.length} pages of the page table`);
+        }
+        pool.#reservePages(Math.max(...pages.slice(0, Math.ceil(n / pool.pageSize)), -1) + 1);
+      },
+      keys: (layer) => this.#keys[layer]!,
+      values: (layer) => this.#values[layer]!,
+      rowOffset: (pos) => ((pages[pos >> shift]! << shift) + (pos & mask)) * kvDim,
+    };
+  }
+
+  /** Copies page `from` onto page `to` (K and V, every layer). */
+  copyPage(from: number, to: number): void {
+    this.#reservePages(Math.max(from, to) + 1);
+    const rows = this.pageSize * this.#kvDim;
+    for (const arrays of [this.#keys, this.#values]) {
+      for (const a of arrays) a.copyWithin(to * rows, from * rows, (from + 1) * rows);
+    }
+  }
+
+  #reservePages(n: number): void {
+    if (n <= this.#capacityPages) return;
+    const pages = Math.min(this.pageCount, Math.max(n, this.#capacityPages * 2, 4));
+    const length = pages * this.pageSize * this.#kvDim;
+    this.#keys = this.#keys.map((old) => grown(old, length));
+    this.#values = this.#values.map((old) => grown(old, length));
+    this.#capacityPages = pages;
+  }
+}
+
+/** A copy of `old` in a zero-padded array of `length` values. */
+function grown(old: Float32Array, length: number): Float32Array {
+  const next = new Float32Array(length);
+  next.set(old);
+  return next;
 }
 
 /** Options of {@link ReferenceModel.forward}. */
@@ -132,7 +222,8 @@ class RunState {
   readonly k: Float32Array; // (nKvHeads * headDim)
   readonly v: Float32Array; // (nKvHeads * headDim)
   readonly attnOut: Float32Array; // (nHeads * headDim) attention-weighted values
-  readonly scores: Float32Array; // (contextLength) one head's attention weights, grown on demand
+  readonly scores: Float32Array; // (contextLength) one head's attention weights
+  readonly rows: Float64Array; // (contextLength) where each position's K/V row is in the store
   readonly hb: Float32Array; // (nEmbd) output of Wo or Wdown
   readonly gate: Float32Array; // (nFf)
   readonly up: Float32Array; // (nFf)
@@ -147,6 +238,7 @@ class RunState {
     this.v = new Float32Array(c.nKvHeads * c.headDim);
     this.attnOut = new Float32Array(c.nHeads * c.headDim);
     this.scores = new Float32Array(c.contextLength);
+    this.rows = new Float64Array(c.contextLength);
     this.hb = new Float32Array(c.nEmbd);
     this.gate = new Float32Array(c.nFf);
     this.up = new Float32Array(c.nFf);
@@ -195,7 +287,7 @@ export class ReferenceModel {
    * followed by generated tokens gives the same logits as one long prompt.
    * @returns the logits after the last token (one array), or after every token with `allLogits`.
    */
-  forward(tokens: readonly number[], cache: ReferenceKVCache, options: ForwardOptions = {}): Float32Array[] {
+  forward(tokens: readonly number[], cache: KvStore, options: ForwardOptions = {}): Float32Array[] {
     if (tokens.length === 0) throw new InvalidArgumentError("tokens", "no tokens to run");
     for (const t of tokens) {
       if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
@@ -225,12 +317,13 @@ export class ReferenceModel {
   }
 
   /** One token through every layer; leaves the final residual stream in `state.x`. */
-  #forwardOne(token: number, cache: ReferenceKVCache): void {
+  #forwardOne(token: number, cache: KvStore): void {
     const c = this.config;
     const s = this.#state;
     const pos = cache.length;
     s.x.set(this.weights.tokenEmbd.subarray(token * c.nEmbd, (token + 1) * c.nEmbd));
     this.#prepareRope(pos);
+    for (let t = 0; t <= pos; t++) s.rows[t] = cache.rowOffset(t);
     this.weights.layers.forEach((w, layer) => {
       this.#attention(w, layer, pos, cache);
       this.#feedForward(w);
@@ -239,7 +332,7 @@ export class ReferenceModel {
   }
 
   /** x += attention block(x), storing this position's key and value in the cache. */
-  #attention(w: ReferenceLayerWeights, layer: number, pos: number, cache: ReferenceKVCache): void {
+  #attention(w: ReferenceLayerWeights, layer: number, pos: number, cache: KvStore): void {
     const c = this.config;
     const s = this.#state;
     rmsNorm(s.xb, s.x, w.attnNorm, c.normEps);
@@ -258,9 +351,8 @@ export class ReferenceModel {
     this.#applyRope(s.q, c.nHeads);
     this.#applyRope(s.k, c.nKvHeads);
 
-    const kvDim = c.nKvHeads * c.headDim;
-    cache.keys(layer).set(s.k, pos * kvDim);
-    cache.values(layer).set(s.v, pos * kvDim);
+    cache.keys(layer).set(s.k, s.rows[pos]!);
+    cache.values(layer).set(s.v, s.rows[pos]!);
 
     const keys = cache.keys(layer);
     const values = cache.values(layer);
@@ -271,7 +363,7 @@ export class ReferenceModel {
       const kvOff = Math.floor(h / groupSize) * c.headDim;
       // Causal: position `pos` sees positions 0..pos, itself included.
       for (let t = 0; t <= pos; t++) {
-        const kOff = t * kvDim + kvOff;
+        const kOff = s.rows[t]! + kvOff;
         let dot = 0;
         for (let i = 0; i < c.headDim; i++) dot += s.q[qOff + i]! * keys[kOff + i]!;
         s.scores[t] = dot * scale;
@@ -279,7 +371,7 @@ export class ReferenceModel {
       softmax(s.scores, pos + 1);
       for (let i = 0; i < c.headDim; i++) {
         let acc = 0;
-        for (let t = 0; t <= pos; t++) acc += s.scores[t]! * values[t * kvDim + kvOff + i]!;
+        for (let t = 0; t <= pos; t++) acc += s.scores[t]! * values[s.rows[t]! + kvOff + i]!;
         s.attnOut[qOff + i] = acc;
       }
     }

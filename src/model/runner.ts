@@ -37,6 +37,30 @@ export interface BatchEntry {
   readonly sampling?: SamplingParams;
   /** Index of the token this step samples within its request (the generator's counter). */
   readonly sampleIndex: number;
+  /**
+   * The sequence's page table: `pages[i]` is the pool page holding positions
+   * [i·pageSize, (i+1)·pageSize). It covers every position this call reads or writes
+   * (0 … pos + max(1, tokens.length) − 1, plus `extraSteps` for an entry that samples).
+   * Two entries of one step may share pages they only read (a common prefix), never a
+   * page that either writes.
+   */
+  readonly pages: readonly number[];
+}
+
+/** The KV cache: one pool of fixed-size pages shared by every sequence (paged attention). */
+export interface KvPool {
+  /** Positions per page (a power of two, 16–64; default 32). */
+  readonly pageSize: number;
+  /** Pages in the pool. */
+  readonly pageCount: number;
+  /** Bytes of the pool (K and V, every layer). */
+  readonly bytes: number;
+}
+
+/** One whole-page copy of {@link ModelRunner.copyPages}. */
+export interface PageCopy {
+  readonly from: number;
+  readonly to: number;
 }
 
 /** What {@link ModelRunner.profileStep} measured. */
@@ -57,12 +81,17 @@ export interface RunnerMemory {
   readonly peakBytes: number;
 }
 
-/** A model ready to run steps over a slotted KV cache. */
+/** A model ready to run steps over a paged KV pool. */
 export interface ModelRunner {
   readonly config: ModelConfig;
-  /** How many sequences can hold KV state at once. */
+  /** The KV pool every sequence's pages come from. */
+  readonly kvPool: KvPool;
+  /**
+   * How many sequences can run at once (each has a penalty history and a last sampled id);
+   * their KV state lives in the shared pool, not in the slot.
+   */
   readonly maxSlots: number;
-  /** Positions each slot can hold. */
+  /** Most positions one sequence may hold (its page table has at most ceil(contextLength / pageSize) pages). */
   readonly contextLength: number;
   /** Most tokens one step may feed, over all entries. */
   readonly maxBatchTokens: number;
@@ -71,9 +100,17 @@ export interface ModelRunner {
 
   /**
    * Clears a slot's penalty history before a new sequence uses it, seeding it with the
-   * tokens that the sequence already has (none for a fresh prompt: they arrive as it is fed).
+   * tokens that the sequence already has (e.g. a reused prefix whose pages are not fed
+   * again; none for a fresh prompt: its tokens arrive as it is fed).
    */
-  resetSlot(slot: number): void;
+  resetSlot(slot: number, history?: readonly number[]): void;
+
+  /**
+   * Copies whole pages (K and V, every layer) in call order with steps: after every step
+   * called before, and before every step called after (copy-on-write of a shared partial
+   * page). Throws InvalidArgumentError for a page outside the pool.
+   */
+  copyPages(copies: readonly PageCopy[]): void;
 
   /**
    * Runs one step over `batch`, then `extraSteps` decode steps for the entries that
@@ -84,10 +121,12 @@ export interface ModelRunner {
   step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]>;
 
   /**
-   * Feeds `tokens` to `slot` from `pos` and returns the full-vocabulary logits at every
-   * fed position. For perplexity and correctness checks, not for generation.
+   * Feeds `tokens` to `slot` from `pos` over the page table `pages` (as in
+   * {@link BatchEntry.pages}) and returns the full-vocabulary logits at every fed position.
+   * For perplexity and correctness checks, not for generation. Without `pages`, pages
+   * 0, 1, 2, … of the pool are used (the caller then runs nothing else at the same time).
    */
-  logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]>;
+  logits(slot: number, pos: number, tokens: readonly number[], pages?: readonly number[]): Promise<Float32Array[]>;
 
   /**
    * Runs one step like `step()` with each kernel timed on the GPU (timestamp queries), for
@@ -120,11 +159,26 @@ export interface LoadProgress {
 /** Sizes and hooks the engine passes to every runner. */
 export interface RunnerSizes {
   readonly maxSlots: number;
+  /** Most positions one sequence may hold; default min(the model's context, {@link DEFAULT_CONTEXT_CAP}). */
   readonly contextLength?: number;
   readonly maxBatchTokens: number;
+  /** Bytes the KV pool may take (default: chosen by the runner from the device's limits). */
+  readonly kvCacheBytes?: number;
+  /** Positions per page, a power of two in [16, 64] (default {@link DEFAULT_PAGE_SIZE}). */
+  readonly pageSize?: number;
   readonly onProgress?: (progress: LoadProgress) => void;
   readonly signal?: AbortSignal;
 }
+
+/** Positions per KV page unless `pageSize` says otherwise. */
+export const DEFAULT_PAGE_SIZE = 32;
+
+/**
+ * Default most positions of one sequence when the model's trained context is longer: real
+ * files say 32k–128k, and a pool holding that for even one sequence would not fit a
+ * browser's storage bindings.
+ */
+export const DEFAULT_CONTEXT_CAP = 8192;
 
 /** A runner was used after `dispose()`. */
 export class RunnerDisposedError extends LlmError {

@@ -22,6 +22,7 @@ import { HISTORY_CAP } from "../../src/gpu/kernels/history.ts";
 import { GpuRunner, type GpuRunnerOptions } from "../../src/model/gpu-runner.ts";
 import type { Architecture } from "../../src/model/config.ts";
 import { ReferenceModel } from "../../src/model/reference.ts";
+import { slotPages } from "../../src/model/kv-pool.ts";
 
 const ARCHS: readonly Architecture[] = ["llama", "qwen2", "qwen3"];
 const SIZES = { maxSlots: 4, maxBatchTokens: 48, contextLength: 160 } as const;
@@ -90,6 +91,11 @@ function compare(got: readonly Float32Array[], want: readonly Float32Array[]): A
     if (argmax(g) === argmax(w)) same++;
   });
   return { maxDiff, meanKl: kl / got.length, top1: same / got.length };
+}
+
+/** The slot's own range of pool pages (sequences of different slots never share one). */
+function pagesOf(runner: ModelRunner, slot: number): number[] {
+  return slotPages(slot, runner.contextLength, runner.kvPool.pageSize);
 }
 
 /** Greedy generation through `runner.step`, the way the engine drives it. */
@@ -205,14 +211,14 @@ Deno.test("a batch of different prompts in one step gives each the same greedy t
     const together: number[][] = PROMPTS.map(() => []);
     const pos = PROMPTS.map((p) => p.length);
     const first = await runner.step(
-      PROMPTS.map((tokens, i) => ({ slot: slots[i]!, pos: 0, tokens, sampling: GREEDY, sampleIndex: 0 })),
+      PROMPTS.map((tokens, i) => ({ slot: slots[i]!, pos: 0, tokens, sampling: GREEDY, sampleIndex: 0, pages: pagesOf(runner, slots[i]!) })),
       0,
     );
     first.forEach((ids, i) => together[i]!.push(...ids));
     while (together[0]!.length < n) {
       const extra = Math.min(2, n - together[0]!.length - 1);
       const ids = await runner.step(
-        PROMPTS.map((_, i) => ({ slot: slots[i]!, pos: pos[i]!, tokens: [], sampling: GREEDY, sampleIndex: together[i]!.length })),
+        PROMPTS.map((_, i) => ({ slot: slots[i]!, pos: pos[i]!, tokens: [], sampling: GREEDY, sampleIndex: together[i]!.length, pages: pagesOf(runner, slots[i]!) })),
         extra,
       );
       ids.forEach((got, i) => {
@@ -228,19 +234,19 @@ Deno.test("a batch of different prompts in one step gives each the same greedy t
     runner.resetSlot(1);
     const a = PROMPTS[0]!;
     const b = PROMPTS[2]!;
-    const [aFirst] = await runner.step([{ slot: 0, pos: 0, tokens: a, sampling: GREEDY, sampleIndex: 0 }], 0);
+    const [aFirst] = await runner.step([{ slot: 0, pos: 0, tokens: a, sampling: GREEDY, sampleIndex: 0, pages: pagesOf(runner, 0) }], 0);
     const mixed = await runner.step(
       [
-        { slot: 0, pos: a.length, tokens: [], sampling: GREEDY, sampleIndex: 1 },
-        { slot: 1, pos: 0, tokens: b.slice(0, 10), sampleIndex: 0 },
+        { slot: 0, pos: a.length, tokens: [], sampling: GREEDY, sampleIndex: 1, pages: pagesOf(runner, 0) },
+        { slot: 1, pos: 0, tokens: b.slice(0, 10), sampleIndex: 0, pages: pagesOf(runner, 1) },
       ],
       0,
     );
     assert.equal(mixed[1]!.length, 0);
     const last = await runner.step(
       [
-        { slot: 1, pos: 10, tokens: b.slice(10), sampling: GREEDY, sampleIndex: 0 },
-        { slot: 0, pos: a.length + 1, tokens: [], sampling: GREEDY, sampleIndex: 2 },
+        { slot: 1, pos: 10, tokens: b.slice(10), sampling: GREEDY, sampleIndex: 0, pages: pagesOf(runner, 1) },
+        { slot: 0, pos: a.length + 1, tokens: [], sampling: GREEDY, sampleIndex: 2, pages: pagesOf(runner, 0) },
       ],
       0,
     );
@@ -269,13 +275,13 @@ Deno.test("load reports progress, refuses what it cannot run, and cleans up", as
       runner.step([{ slot: 0, pos: 0, tokens: [1, 2], sampling: { ...GREEDY, repeatPenalty: 1.1, penaltyWindow: HISTORY_CAP + 1 }, sampleIndex: 0 }], 0),
       (e: unknown) => e instanceof InvalidRequestError && e.code === "SAMPLER_UNAVAILABLE" && /penalty window/.test(e.message),
     );
-    await assert.rejects(runner.step([{ slot: 0, pos: 0, tokens: [], sampling: GREEDY, sampleIndex: 0 }], 0), /no sampled token/);
-    await assert.rejects(runner.step([{ slot: 0, pos: 159, tokens: [1, 2], sampleIndex: 0 }], 0), /context of 160/);
-    await assert.rejects(runner.step([{ slot: 4, pos: 0, tokens: [1], sampleIndex: 0 }], 0), /slot 4/);
-    await assert.rejects(runner.step([{ slot: 0, pos: 0, tokens: [1000], sampleIndex: 0 }], 0), /vocabulary/);
+    await assert.rejects(runner.step([{ slot: 0, pos: 0, tokens: [], sampling: GREEDY, sampleIndex: 0, pages: pagesOf(runner, 0) }], 0), /no sampled token/);
+    await assert.rejects(runner.step([{ slot: 0, pos: 159, tokens: [1, 2], sampleIndex: 0, pages: pagesOf(runner, 0) }], 0), /context of 160/);
+    await assert.rejects(runner.step([{ slot: 4, pos: 0, tokens: [1], sampleIndex: 0, pages: pagesOf(runner, 4) }], 0), /slot 4/);
+    await assert.rejects(runner.step([{ slot: 0, pos: 0, tokens: [1000], sampleIndex: 0, pages: pagesOf(runner, 0) }], 0), /vocabulary/);
     const twice: BatchEntry[] = [
-      { slot: 0, pos: 0, tokens: [1], sampleIndex: 0 },
-      { slot: 0, pos: 1, tokens: [2], sampleIndex: 0 },
+      { slot: 0, pos: 0, tokens: [1], sampleIndex: 0, pages: pagesOf(runner, 0) },
+      { slot: 0, pos: 1, tokens: [2], sampleIndex: 0, pages: pagesOf(runner, 0) },
     ];
     await assert.rejects(runner.step(twice, 0), /twice/);
     // Still usable after refusals.

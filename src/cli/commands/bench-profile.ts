@@ -4,6 +4,7 @@
  * normal (unprofiled) decoding. The runner is loaded the way the engine loads it
  * (`loadRunner`), but driven directly, so that exactly one step is profiled.
  */
+import { identityPages } from "../../model/kv-pool.ts";
 import { performance } from "node:perf_hooks";
 import { loadRunner } from "../../engine/backends.ts";
 import type { BatchEntry } from "../../model/runner.ts";
@@ -66,22 +67,23 @@ export async function profileModel(o: ProfileOptions): Promise<ProfileReport> {
     while (prompt.length < o.promptTokens) prompt = prompt.concat(tokenizer.encode(PROMPT_TEXT, { addSpecial: false }));
     prompt = prompt.slice(0, Math.max(1, Math.min(o.promptTokens, budget)));
 
+    const pages = identityPages(runner.contextLength, runner.kvPool.pageSize);
     // Warm-up (pipelines first used, caches), then the profiled prompt.
     runner.resetSlot(0);
-    await runner.step([entry(0, prompt, 0)], 0);
+    await runner.step([entry(0, prompt, 0, pages)], 0);
     runner.resetSlot(0);
-    const prefill = await profileStep([entry(0, prompt, 0)], 0);
+    const prefill = await profileStep([entry(0, prompt, 0, pages)], 0);
 
     let pos = prompt.length;
     let sampled = 1;
     const decodeStep = async (extra: number) => {
-      const ids = await runner.step([entry(pos, [], sampled)], extra);
+      const ids = await runner.step([entry(pos, [], sampled, pages)], extra);
       pos += 1 + extra;
       sampled += 1 + extra;
       return ids;
     };
     await decodeStep(lookahead - 1);
-    const decode = await profileStep([entry(pos, [], sampled)], 0);
+    const decode = await profileStep([entry(pos, [], sampled, pages)], 0);
     pos += 1;
     sampled += 1;
 
@@ -103,8 +105,9 @@ export async function profileModel(o: ProfileOptions): Promise<ProfileReport> {
   }
 }
 
-function entry(pos: number, tokens: readonly number[], sampleIndex: number): BatchEntry {
-  return { slot: 0, pos, tokens, sampling: GREEDY, sampleIndex };
+/** Slot 0 over pages 0, 1, …: the only sequence running. */
+function entry(pos: number, tokens: readonly number[], sampleIndex: number, pages: readonly number[]): BatchEntry {
+  return { slot: 0, pos, tokens, sampling: GREEDY, sampleIndex, pages };
 }
 
 function report(tokens: number, passes: readonly PassTiming[]): StepReport {
