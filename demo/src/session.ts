@@ -29,9 +29,6 @@ export interface LoadedModel {
   readonly fallbackReason?: unknown;
 }
 
-/** Context cap: a 128k-context model would otherwise ask for gigabytes of KV cache. */
-const DEMO_CONTEXT = 4096;
-
 function startWorker(): Worker {
   return new Worker(new URL("../../src/worker/worker.ts", import.meta.url), { type: "module", name: "webgpu-llm engine" });
 }
@@ -101,7 +98,9 @@ export class EngineSession {
       cache,
       onProgress,
       maxSequences: 1,
-      contextLength: DEMO_CONTEXT,
+      // No contextLength: the engine's default (the trained context, capped at 8192) already
+      // keeps a 128k-context model from asking for gigabytes of KV cache, and a fixed number
+      // here would be refused by models trained on less.
     });
     this.#pending = engine;
     try {
