@@ -15,7 +15,8 @@ import { loadRunner, type ModelSource, type RunnerChoice } from "./backends.ts";
 import { EngineDisposedError, EngineFailedError, InvalidRequestError } from "./errors.ts";
 import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
 import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
-import type { BatchEntry, ModelRunner } from "../model/runner.ts";
+import { KvPages } from "./kv-pages.ts";
+import type { BatchEntry, KvPool, ModelRunner } from "../model/runner.ts";
 import type {
   EngineState,
   GenerateInput,
@@ -39,8 +40,21 @@ export interface EngineOptions extends RunnerChoice {
   readonly maxSequences?: number;
   /** Most tokens one step feeds, prompt chunks and decode tokens together. Default 256. */
   readonly maxBatchTokens?: number;
-  /** Context per sequence; default and maximum: the model's. */
+  /**
+   * Most positions one sequence may hold (prompt and generated tokens); default the
+   * model's trained context capped at 8192, at most the trained context. CLI: `--context`.
+   */
   readonly contextLength?: number;
+  /**
+   * Bytes of the KV pool that every sequence's pages come from; default chosen from the
+   * device's limits. CLI: `--kv-budget` (MiB).
+   */
+  readonly kvCacheBytes?: number;
+  /**
+   * Keep finished sequences' full KV pages and reuse them for requests that start with
+   * the same tokens (default true). Off only to measure what reuse saves.
+   */
+  readonly prefixCache?: boolean;
   /**
    * Decode steps submitted before one readback, unless a request asks otherwise. Default
    * {@link DEFAULT_LOOKAHEAD}.
@@ -58,6 +72,20 @@ export interface EngineStats {
   readonly freeSlots: number;
   /** Whether the inference loop task is running. */
   readonly loopRunning: boolean;
+}
+
+/** The KV pool's use and what the prefix cache saved, for tests, `bench` and metrics. */
+export interface KvStats {
+  /** KV pages held by running sequences, of `kvPool.pageCount`. */
+  readonly usedPages: number;
+  /** KV pages in the prefix cache (held or not). */
+  readonly cachedPages: number;
+  /** Prompt tokens computed (fed to the model) since the engine was made, recomputation included. */
+  readonly prefilledTokens: number;
+  /** Prompt tokens reused from the prefix cache since the engine was made. */
+  readonly cachedTokens: number;
+  /** Times a running request gave back its pages for others and was recomputed later. */
+  readonly preemptions: number;
 }
 
 /** Wakes the loop when work arrives; a wake-up before the wait is not lost. */
@@ -110,6 +138,8 @@ export class Engine implements AsyncDisposable {
   #disposing: Promise<void> | undefined;
   /** `logits()` calls in progress: they borrow slot 0, so no request is admitted meanwhile. */
   #borrowed = 0;
+  #pages: KvPages | undefined;
+  readonly #counters = { prefilledTokens: 0, cachedTokens: 0, preemptions: 0 };
 
   /** Use {@link createEngine}. */
   constructor(source: ModelSource, options: EngineOptions = {}) {
@@ -155,6 +185,12 @@ export class Engine implements AsyncDisposable {
     return { maxSequences: r.maxSlots, contextLength: r.contextLength, maxBatchTokens: r.maxBatchTokens };
   }
 
+  /** The KV pool shared by every sequence: page size, page count, bytes (after `ready`). */
+  get kvPool(): KvPool {
+    const pool = this.#loaded().kvPool;
+    return { pageSize: pool.pageSize, pageCount: pool.pageCount, bytes: pool.bytes };
+  }
+
   /** GPU buffers and bytes the engine holds (its own accounting); zeros once disposed. */
   memory(): { liveBuffers: number; liveBytes: number } {
     const m = this.#runner?.memory();
@@ -173,6 +209,15 @@ export class Engine implements AsyncDisposable {
       active: this.#active.length,
       freeSlots: this.#freeSlots.length,
       loopRunning: this.#loopRunning,
+    };
+  }
+
+  /** The KV pool's use now, and counters since the engine was made. */
+  kvStats(): KvStats {
+    return {
+      usedPages: this.#pages?.usedPages ?? 0,
+      cachedPages: this.#pages?.cachedPages ?? 0,
+      ...this.#counters,
     };
   }
 
@@ -213,15 +258,22 @@ export class Engine implements AsyncDisposable {
     if (ids.length > runner.contextLength) {
       throw new InvalidRequestError(
         "ids",
-        `${ids.length} tokens exceed the context of ${runner.contextLength}`,
+        `${ids.length} tokens exceed the context of ${runner.contextLength} (raise --context / contextLength)`,
         "PROMPT_TOO_LONG",
       );
+    }
+    const pages = this.#pages!;
+    // Nothing runs: every page is free or only cached, so this fails only for a pool too small.
+    const table = pages.match([]).table;
+    if (!pages.ensure(table, ids.length)) {
+      throw new InvalidRequestError("ids", this.#poolTooSmall(ids.length), "KV_POOL_TOO_SMALL");
     }
     this.#borrowed++;
     try {
       runner.resetSlot(0);
-      return await runner.logits(0, 0, ids);
+      return await runner.logits(0, 0, ids, table.pages);
     } finally {
+      pages.release(table);
       this.#borrowed--;
       this.#wakeup.notify();
     }
@@ -297,6 +349,7 @@ export class Engine implements AsyncDisposable {
     this.#runner = await loadRunner(this.#file, o, {
       maxSlots: maxSequences,
       contextLength: o.contextLength,
+      kvCacheBytes: o.kvCacheBytes,
       maxBatchTokens: Math.max(o.maxBatchTokens ?? 256, maxSequences),
       onProgress: o.onProgress,
       signal,
@@ -304,6 +357,7 @@ export class Engine implements AsyncDisposable {
     this.#runner.onFailure?.((error) => this.#fail(error));
     o.onProgress?.({ phase: "ready", bytesLoaded: bytesTotal, bytesTotal, tensorsLoaded: tensorsTotal, tensorsTotal });
     this.#freeSlots = Array.from({ length: this.#runner.maxSlots }, (_, i) => this.#runner!.maxSlots - 1 - i);
+    this.#pages = new KvPages(this.#runner.kvPool.pageCount, this.#runner.kvPool.pageSize);
   }
 
   /** The loop: admit, schedule, run one step, deliver its ids; sleep only on an empty queue. */
@@ -326,35 +380,100 @@ export class Engine implements AsyncDisposable {
       }
       if (this.#controller.signal.aborted) return;
       this.#deliver(step, ids);
+      for (const r of step.requests) this.#commitPages(r);
     }
   }
 
+  /** Frees the slots of finished requests; their full pages stay in the prefix cache. */
   #releaseFinished(): void {
     for (let i = this.#active.length - 1; i >= 0; i--) {
       const r = this.#active[i]!;
       if (!r.done) continue;
       this.#active.splice(i, 1);
+      this.#releasePages(r);
       this.#freeSlots.push(r.slot);
     }
     for (let i = this.#queue.length - 1; i >= 0; i--) if (this.#queue[i]!.done) this.#queue.splice(i, 1);
   }
 
+  /** Registers the request's newly filled pages in the prefix cache (when it is on). */
+  #commitPages(r: Request): void {
+    const table = r.table;
+    if (!table || this.#options.prefixCache === false) return;
+    const pageSize = this.#pages!.pageSize;
+    // Only when a page boundary was crossed: building the token list costs O(length).
+    if (Math.floor(r.pos / pageSize) <= table.blockIds.length) return;
+    this.#pages!.commit(table, r.sequenceIds, r.pos);
+  }
+
+  #releasePages(r: Request): void {
+    if (!r.table) return;
+    this.#commitPages(r);
+    this.#pages!.release(r.table);
+    r.table = undefined;
+  }
+
+  /**
+   * Starts queued requests, oldest first, while a slot is free and the pool has the pages
+   * for the prompt (less what the prefix cache holds) and its first decode steps. A request
+   * that does not fit waits at the head of the queue (so later ones cannot starve it) until
+   * running ones finish or give their pages back.
+   */
   #admit(): void {
     if (this.#borrowed > 0) return;
     while (this.#queue.length > 0 && this.#freeSlots.length > 0) {
-      const request = this.#queue.shift()!;
-      if (request.done) continue;
-      try {
-        request.prepare(this.#resolve(request), this.#tokenizer!);
-      } catch (e) {
-        request.fail(e);
+      const request = this.#queue[0]!;
+      if (request.done) {
+        this.#queue.shift();
         continue;
       }
-      const slot = this.#freeSlots.pop()!;
-      this.#runner!.resetSlot(slot);
-      request.admit(slot);
-      this.#active.push(request);
+      if (!request.prepared) {
+        try {
+          request.prepare(this.#resolve(request), this.#tokenizer!);
+        } catch (e) {
+          this.#queue.shift();
+          request.fail(e);
+          continue;
+        }
+      }
+      if (!this.#start(request)) return;
+      this.#queue.shift();
     }
+  }
+
+  /** Gives `request` a slot and its pages; false (nothing taken) when the pool cannot yet. */
+  #start(request: Request): boolean {
+    const pages = this.#pages!;
+    const feedIds = request.sequenceIds;
+    const useCache = this.#options.prefixCache !== false;
+    const { table, cachedTokens } = useCache ? pages.match(feedIds) : pages.match([]);
+    const reserve = Math.min(feedIds.length + request.settings.lookahead, this.#maxPositions);
+    if (!pages.ensure(table, reserve)) {
+      pages.release(table);
+      return false;
+    }
+    const slot = this.#freeSlots.pop()!;
+    this.#runner!.resetSlot(slot, feedIds.slice(0, cachedTokens));
+    if (request.preemptions === 0) this.#counters.cachedTokens += cachedTokens;
+    request.admit(slot, table, feedIds, cachedTokens);
+    this.#active.push(request);
+    return true;
+  }
+
+  /**
+   * The most positions a sequence can hold: its context, or the whole pool when the pool
+   * is smaller (a `kvCacheBytes` below one full context).
+   */
+  get #maxPositions(): number {
+    const pages = this.#pages!;
+    return Math.min(this.#runner!.contextLength, pages.pageCount * pages.pageSize);
+  }
+
+  #poolTooSmall(positions: number): string {
+    const pool = this.#runner!.kvPool;
+    return `${positions} positions need ${Math.ceil(positions / pool.pageSize)} KV pages of ${pool.pageSize}, ` +
+      `the pool holds ${pool.pageCount} (${(pool.bytes / 2 ** 20).toFixed(1)} MiB): ` +
+      `raise --kv-budget / kvCacheBytes, or shorten the prompt`;
   }
 
   /** Tokenizes a request's input and fills in its settings. */
@@ -366,9 +485,14 @@ export class Engine implements AsyncDisposable {
     if (promptIds.length >= runner.contextLength) {
       throw new InvalidRequestError(
         "prompt",
-        `${promptIds.length} tokens leave no room to generate in a context of ${runner.contextLength}`,
+        `${promptIds.length} tokens leave no room to generate in a context of ${runner.contextLength} ` +
+          `(raise --context / contextLength, up to the model's ${runner.config.contextLength})`,
         "PROMPT_TOO_LONG",
       );
+    }
+    // The prompt and one generated token must fit in the pool with nothing else running.
+    if (this.#pages!.pagesFor(promptIds.length + 1) > this.#pages!.pageCount) {
+      throw new InvalidRequestError("prompt", this.#poolTooSmall(promptIds.length + 1), "KV_POOL_TOO_SMALL");
     }
     return {
       promptIds,
@@ -410,45 +534,86 @@ export class Engine implements AsyncDisposable {
    */
   #schedule(): ScheduledStep | undefined {
     const runner = this.#runner!;
-    const entries: BatchEntry[] = [];
+    const decoding = this.#decodersWithPages();
     const requests: Request[] = [];
+    const chunks: (readonly number[])[] = [];
     let budget = runner.maxBatchTokens;
-    for (const r of this.#active) {
-      if (r.phase !== "decode" || r.done) continue;
-      entries.push({
-        slot: r.slot,
-        pos: r.pos,
-        tokens: [],
-        sampling: r.settings.sampling,
-        sampleIndex: r.generated.length,
-      });
+    for (const r of decoding) {
       requests.push(r);
+      chunks.push([]);
       budget--;
     }
     let prefilling = false;
     for (const r of this.#active) {
       if (r.phase !== "prefill" || r.done || budget <= 0) continue;
-      const prompt = r.settings.promptIds;
-      const n = Math.min(prompt.length - r.fed, budget);
-      const last = r.fed + n === prompt.length;
-      entries.push({
-        slot: r.slot,
-        pos: r.pos,
-        tokens: prompt.slice(r.fed, r.fed + n),
-        sampling: last ? r.settings.sampling : undefined,
-        sampleIndex: 0,
-      });
+      const n = Math.min(r.feedIds.length - r.fed, budget);
       requests.push(r);
+      chunks.push(r.feedIds.slice(r.fed, r.fed + n));
       budget -= n;
       prefilling = true;
     }
-    if (entries.length === 0) return undefined;
-    return { entries, requests, extraSteps: prefilling ? 0 : this.#extraSteps(requests) };
+    if (requests.length === 0) return undefined;
+    const extraSteps = prefilling ? 0 : this.#pagesAhead(requests, this.#extraSteps(requests));
+    const entries = requests.map((r, i): BatchEntry => {
+      const tokens = chunks[i]!;
+      const samples = r.phase === "decode" || r.fed + tokens.length === r.feedIds.length;
+      return {
+        slot: r.slot,
+        pos: r.pos,
+        tokens,
+        sampling: samples ? r.settings.sampling : undefined,
+        sampleIndex: r.generated.length,
+        pages: [...r.table!.pages],
+      };
+    });
+    return { entries, requests, extraSteps };
+  }
+
+  /**
+   * The decoding requests, each with a page for the position it feeds next. When the pool
+   * has none left, the most recently started request gives its pages back and goes to the
+   * head of the queue, to resume later by recomputing them (vLLM's recompute preemption;
+   * most come back from the prefix cache). A request alone in a pool it has filled ends
+   * with "length": the pool is its context.
+   */
+  #decodersWithPages(): Request[] {
+    const pages = this.#pages!;
+    const ready: Request[] = [];
+    for (const r of [...this.#active]) {
+      if (r.phase !== "decode" || r.done) continue;
+      while (!r.done && r.table && !pages.ensure(r.table, r.pos + 1)) {
+        const holders = this.#active.filter((a) => !a.done && a.table !== undefined);
+        if (holders.length === 1) r.finish("length");
+        else this.#preempt(holders[holders.length - 1]!);
+      }
+      if (!r.done && r.table) ready.push(r);
+    }
+    return ready;
+  }
+
+  #preempt(r: Request): void {
+    this.#releasePages(r);
+    this.#active.splice(this.#active.indexOf(r), 1);
+    this.#freeSlots.push(r.slot);
+    r.preempt();
+    this.#counters.preemptions++;
+    this.#queue.unshift(r);
+  }
+
+  /** Lookahead cut to what every decoding request has pages for (taking more where the pool has them). */
+  #pagesAhead(requests: readonly Request[], wanted: number): number {
+    const pages = this.#pages!;
+    let extra = wanted;
+    for (const r of requests) {
+      const table = r.table!;
+      if (!pages.ensure(table, r.pos + 1 + extra)) extra = table.pages.length * pages.pageSize - r.pos - 1;
+    }
+    return Math.max(0, extra);
   }
 
   /** Lookahead for a decode-only step: the smallest asked for, never past a context's end. */
   #extraSteps(requests: readonly Request[]): number {
-    const contextLength = this.#runner!.contextLength;
+    const contextLength = this.#maxPositions;
     let extra = Infinity;
     let wanted = 0;
     for (const r of requests) {
@@ -459,11 +624,14 @@ export class Engine implements AsyncDisposable {
   }
 
   #deliver(step: ScheduledStep, ids: readonly Int32Array[]): void {
-    const contextLength = this.#runner!.contextLength;
+    const contextLength = this.#maxPositions;
     step.entries.forEach((entry, i) => {
       const r = step.requests[i]!;
       const fed = Math.max(1, entry.tokens.length);
-      if (r.phase === "prefill") r.fed += entry.tokens.length;
+      if (r.phase === "prefill") {
+        r.fed += entry.tokens.length;
+        this.#counters.prefilledTokens += entry.tokens.length;
+      }
       if (!entry.sampling || r.done) {
         r.pos += entry.tokens.length;
         return;

@@ -4,6 +4,7 @@
  */
 import type { StreamDecoder, Tokenizer } from "../tokenizer/index.ts";
 import { Channel } from "./channel.ts";
+import type { PageTable } from "./kv-pages.ts";
 import { RequestAbortedError } from "./errors.ts";
 import type { SamplingParams } from "../model/runner.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
@@ -36,12 +37,23 @@ export class Request implements GenerationStream {
   readonly options: GenerateOptions;
   readonly result: Promise<GenerationResult>;
   phase: RequestPhase = "queued";
-  /** KV slot while the request holds one. */
+  /** Slot (penalty history, last sampled id) while the request runs. */
   slot = -1;
-  /** Prompt tokens fed so far. */
+  /** Its KV pages while it runs. */
+  table: PageTable | undefined;
+  /**
+   * What the prefill phase feeds: the prompt, or after a preemption the prompt and what
+   * was generated before it (recomputed, mostly from the prefix cache).
+   */
+  feedIds: readonly number[] = [];
+  /** Tokens of `feedIds` fed so far (reused ones included). */
   fed = 0;
   /** Position of the next token to feed. */
   pos = 0;
+  /** Prompt tokens whose KV pages came from the prefix cache at the first admission. */
+  cachedTokens = 0;
+  /** Times the request gave its pages back to let others go on (recompute preemption). */
+  preemptions = 0;
   readonly generated: number[] = [];
 
   #settings: ResolvedRequest | undefined;
@@ -96,10 +108,34 @@ export class Request implements GenerationStream {
     return this.settings.maxTokens - this.generated.length;
   }
 
-  admit(slot: number): void {
+  /** The sequence's tokens so far: the prompt, then what it generated. */
+  get sequenceIds(): number[] {
+    return [...this.settings.promptIds, ...this.generated];
+  }
+
+  /**
+   * Starts (or, after a preemption, resumes) the request on `slot` with `table`, whose
+   * first `reused` positions already hold the right keys and values.
+   */
+  admit(slot: number, table: PageTable, feedIds: readonly number[], reused: number): void {
     this.slot = slot;
+    this.table = table;
+    this.feedIds = feedIds;
+    this.fed = reused;
+    this.pos = reused;
     this.phase = "prefill";
-    this.#t.admitted = performance.now();
+    if (this.preemptions === 0) {
+      this.cachedTokens = reused;
+      this.#t.admitted = performance.now();
+    }
+  }
+
+  /** Back to the queue without its slot and pages: it resumes by recomputing them. */
+  preempt(): void {
+    this.slot = -1;
+    this.table = undefined;
+    this.phase = "queued";
+    this.preemptions++;
   }
 
   /**
@@ -161,18 +197,19 @@ export class Request implements GenerationStream {
     const completionTokens = this.generated.length;
     const prefillMs = first - (t.admitted || first);
     const decodeMs = last - first;
+    const cachedTokens = this.cachedTokens;
     return {
       text: this.#text,
       tokens: [...this.generated],
       promptTokens: [...this.settings.promptIds],
       finishReason,
-      usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens },
+      usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens, cachedTokens },
       timings: {
         queuedMs: (t.admitted || first) - t.created,
         timeToFirstTokenMs: first - t.created,
         prefillMs,
         decodeMs,
-        prefillTokensPerSecond: prefillMs > 0 ? (promptTokens / prefillMs) * 1000 : 0,
+        prefillTokensPerSecond: prefillMs > 0 ? ((promptTokens - cachedTokens) / prefillMs) * 1000 : 0,
         decodeTokensPerSecond: decodeMs > 0 ? ((completionTokens - 1) / decodeMs) * 1000 : 0,
       },
     };

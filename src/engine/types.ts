@@ -70,6 +70,11 @@ export interface Usage {
   readonly promptTokens: number;
   readonly completionTokens: number;
   readonly totalTokens: number;
+  /**
+   * Prompt tokens whose keys and values were reused from the prefix cache (pages an
+   * earlier request with the same prefix left in the KV pool) instead of being computed.
+   */
+  readonly cachedTokens: number;
 }
 
 export interface Timings {
