@@ -15,7 +15,8 @@ import { loadRunner, type ModelSource, type RunnerChoice } from "./backends.ts";
 import { EngineDisposedError, EngineFailedError, InvalidRequestError } from "./errors.ts";
 import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
 import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
-import { KvPages } from "./kv-pages.ts";
+import { KvPages, type PageCopy, type PageTable } from "./kv-pages.ts";
+import { ChoiceGroup } from "./choices.ts";
 import type { BatchEntry, KvPool, ModelRunner } from "../model/runner.ts";
 import type {
   EngineState,
@@ -228,21 +229,24 @@ export class Engine implements AsyncDisposable {
    * the stream and `result` with a typed error.
    */
   generate(input: GenerateInput, options: GenerateOptions = {}): GenerationStream {
-    const request = new Request(input, options);
     try {
       validateGenerateOptions(options);
       if (typeof input !== "string" && !Array.isArray(input) && !Array.isArray((input as TokenPrompt).tokens)) {
         throw new InvalidRequestError("input", "must be a string, an array of chat messages, or { tokens }");
       }
     } catch (e) {
-      request.fail(e);
-      return request;
+      const refused = new Request(input, options);
+      refused.fail(e);
+      return refused;
     }
-    if (this.#state === "disposed") request.fail(new EngineDisposedError());
-    else if (this.#state === "failed") request.fail(this.#failedError());
-    else if (options.signal?.aborted) request.failAborted();
-    else this.#enqueue(request);
-    return request;
+    const n = options.n ?? 1;
+    const group = n > 1 ? new ChoiceGroup(input, options, n) : undefined;
+    const requests = group ? group.choices : [new Request(input, options)];
+    if (this.#state === "disposed") for (const r of requests) r.fail(new EngineDisposedError());
+    else if (this.#state === "failed") for (const r of requests) r.fail(this.#failedError());
+    else if (options.signal?.aborted) for (const r of requests) r.failAborted();
+    else for (const r of requests) this.#enqueue(r);
+    return group ?? requests[0]!;
   }
 
   /**
@@ -445,19 +449,40 @@ export class Engine implements AsyncDisposable {
   #start(request: Request): boolean {
     const pages = this.#pages!;
     const feedIds = request.sequenceIds;
+    const parent = request.parent;
+    // A later choice waits for choice 0 to have written the prompt, then forks its pages.
+    if (parent && request.preemptions === 0 && !parent.done && !this.#wrotePrompt(parent)) return false;
+    const fork = parent?.table && request.preemptions === 0 ? this.#forkPrompt(parent) : undefined;
     const useCache = this.#options.prefixCache !== false;
-    const { table, cachedTokens } = useCache ? pages.match(feedIds) : pages.match([]);
+    const { table, cachedTokens } = fork ?? (useCache ? pages.match(feedIds) : pages.match([]));
     const reserve = Math.min(feedIds.length + request.settings.lookahead, this.#maxPositions);
     if (!pages.ensure(table, reserve)) {
       pages.release(table);
       return false;
     }
+    if (fork?.copy) this.#runner!.copyPages([fork.copy]);
     const slot = this.#freeSlots.pop()!;
     this.#runner!.resetSlot(slot, feedIds.slice(0, cachedTokens));
     if (request.preemptions === 0) this.#counters.cachedTokens += cachedTokens;
     request.admit(slot, table, feedIds, cachedTokens);
     this.#active.push(request);
     return true;
+  }
+
+  /** Whether a running choice 0 has its prompt's keys and values (all but the last token) in its pages. */
+  #wrotePrompt(parent: Request): boolean {
+    return parent.table !== undefined && parent.pos >= parent.settings.promptIds.length - 1;
+  }
+
+  /**
+   * A table sharing choice 0's prompt pages, all but the last prompt token (each choice
+   * feeds that one itself, to sample its first token from its own stream). Undefined when
+   * no page is left for the copy of the partial page.
+   */
+  #forkPrompt(parent: Request): { table: PageTable; cachedTokens: number; copy?: PageCopy } | undefined {
+    const shared = parent.settings.promptIds.length - 1;
+    const forked = this.#pages!.fork(parent.table!, shared);
+    return forked && { table: forked.table, cachedTokens: shared, copy: forked.copy };
   }
 
   /**

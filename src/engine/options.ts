@@ -49,6 +49,8 @@ export function validateGenerateOptions(o: GenerateOptions): void {
     `must be a non-negative integer, got ${o.seed}`,
   );
   intAtLeast(o.lookahead, "lookahead", 1);
+  intAtLeast(o.n, "n", 1);
+  check(o.n === undefined || o.n <= MAX_CHOICES, "n", `must be at most ${MAX_CHOICES}, got ${o.n}`);
   const stops = o.stop === undefined ? [] : typeof o.stop === "string" ? [o.stop] : o.stop;
   check(
     Array.isArray(stops) && stops.every((s) => typeof s === "string"),
@@ -57,9 +59,22 @@ export function validateGenerateOptions(o: GenerateOptions): void {
   );
 }
 
+/** Most choices one request may ask for: each runs as a sequence of its own. */
+export const MAX_CHOICES = 128;
+
 /** A seed for requests that give none. */
-function randomSeed(): number {
+export function randomSeed(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0]!;
+}
+
+/**
+ * The seed of choice `index` of a request seeded with `seed`: the seed itself for choice
+ * 0, then steps of 2³²/φ (the golden-ratio increment of SplitMix and Weyl sequences), so
+ * neighbouring choices get seeds far apart. Since a token's randomness is a function of
+ * (seed, token index), this is what makes choice i equal to an `n: 1` request with it.
+ */
+export function choiceSeed(seed: number, index: number): number {
+  return (seed + Math.imul(index, 0x9e3779b9)) >>> 0;
 }
 
 /** The sampling settings of a validated request, defaults filled in. */

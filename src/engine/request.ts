@@ -56,19 +56,38 @@ export class Request implements GenerationStream {
   preemptions = 0;
   readonly generated: number[] = [];
 
+  /** Which choice of its request it is (0 unless `n` > 1). */
+  readonly index: number;
+  /** Choice 0 of the same request, for the other choices: they fork its prompt's pages. */
+  readonly parent: Request | undefined;
+  /** Whether the stream belongs to a group of choices, which closes it once all are done. */
+  readonly #shared: boolean;
+
   #settings: ResolvedRequest | undefined;
   #tokenizer: Tokenizer | undefined;
   #decoder: StreamDecoder | undefined;
   #stops = new StopStringMatcher([]);
-  readonly #channel = new Channel<GenerationChunk>();
+  readonly #channel: Channel<GenerationChunk>;
   #text = "";
   #resolve!: (r: GenerationResult) => void;
   #reject!: (e: unknown) => void;
   readonly #t = { created: performance.now(), admitted: 0, firstToken: 0, last: 0 };
 
-  constructor(input: RequestInput, options: GenerateOptions) {
+  /**
+   * @param choice for a choice of an `n` > 1 request: its index, the group's stream, and
+   * choice 0 (absent for choice 0 itself).
+   */
+  constructor(
+    input: RequestInput,
+    options: GenerateOptions,
+    choice?: { index: number; channel: Channel<GenerationChunk>; parent?: Request },
+  ) {
     this.input = input;
     this.options = options;
+    this.index = choice?.index ?? 0;
+    this.parent = choice?.parent;
+    this.#shared = choice !== undefined;
+    this.#channel = choice?.channel ?? new Channel<GenerationChunk>();
     this.result = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -166,8 +185,8 @@ export class Request implements GenerationStream {
     if (this.done) return;
     this.phase = "done";
     if (releaseHeld) this.#emit([], this.#stops.push(this.#decoder?.flush() ?? "").emit + this.#stops.flush());
-    this.#channel.push({ tokens: [], text: "", finishReason: reason });
-    this.#channel.close();
+    this.#channel.push({ index: this.index, tokens: [], text: "", finishReason: reason });
+    if (!this.#shared) this.#channel.close();
     this.#resolve(this.#result(reason));
   }
 
@@ -175,7 +194,7 @@ export class Request implements GenerationStream {
   fail(error: unknown): void {
     if (this.done) return;
     this.phase = "done";
-    this.#channel.fail(error);
+    if (!this.#shared) this.#channel.fail(error);
     this.#reject(error);
   }
 
@@ -186,7 +205,7 @@ export class Request implements GenerationStream {
 
   #emit(tokens: number[], text: string): void {
     this.#text += text;
-    if (tokens.length > 0 || text.length > 0) this.#channel.push({ tokens, text });
+    if (tokens.length > 0 || text.length > 0) this.#channel.push({ index: this.index, tokens, text });
   }
 
   #result(finishReason: FinishReason): GenerationResult {
@@ -198,11 +217,13 @@ export class Request implements GenerationStream {
     const prefillMs = first - (t.admitted || first);
     const decodeMs = last - first;
     const cachedTokens = this.cachedTokens;
+    const tokens = [...this.generated];
     return {
       text: this.#text,
-      tokens: [...this.generated],
+      tokens,
       promptTokens: [...this.settings.promptIds],
       finishReason,
+      choices: [{ index: this.index, text: this.#text, tokens, finishReason }],
       usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens, cachedTokens },
       timings: {
         queuedMs: (t.admitted || first) - t.created,

@@ -54,10 +54,20 @@ export interface GenerateOptions {
   readonly lookahead?: number;
   /** For chat input: end the rendered prompt with the assistant's turn (default true). */
   readonly addGenerationPrompt?: boolean;
+  /**
+   * Choices to generate from the prompt (default 1). They share the prompt's KV pages
+   * (the partial last page is copied), and choice i samples with the seed
+   * {@link choiceSeed}(seed, i), so choice 0 is what `n: 1` gives and choice i what
+   * `n: 1` with that seed gives. Chunks say which choice they belong to (`index`); the
+   * result lists them all in `choices`.
+   */
+  readonly n?: number;
 }
 
 /** A piece of a streamed generation. */
 export interface GenerationChunk {
+  /** The choice it belongs to (0 unless `n` > 1). */
+  readonly index: number;
   /** Token ids produced since the previous chunk. */
   readonly tokens: readonly number[];
   /** Text produced since the previous chunk (complete UTF-8 characters only). */
@@ -90,7 +100,19 @@ export interface Timings {
   readonly decodeTokensPerSecond: number;
 }
 
-/** What a finished generation produced. */
+/** One choice of a generation (see {@link GenerateOptions.n}). */
+export interface GenerationChoice {
+  readonly index: number;
+  readonly text: string;
+  /** Generated token ids (end-of-generation token excluded). */
+  readonly tokens: readonly number[];
+  readonly finishReason: FinishReason;
+}
+
+/**
+ * What a finished generation produced. `text`, `tokens`, `finishReason` and `timings`
+ * are choice 0's; `usage` counts the prompt once and the tokens of every choice.
+ */
 export interface GenerationResult {
   readonly text: string;
   /** Generated token ids (end-of-generation token excluded). */
@@ -100,6 +122,8 @@ export interface GenerationResult {
   readonly finishReason: FinishReason;
   readonly usage: Usage;
   readonly timings: Timings;
+  /** Every choice, in index order (one unless `n` > 1). */
+  readonly choices: readonly GenerationChoice[];
 }
 
 /** A running generation: iterate it for chunks, or await `result`. */

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { syntheticModelPath } from "../node/support/fixtures.ts";
 import { type Engine, type EngineOptions, loadEngine } from "../../src/engine/engine.ts";
 import { InvalidRequestError } from "../../src/engine/errors.ts";
+import { choiceSeed } from "../../src/engine/options.ts";
 import type { GenerateOptions, GenerationResult } from "../../src/engine/types.ts";
 import { BACKENDS } from "./support/backends.ts";
 
@@ -181,6 +182,45 @@ for (const backend of BACKENDS) {
       const r = await engine.generate(tokenPrompt(4, 30), { ...GREEDY, maxTokens: 500 }).result;
       assert.equal(r.finishReason, "length");
       assert.equal(r.tokens.length, 40 - 30 + 1);
+    });
+  });
+
+  Deno.test(name("n choices: each equals an n = 1 request with its seed, choice 0 the request's own; they differ"), async () => {
+    const page = await pageBytes(MODEL, base);
+    // 37 tokens: the prompt's last page is partial, so the choices fork it by copy.
+    const prompt = tokenPrompt(41, 37);
+    const o: GenerateOptions = { ...SEEDED, seed: 11, maxTokens: backend.slow ? 8 : 24 };
+    const singles = await withEngine(MODEL, { ...base, prefixCache: false }, async (engine) => {
+      const out: number[][] = [];
+      for (let i = 0; i < 3; i++) out.push([...(await engine.generate(prompt, { ...o, seed: choiceSeed(11, i) }).result).tokens]);
+      return out;
+    });
+    assert.equal(choiceSeed(11, 0), 11);
+    // A pool of 8 pages for 3 choices of up to 61 positions: they must share the prompt's pages.
+    await withEngine(MODEL, { ...base, kvCacheBytes: 8 * page }, async (engine) => {
+      const stream = engine.generate(prompt, { ...o, n: 3 });
+      const streamed: number[][] = [[], [], []];
+      const finished: string[] = [];
+      for await (const chunk of stream) {
+        streamed[chunk.index]!.push(...chunk.tokens);
+        if (chunk.finishReason) finished.push(`${chunk.index}:${chunk.finishReason}`);
+      }
+      const result = await stream.result;
+      assert.deepEqual(result.choices.map((c) => c.tokens), singles);
+      assert.deepEqual(streamed, singles);
+      assert.deepEqual(finished.sort(), ["0:length", "1:length", "2:length"]);
+      assert.deepEqual(result.choices.map((c) => c.index), [0, 1, 2]);
+      assert.deepEqual(result.tokens, singles[0]);
+      assert.notDeepEqual(singles[1], singles[0]);
+      assert.notDeepEqual(singles[2], singles[1]);
+      assert.equal(result.usage.completionTokens, 3 * o.maxTokens!);
+      assert.equal(result.usage.totalTokens, 37 + 3 * o.maxTokens!);
+      // Choices 1 and 2 took the prompt from choice 0 (all but its last token each).
+      assert.equal(engine.kvStats().prefilledTokens, 37 + 2);
+      assert.equal(engine.kvStats().usedPages, 0);
+      // n = 1 still answers as before, with one choice listed.
+      const one = await engine.generate(prompt, o).result;
+      assert.deepEqual(one.choices, [{ index: 0, text: one.text, tokens: one.tokens, finishReason: one.finishReason }]);
     });
   });
 }
