@@ -286,16 +286,19 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     const events = stream[Symbol.asyncIterator]();
     const first = await events.next();
     const sse = sseEncoder();
-    const chunkOf = (delta: { role?: string; text?: string }, finish: FinishReason | null) =>
-      sse(chunkJson(kind, id, options.modelId, created, delta, finish));
+    const chunkOf = (delta: { role?: string; text?: string }, finish: FinishReason | null, index: number) =>
+      sse(chunkJson(kind, id, options.modelId, created, delta, finish, index));
+    const choices = parsed.options.n ?? 1;
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {
         try {
-          if (kind === "chat") controller.enqueue(chunkOf({ role: "assistant", text: "" }, null));
+          for (let i = 0; kind === "chat" && i < choices; i++) {
+            controller.enqueue(chunkOf({ role: "assistant", text: "" }, null, i));
+          }
           for (let next = first; !next.done; next = await events.next()) {
             const chunk = next.value;
-            if (chunk.text.length > 0) controller.enqueue(chunkOf({ text: chunk.text }, null));
-            if (chunk.finishReason) controller.enqueue(chunkOf({}, chunk.finishReason));
+            if (chunk.text.length > 0) controller.enqueue(chunkOf({ text: chunk.text }, null, chunk.index));
+            if (chunk.finishReason) controller.enqueue(chunkOf({}, chunk.finishReason, chunk.index));
           }
           const result = await stream.result;
           if (parsed.includeUsage) {

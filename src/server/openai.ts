@@ -3,6 +3,7 @@
  * Every field is checked for type and range; a wrong one is a 400 naming it.
  */
 import type { ChatMessage, FinishReason, GenerateOptions, GenerationResult } from "../engine/types.ts";
+import { MAX_CHOICES } from "../engine/options.ts";
 import { badRequest, HttpError } from "./errors.ts";
 
 type Json = Record<string, unknown>;
@@ -107,7 +108,6 @@ const isEmptyObject = (v: unknown) =>
  * a client that asks for tools or log-probabilities must learn it got none.
  */
 const UNSUPPORTED_PARAMETERS: ReadonlyArray<readonly [string, (v: unknown) => boolean]> = [
-  ["n", (v) => v === 1],
   ["best_of", (v) => v === 1],
   ["logprobs", (v) => v === false],
   ["top_logprobs", (v) => v === 0],
@@ -140,7 +140,6 @@ export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): Par
   const body = raw as Json;
   const model = body.model;
   if (model !== undefined && typeof model !== "string") throw badRequest("model", "must be a string", "invalid_type");
-  optionalInteger(body, "n", 1, 128);
   refuseUnsupported(body);
   const streamOptions = body.stream_options;
   if (
@@ -165,6 +164,8 @@ export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): Par
     stop: parseStop(body),
     // llama.cpp server's extension, for benchmarks and tests that need a fixed length.
     ignoreEos: optionalBoolean(body, "ignore_eos"),
+    // Choices share the prompt's KV pages; each samples from its own seed (see choiceSeed).
+    n: optionalInteger(body, "n", 1, MAX_CHOICES),
   };
   return {
     kind,
@@ -182,11 +183,13 @@ export function completionId(kind: "chat" | "text"): string {
   return `${kind === "chat" ? "chatcmpl" : "cmpl"}-${hex}`;
 }
 
+/** OpenAI's usage object; `cached_tokens` counts prompt tokens whose KV pages were reused. */
 export function usageJson(r: GenerationResult): Json {
   return {
     prompt_tokens: r.usage.promptTokens,
     completion_tokens: r.usage.completionTokens,
     total_tokens: r.usage.totalTokens,
+    prompt_tokens_details: { cached_tokens: r.usage.cachedTokens },
   };
 }
 
@@ -198,20 +201,22 @@ export function completionJson(
   created: number,
   r: GenerationResult,
 ): Json {
-  const choice = kind === "chat"
-    ? { index: 0, message: { role: "assistant", content: r.text }, logprobs: null, finish_reason: r.finishReason }
-    : { index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason };
+  const choices = r.choices.map((c) =>
+    kind === "chat"
+      ? { index: c.index, message: { role: "assistant", content: c.text }, logprobs: null, finish_reason: c.finishReason }
+      : { index: c.index, text: c.text, logprobs: null, finish_reason: c.finishReason }
+  );
   return {
     id,
     object: kind === "chat" ? "chat.completion" : "text_completion",
     created,
     model,
-    choices: [choice],
+    choices,
     usage: usageJson(r),
   };
 }
 
-/** One streamed chunk's body. */
+/** One streamed chunk's body, for the choice `index`. */
 export function chunkJson(
   kind: "chat" | "text",
   id: string,
@@ -219,10 +224,11 @@ export function chunkJson(
   created: number,
   delta: { role?: string; text?: string },
   finishReason: FinishReason | null,
+  index = 0,
 ): Json {
   const choice = kind === "chat"
     ? {
-      index: 0,
+      index,
       delta: {
         ...(delta.role ? { role: delta.role } : {}),
         ...(delta.text !== undefined ? { content: delta.text } : {}),
@@ -230,7 +236,7 @@ export function chunkJson(
       logprobs: null,
       finish_reason: finishReason,
     }
-    : { index: 0, text: delta.text ?? "", logprobs: null, finish_reason: finishReason };
+    : { index, text: delta.text ?? "", logprobs: null, finish_reason: finishReason };
   return {
     id,
     object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
