@@ -28,7 +28,13 @@ export const ENGINE_FLAGS = {
     integer: true,
     min: 1,
     placeholder: "n",
-    description: "context per sequence, at most the model's (default: the model's)",
+    description: "most tokens one sequence may hold, at most the model's (default: the model's, capped at 8192)",
+  },
+  kvBudget: {
+    type: "number",
+    min: 0,
+    placeholder: "MiB",
+    description: "memory of the KV pool shared by all sequences (default: chosen from the device's limits)",
   },
   lookahead: {
     type: "number",
@@ -51,6 +57,7 @@ export interface EngineFlagValues {
   readonly backend: string;
   readonly webgpu: string;
   readonly context: number | undefined;
+  readonly kvBudget: number | undefined;
   readonly lookahead: number | undefined;
   readonly matvecShape: string;
 }
@@ -76,6 +83,7 @@ export function engineFromFlags(
     backend: flags.backend,
     webgpu: flags.webgpu,
     contextLength: flags.context,
+    kvCacheBytes: flags.kvBudget === undefined ? undefined : Math.floor(flags.kvBudget * 2 ** 20),
     lookahead: flags.lookahead,
     matvecShape: shape,
     onProgress: progress.onProgress,

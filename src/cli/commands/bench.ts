@@ -128,6 +128,8 @@ export const benchCommand: CliCommand = defineCommand(
     const { engine, loaded } = engineFromFlags(f, {
       maxSequences: f.concurrency,
       maxBatchTokens: Math.max(256, f.concurrency),
+      // Every run sends the same prompt: reusing its pages would measure the cache, not prefill.
+      prefixCache: false,
     });
     try {
       await loaded;
@@ -159,6 +161,10 @@ export const benchCommand: CliCommand = defineCommand(
         decode_tok_s: spread(runs.map((r) => r.decodeTokS)).median,
         ttft_ms: spread(runs.map((r) => r.ttftMs)).median,
         peak_gpu_bytes: engine.peakMemoryBytes(),
+        context: context,
+        kv_pool_bytes: engine.kvPool.bytes,
+        kv_pages: engine.kvPool.pageCount,
+        kv_page_size: engine.kvPool.pageSize,
         spread: {
           prefill_tok_s: spread(runs.map((r) => r.prefillTokS)),
           decode_tok_s: spread(runs.map((r) => r.decodeTokS)),
@@ -178,6 +184,10 @@ export const benchCommand: CliCommand = defineCommand(
         console.log(`decode        ${fmt(s.decode_tok_s)} tok/s`);
         console.log(`first token   ${fmt(s.ttft_ms)} ms`);
         console.log(`peak GPU      ${(out.peak_gpu_bytes / 2 ** 20).toFixed(1)} MiB`);
+        console.log(
+          `KV pool       ${(out.kv_pool_bytes / 2 ** 20).toFixed(1)} MiB, ${out.kv_pages} pages of ${out.kv_page_size} ` +
+            `positions; context ${context}`,
+        );
       }
       return 0;
     } finally {

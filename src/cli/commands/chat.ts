@@ -6,7 +6,7 @@
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { RequestAbortedError } from "../../engine/errors.ts";
-import type { ChatMessage } from "../../engine/types.ts";
+import type { ChatMessage, GenerationResult } from "../../engine/types.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
 import { onInterrupt } from "../interrupt.ts";
@@ -27,8 +27,19 @@ const SPEC = {
     },
     temperature: { type: "number", min: 0, placeholder: "t", description: "0 = greedy (default 0.8)" },
     seed: { type: "number", integer: true, min: 0, placeholder: "n", description: "random seed" },
+    stats: {
+      type: "boolean",
+      description: "after each answer, print to stderr its prompt tokens, how many were reused from the KV cache, and its speed",
+    },
   },
 } as const;
+
+/** One line about an answer: `[prompt 120 tokens, 96 reused, 24 computed; 30 generated; first token 41 ms]`. */
+function turnStats(r: GenerationResult): string {
+  const u = r.usage;
+  return `[prompt ${u.promptTokens} tokens, ${u.cachedTokens} reused, ${u.promptTokens - u.cachedTokens} computed; ` +
+    `${u.completionTokens} generated; first token ${r.timings.timeToFirstTokenMs.toFixed(0)} ms]`;
+}
 
 export const chatCommand: CliCommand = defineCommand(SPEC, "chat with the model in the terminal", async (f) => {
   const { engine, loaded } = engineFromFlags(f);
@@ -68,6 +79,9 @@ export const chatCommand: CliCommand = defineCommand(SPEC, "chat with the model 
           answer += chunk.text;
           process.stdout.write(chunk.text);
         }
+        // Every turn sends the whole history; the engine's prefix cache finds the pages of
+        // the turns before, so only the new tokens are computed. --stats shows it.
+        if (f.stats) console.error(`\n${turnStats(await stream.result)}`);
       } catch (e) {
         if (!(e instanceof RequestAbortedError)) throw e;
         process.stdout.write(" [stopped]");

@@ -1,13 +1,19 @@
 /**
- * `deno task cli inspect [--model PATH|URL] [--json]`: what a GGUF file holds, read from
- * its header only (no tensor data is fetched, so it is quick on a URL too).
+ * `deno task cli inspect [--model PATH|URL] [--json] [--load]`: what a GGUF file holds, read
+ * from its header only (no tensor data is fetched, so it is quick on a URL too). With
+ * `--load`, the model is also loaded on the chosen backend, to show what the runtime picks
+ * for it there: the context one sequence may hold and the KV pool (bytes, pages).
  */
 import { LlmError } from "../../errors.ts";
 import { ggmlTypeName } from "../../gguf/ggml-type.ts";
 import type { GGUFFile } from "../../gguf/reader.ts";
 import { type ModelConfig, modelConfigFromGGUF } from "../../model/config.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
-import { MODEL_FLAG, openModelFile } from "../default-model.ts";
+import { openModelFile } from "../default-model.ts";
+import { ENGINE_FLAGS, engineFromFlags, type EngineFlagValues } from "../engine-flags.ts";
+import { formatBytes } from "../format.ts";
+
+export { formatBytes };
 
 /** Bytes and counts of the tensors of one GGML type. */
 export interface QuantMixEntry {
@@ -37,6 +43,18 @@ export interface ModelSummary {
   /** The runtime's view of the model, or why it cannot run it. */
   readonly config: ModelConfig | null;
   readonly configError: string | null;
+}
+
+/** What the runtime chose for the model on a backend (`inspect --load`). */
+export interface RuntimeSummary {
+  /** Backend, provider and adapter. */
+  readonly description: string;
+  /** Most tokens one sequence may hold. */
+  readonly contextLength: number;
+  /** Sequences run at once. */
+  readonly maxSequences: number;
+  /** The KV pool all sequences share. */
+  readonly kvPool: { readonly bytes: number; readonly pageCount: number; readonly pageSize: number };
 }
 
 function optionalString(file: GGUFFile, key: string): string | null {
@@ -90,18 +108,6 @@ export function summarizeModel(file: GGUFFile): ModelSummary {
   };
 }
 
-/** `1536` → `1.5 KiB`. */
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
-}
-
 /** `1234567` → `1.23 M`. */
 function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
@@ -140,27 +146,61 @@ function formatText(s: ModelSummary): string {
   return lines.join("\n");
 }
 
+function formatRuntime(r: RuntimeSummary): string {
+  const pool = r.kvPool;
+  return [
+    `runtime:        ${r.description}`,
+    `context:        ${r.contextLength} tokens per sequence, ${r.maxSequences} sequences at once`,
+    `KV pool:        ${formatBytes(pool.bytes)} in ${pool.pageCount} pages of ${pool.pageSize} positions ` +
+    `(${pool.pageCount * pool.pageSize} positions, shared by all sequences)`,
+  ].join("\n");
+}
+
+/** Loads the model as the flags say and reports what the runtime chose; disposes it again. */
+async function runtimeSummary(flags: EngineFlagValues): Promise<RuntimeSummary> {
+  const { engine, loaded } = engineFromFlags(flags);
+  try {
+    await loaded;
+    const limits = engine.limits;
+    return {
+      description: engine.description,
+      contextLength: limits.contextLength,
+      maxSequences: limits.maxSequences,
+      kvPool: engine.kvPool,
+    };
+  } finally {
+    await engine.dispose();
+  }
+}
+
 /** The `inspect` command. */
 const SPEC = {
   name: "inspect",
-  summary: "Shows what a GGUF model holds, from its header (no tensor data is read).",
+  summary: "Shows what a GGUF model holds, from its header (no tensor data is read unless --load).",
   flags: {
-    model: MODEL_FLAG,
+    ...ENGINE_FLAGS,
     json: { type: "boolean", description: "print one JSON object instead of text" },
+    load: {
+      type: "boolean",
+      description: "also load the model on the backend and show the context and KV pool chosen for it",
+    },
   },
 } as const;
 
 export const inspectCommand: CliCommand = defineCommand(
   SPEC,
-  "show a GGUF model's architecture, size, quant mix and tokenizer",
+  "show a GGUF model's architecture, size, quant mix and tokenizer (--load: context and KV pool)",
   async (f) => {
     const file = await openModelFile(f.model);
+    let summary: ModelSummary;
     try {
-      const summary = summarizeModel(file);
-      console.log(f.json ? JSON.stringify(summary, null, 2) : formatText(summary));
+      summary = summarizeModel(file);
     } finally {
       await file.close();
     }
+    const runtime = f.load ? await runtimeSummary(f) : undefined;
+    if (f.json) console.log(JSON.stringify(runtime ? { ...summary, runtime } : summary, null, 2));
+    else console.log(runtime ? `${formatText(summary)}\n${formatRuntime(runtime)}` : formatText(summary));
     return 0;
   },
 );
