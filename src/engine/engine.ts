@@ -63,6 +63,11 @@ export interface EngineOptions extends RunnerChoice {
   readonly lookahead?: number;
   /** Load progress: bytes read and tensors uploaded. */
   readonly onProgress?: (progress: LoadProgress) => void;
+  /**
+   * For URL sources: how long a read waits for the next byte before the load fails with
+   * `SourceError` `READ_TIMEOUT` naming the URL (ms; default 30 000, `Infinity` for ever).
+   */
+  readonly readTimeoutMs?: number;
 }
 
 /** What the engine is doing now, for metrics and tests. */
@@ -344,11 +349,12 @@ export class Engine implements AsyncDisposable {
   async #load(source: ModelSource): Promise<void> {
     const signal = this.#controller.signal;
     const o = this.#options;
-    this.#file = await openGGUF(source, { signal, fetch: o.fetch });
+    this.#file = await openGGUF(source, { signal, fetch: o.fetch, readTimeoutMs: o.readTimeoutMs });
     const tensorsTotal = this.#file.tensors.length;
     const bytesTotal = this.#file.fileSize;
     o.onProgress?.({ phase: "open", bytesLoaded: 0, bytesTotal, tensorsLoaded: 0, tensorsTotal });
     this.#tokenizer = tokenizerFromMetadata(this.#file.metadata);
+    signal.throwIfAborted(); // disposed while the header was parsed: no GPU for a dead engine
     const maxSequences = o.maxSequences ?? 4;
     this.#runner = await loadRunner(this.#file, o, {
       maxSlots: maxSequences,

@@ -12,7 +12,7 @@ import { gguf } from "@huggingface/gguf";
 import { GGUFError, LlmError, UnsupportedTensorTypeError } from "../errors.ts";
 import { BLOCK_LAYOUTS, type GGMLType, ggmlTypeName } from "./ggml-type.ts";
 import { GGUFValueType, type Metadata, type MetadataTypeInfo, type MetadataValue } from "./metadata.ts";
-import { type ByteSource, isHttpUrl, openSource, type SourceInput } from "./source.ts";
+import { type ByteSource, isHttpUrl, type OpenSourceOptions, openSource, type SourceInput } from "./source.ts";
 
 /** Alignment of tensor data when `general.alignment` is absent. */
 export const GGUF_DEFAULT_ALIGNMENT = 32;
@@ -72,12 +72,8 @@ export interface GGUFFile {
   close(): Promise<void>;
 }
 
-/** Options of {@link openGGUF}. */
-export interface OpenGGUFOptions {
-  /** The `fetch` used for http(s) URLs. */
-  fetch?: typeof fetch;
-  signal?: AbortSignal;
-}
+/** Options of {@link openGGUF}: those of every shard's source (`fetch`, `signal`, `readTimeoutMs`). */
+export type OpenGGUFOptions = OpenSourceOptions;
 
 /** `-00001-of-00003.gguf` at the end of a shard's path (llama.cpp's `llama_split_path`). */
 const SHARD_SUFFIX = /-(\d{5})-of-(\d{5})\.gguf$/;

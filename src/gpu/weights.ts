@@ -117,6 +117,8 @@ export interface UploadWeightOptions {
   allocator?: GpuAllocator;
   /** Largest bytes per part; defaults to `ctx.limits.maxStorageBufferBindingSize` (tests lower it). */
   maxPartBytes?: number;
+  /** Checked before each part: a large tensor's parts each take seconds on a software GPU. */
+  signal?: AbortSignal;
 }
 
 /** Uploads a GGUF tensor, repacking and splitting as described above. */
@@ -131,6 +133,7 @@ export async function uploadWeight(
   const parts: GpuWeightPart[] = [];
   try {
     for (let firstRow = 0; firstRow < plan.rows; firstRow += plan.rowsPerPart) {
+      options.signal?.throwIfAborted();
       const rows = Math.min(plan.rowsPerPart, plan.rows - firstRow);
       const scaleWord = rows * plan.rowWords;
       const byteLength = partBytes(plan, rows);

@@ -113,7 +113,7 @@ export async function loadGpuWeights(
       options.signal?.throwIfAborted();
       const bytes = await file.readTensor(info, options.signal);
       if (plan.get(info.name) === "matrix") {
-        const weight = await uploadWeight(ctx, { type: info.type, shape: info.shape, bytes }, info.name);
+        const weight = await uploadWeight(ctx, { type: info.type, shape: info.shape, bytes }, info.name, { signal: options.signal });
         matrices.set(info.name, weight);
         made.push(...weight.parts.map((p) => p.buffer));
       } else {
