@@ -17,7 +17,8 @@
 import "./disposable-types.ts";
 
 // The engine and its request API.
-export { createEngine, Engine, type EngineOptions, type EngineStats, loadEngine } from "./engine/engine.ts";
+export { createEngine, Engine, type EngineOptions, type EngineStats, type KvStats, loadEngine } from "./engine/engine.ts";
+export type { KvPool } from "./model/runner.ts";
 export type { ModelSource, RunnerChoice } from "./engine/backends.ts";
 export type {
   ChatMessage,
@@ -25,6 +26,7 @@ export type {
   FinishReason,
   GenerateInput,
   GenerateOptions,
+  GenerationChoice,
   GenerationChunk,
   GenerationResult,
   GenerationStream,
@@ -33,7 +35,7 @@ export type {
   TokenPrompt,
   Usage,
 } from "./engine/types.ts";
-export { DEFAULT_GENERATE_OPTIONS } from "./engine/options.ts";
+export { choiceSeed, DEFAULT_GENERATE_OPTIONS, MAX_CHOICES } from "./engine/options.ts";
 
 // The engine in a Web Worker: the same API from the page, the work off the main thread.
 export { loadWorkerEngine, WorkerEngine, type WorkerEngineOptions } from "./worker/client.ts";
