@@ -1,12 +1,15 @@
-// Causal grouped-query attention over the slotted KV cache, flash-attention style: each
-// work-group walks the keys of its token's slot in tiles of WG positions, keeping a running
+// Causal grouped-query attention over the paged KV pool, flash-attention style: each
+// work-group walks the keys of its token's sequence in tiles of WG positions, keeping a running
 // maximum and sum per query head (online softmax), so work-group memory is a fixed few KiB
 // whatever the context length.
 //
 // Work-group (t, g): token t of the sub-step, query heads [g·GB, g·GB + GB), all in the
 // same KV group (GB divides N_HEADS / N_KV_HEADS), so each key and value row read from the
-// cache serves GB heads. The token sees positions 0..pos of its slot, itself included (its
-// K/V were appended by the rope kernel earlier in the same pass).
+// cache serves GB heads. The token sees positions 0..pos of its sequence, itself included
+// (its K/V were appended by the rope kernel earlier in the same pass), through its slot's
+// page table PT[slot·MAX_PAGES ..] (kv-pool.wgsl): position p is pool row
+// PT[p / PAGE_SIZE]·PAGE_SIZE + p % PAGE_SIZE; thread j finds the row of the tile's key j
+// once and shares it in work-group memory for the value pass.
 //
 // Split ("flash decoding"): a decode step has one token per sequence, so the grid above is
 // a handful of work-groups walking hundreds of positions one after another, on a GPU with
@@ -19,15 +22,17 @@
 // computed once per key (by its thread) into work-group memory, and every thread adds the
 // weighted values of its output dimensions.
 //
-// Defines: HEAD_DIM, N_HEADS, N_KV_HEADS, CTX (positions per slot), GB, WG (threads = tile),
-//   KV_F16 (cache of packed f16 pairs), SPLIT (with MAX_SPLITS and SPLIT_TOKENS: partials
+// Defines: HEAD_DIM, N_HEADS, N_KV_HEADS, MAX_PAGES (page-table entries per slot), GB,
+//   WG (threads = tile), the pool's (kv-pool.wgsl: KV_F16, PAGE_SIZE, ROWS_PER_BINDING,
+//   KV_B2..KV_B4), SPLIT (with MAX_SPLITS and SPLIT_TOKENS: partials
 //   for at most SPLIT_TOKENS tokens). Output O[t, h·HEAD_DIM + d], like Q.
 #include "tokens.wgsl"
+#include "kv-pool.wgsl"
 
 const HEAD_DIM: u32 = {{HEAD_DIM}}u;
 const N_HEADS: u32 = {{N_HEADS}}u;
 const N_KV_HEADS: u32 = {{N_KV_HEADS}}u;
-const CTX: u32 = {{CTX}}u;
+const MAX_PAGES: u32 = {{MAX_PAGES}}u;
 const GB: u32 = {{GB}}u;
 const WG: u32 = {{WG}}u;
 const GROUP: u32 = N_HEADS / N_KV_HEADS;
@@ -36,13 +41,8 @@ const KV_DIM: u32 = N_KV_HEADS * HEAD_DIM;
 const DPT: u32 = (HEAD_DIM + WG - 1u) / WG;   // output dims per thread
 
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
-#if KV_F16
-@group(0) @binding(1) var<storage, read> KC: array<u32>;
-@group(0) @binding(2) var<storage, read> VC: array<u32>;
-#else
-@group(0) @binding(1) var<storage, read> KC: array<f32>;
-@group(0) @binding(2) var<storage, read> VC: array<f32>;
-#endif
+@group(0) @binding(1) var<storage, read> KC0: array<KvWord>;
+@group(0) @binding(2) var<storage, read> VC0: array<KvWord>;
 #if SPLIT
 const MAX_SPLITS: u32 = {{MAX_SPLITS}}u;
 const SPLIT_TOKENS: u32 = {{SPLIT_TOKENS}}u;
@@ -60,25 +60,28 @@ fn partial_at(t: u32, h: u32, s: u32) -> u32 {
 #endif
 @group(0) @binding(4) var<storage, read> TOK: array<TokenRecord>;
 @group(0) @binding(5) var<uniform> S: StepInfo;
+@group(0) @binding(7) var<storage, read> PT: array<u32>;
 
 var<workgroup> qs: array<f32, GB * HEAD_DIM>;   // the GB query heads, pre-scaled
 var<workgroup> scores: array<f32, GB * WG>;     // scores[g·WG + j] of the current tile
+var<workgroup> key_binding: array<u32, WG>;    // binding of the tile's key j
+var<workgroup> key_base: array<u32, WG>;       // its first element for this work-group's KV head
 var<workgroup> last_pos: u32;
-var<workgroup> slot_base: u32;
+var<workgroup> table_base: u32;
 
 #if KV_F16
-fn key(i: u32) -> f32 {
-  return unpack2x16float(KC[i >> 1u])[i & 1u];
+fn key(b: u32, i: u32) -> f32 {
+  return unpack2x16float(k_word(b, i >> 1u))[i & 1u];
 }
-fn value(i: u32) -> f32 {
-  return unpack2x16float(VC[i >> 1u])[i & 1u];
+fn value(b: u32, i: u32) -> f32 {
+  return unpack2x16float(v_word(b, i >> 1u))[i & 1u];
 }
 #else
-fn key(i: u32) -> f32 {
-  return KC[i];
+fn key(b: u32, i: u32) -> f32 {
+  return k_word(b, i);
 }
-fn value(i: u32) -> f32 {
-  return VC[i];
+fn value(b: u32, i: u32) -> f32 {
+  return v_word(b, i);
 }
 #endif
 
@@ -101,11 +104,11 @@ fn main(
   if (lid == 0u) {
     let tok = TOK[S.token_base + t];
     last_pos = tok.pos;
-    slot_base = tok.slot * CTX * KV_DIM + kvh * HEAD_DIM;
+    table_base = tok.slot * MAX_PAGES;
   }
   // Loop bounds must be uniform across the work-group for the barriers inside.
   let pos = workgroupUniformLoad(&last_pos);
-  let base = workgroupUniformLoad(&slot_base);
+  let table = workgroupUniformLoad(&table_base);
   // This work-group's positions [start, end): all of 0..pos, or one of nwg.z spans.
   let n_keys = pos + 1u;
   let span = (n_keys + nwg.z - 1u) / nwg.z;
@@ -126,9 +129,14 @@ fn main(
       for (var g = 0u; g < GB; g++) {
         s[g] = 0.0;
       }
-      let row = base + (t0 + lid) * KV_DIM;
+      let p = t0 + lid;
+      let place = kv_place(PT[table + p / PAGE_SIZE] * PAGE_SIZE + p % PAGE_SIZE);
+      let b = place.x;
+      let row = place.y * KV_DIM + kvh * HEAD_DIM;
+      key_binding[lid] = b;
+      key_base[lid] = row;
       for (var d = 0u; d < HEAD_DIM; d++) {
-        let k = key(row + d);
+        let k = key(b, row + d);
         for (var g = 0u; g < GB; g++) {
           s[g] += qs[g * HEAD_DIM + d] * k;
         }
@@ -160,12 +168,13 @@ fn main(
     }
     workgroupBarrier();
     for (var jj = 0u; jj < n; jj++) {
-      let row = base + (t0 + jj) * KV_DIM;
+      let b = key_binding[jj];
+      let row = key_base[jj];
       var v: array<f32, DPT>;
       for (var i = 0u; i < DPT; i++) {
         let d = lid + i * WG;
         if (d < HEAD_DIM) {
-          v[i] = value(row + d);
+          v[i] = value(b, row + d);
         }
       }
       for (var g = 0u; g < GB; g++) {

@@ -2,11 +2,10 @@
 // cache fused in: one work-group per (token, head), heads 0..N_HEADS-1 of Q, then
 // N_KV_HEADS heads of K (each also copies its V head into the cache).
 //
-// Defines: HEAD_DIM, N_HEADS, N_KV_HEADS, ROPE_DIMS (rotated leading dims of a head),
-//   CTX (positions per slot in the cache), WG, NEOX (pairs (i, i + ROPE_DIMS/2); else
+// Defines: HEAD_DIM, N_HEADS, N_KV_HEADS, ROPE_DIMS (rotated leading dims of a head), WG, NEOX (pairs (i, i + ROPE_DIMS/2); else
 //   adjacent pairs (2i, 2i+1)), QK_NORM (qwen3: RMSNorm each head first, with EPS and the
 //   weights NORM[0..HEAD_DIM) for Q and NORM[HEAD_DIM..2·HEAD_DIM) for K),
-//   KV_F16 (the cache holds f16 pairs packed in u32; else f32).
+//   and the pool's (kv-pool.wgsl: KV_F16, PAGE_SIZE, ROWS_PER_BINDING, KV_B2..KV_B4).
 //
 // Angles: FREQ[i] = (f, fract(256·f)) where f is pair i's frequency in turns per position
 // (scaling and divisors applied, computed in f64 on the CPU). With pos = 256a + b,
@@ -14,14 +13,16 @@
 // accurate to ~1e-5 turns at positions where pos·f in f32 would be off by 1e-3; and the
 // angle is reduced to [-π, π] before sin/cos, where WGSL bounds their error.
 //
-// Cache layout (per layer): element ((slot·CTX + pos)·N_KV_HEADS + kv_head)·HEAD_DIM + d.
+// Cache layout (per layer, kv-pool.wgsl): the token's K and V go to pool row `kv_row` of
+// its TokenRecord (its page table applied on the CPU), element
+// (row·N_KV_HEADS + kv_head)·HEAD_DIM + d of the row's binding.
 #include "tokens.wgsl"
+#include "kv-pool.wgsl"
 
 const HEAD_DIM: u32 = {{HEAD_DIM}}u;
 const N_HEADS: u32 = {{N_HEADS}}u;
 const N_KV_HEADS: u32 = {{N_KV_HEADS}}u;
 const ROPE_HALF: u32 = {{ROPE_DIMS}}u / 2u;
-const CTX: u32 = {{CTX}}u;
 const WG: u32 = {{WG}}u;
 const Q_DIM: u32 = N_HEADS * HEAD_DIM;
 const KV_DIM: u32 = N_KV_HEADS * HEAD_DIM;
@@ -30,13 +31,8 @@ const TAU: f32 = 6.283185307179586;
 @group(0) @binding(0) var<storage, read_write> Q: array<f32>;
 @group(0) @binding(1) var<storage, read> K: array<f32>;
 @group(0) @binding(2) var<storage, read> V: array<f32>;
-#if KV_F16
-@group(0) @binding(3) var<storage, read_write> KC: array<u32>;
-@group(0) @binding(4) var<storage, read_write> VC: array<u32>;
-#else
-@group(0) @binding(3) var<storage, read_write> KC: array<f32>;
-@group(0) @binding(4) var<storage, read_write> VC: array<f32>;
-#endif
+@group(0) @binding(3) var<storage, read_write> KC0: array<KvWord>;
+@group(0) @binding(4) var<storage, read_write> VC0: array<KvWord>;
 @group(0) @binding(5) var<storage, read> FREQ: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read> TOK: array<TokenRecord>;
 @group(0) @binding(7) var<uniform> S: StepInfo;
@@ -120,16 +116,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     return;
   }
-  let dst = ((tok.slot * CTX + tok.pos) * N_KV_HEADS + kvh) * HEAD_DIM;
+  let place = kv_place(tok.kv_row);
+  let dst = (place.y * N_KV_HEADS + kvh) * HEAD_DIM;
 #if KV_F16
   for (var j = lid; j < HEAD_DIM / 2u; j += WG) {
-    KC[dst / 2u + j] = pack2x16float(vec2<f32>(head[2u * j], head[2u * j + 1u]));
-    VC[dst / 2u + j] = pack2x16float(vec2<f32>(V[src + 2u * j], V[src + 2u * j + 1u]));
+    let k = pack2x16float(vec2<f32>(head[2u * j], head[2u * j + 1u]));
+    store_kv(place.x, dst / 2u + j, k, pack2x16float(vec2<f32>(V[src + 2u * j], V[src + 2u * j + 1u])));
   }
 #else
   for (var d = lid; d < HEAD_DIM; d += WG) {
-    KC[dst + d] = head[d];
-    VC[dst + d] = V[src + d];
+    store_kv(place.x, dst + d, head[d], V[src + d]);
   }
 #endif
 }

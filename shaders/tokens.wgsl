@@ -14,11 +14,14 @@ struct StepInfo {
 // One fed token. `id` is FROM_LAST_SAMPLED when the token is the one sampled last for
 // `slot`, which only the device knows. `seq` = index of the token within its entry, with
 // bit 31 set on the entry's last token (the history kernel bumps the count there).
+// `kv_row` = the pool row where the token's K and V go: its page (from the sequence's
+// page table) · PAGE_SIZE + pos % PAGE_SIZE (kv-pool.wgsl).
 struct TokenRecord {
   id: u32,
   slot: u32,
   pos: u32,
   seq: u32,
+  kv_row: u32,
 }
 
 const FROM_LAST_SAMPLED: u32 = 0xFFFFFFFFu;

@@ -1,5 +1,5 @@
 /**
- * The forward pass on the GPU: the buffers it runs on (activations, slotted KV cache,
+ * The forward pass on the GPU: the buffers it runs on (activations, paged KV pool,
  * per-step tables), its kernels, their bind groups, and the recording of one "sub-step"
  * (every layer over a set of tokens, then logits and sampling for some rows).
  *
@@ -9,8 +9,8 @@
  *   per layer:
  *     xb = rmsnorm(x [+= h]) · attn_norm     the residual add of the previous block fused in
  *     q, k, v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ (+bias)
- *     q, K/V cache = rope(qknorm?(q)), rope(qknorm?(k)), v     at each token's (slot, pos)
- *     att = attention(q, cache)              causal over [0, pos] of the token's slot
+ *     q, K/V pool = rope(qknorm?(q)), rope(qknorm?(k)), v      at each token's pool row
+ *     att = attention(q, pool)               causal over [0, pos] through the slot's page table
  *     h = att·Woᵀ;  xb = rmsnorm(x += h) · ffn_norm
  *     gate = silu(xb·Wgateᵀ) ⊙ (xb·Wupᵀ);  h = gate·Wdownᵀ
  *   xo = rmsnorm(x + h)[rows] · output_norm  only the rows that need logits
@@ -23,6 +23,7 @@
 import { GpuError } from "../errors.ts";
 import { type GpuContext, isLavapipe } from "../gpu/device.ts";
 import { type AttentionGroups, AttentionKernel } from "../gpu/kernels/attention.ts";
+import { type KvPoolLayout, MAX_KV_BINDINGS } from "../gpu/kernels/kv-pool.ts";
 import { ElementwiseKernel } from "../gpu/kernels/elementwise.ts";
 import { EmbeddingKernel } from "../gpu/kernels/embedding.ts";
 import { createHistoryBuffer, HistoryKernel } from "../gpu/kernels/history.ts";
@@ -42,8 +43,12 @@ export type KvCacheType = "f32" | "f16";
 /** Sizes of a {@link GpuForward}. */
 export interface GpuForwardSizes {
   readonly maxSlots: number;
-  /** Positions per slot. */
+  /** Most positions of one sequence (its page table holds ceil(contextLength / pageSize) pages). */
   readonly contextLength: number;
+  /** Positions per page of the KV pool. */
+  readonly pageSize: number;
+  /** Pages of the KV pool. */
+  readonly pageCount: number;
   /** Most tokens in one sub-step. */
   readonly maxTokens: number;
   /** Most rows that sample in one sub-step (at most one per slot). */
@@ -138,12 +143,24 @@ export class GpuForward {
   /** The penalty history ring (kernels/history.ts). */
   readonly history: GPUBuffer;
   readonly act: Activations;
-  /** Per layer: K and V caches, (maxSlots, contextLength, nKvHeads, headDim). */
-  readonly kCache: readonly GPUBuffer[];
-  readonly vCache: readonly GPUBuffer[];
-  /** Bytes of the KV cache. */
+  /**
+   * Per layer: the K and V pools, each (pageCount·pageSize, nKvHeads, headDim) spread over
+   * `kvLayout.bindings` buffers of whole pages (kernels/kv-pool.ts).
+   */
+  readonly kPool: readonly (readonly GPUBuffer[])[];
+  readonly vPool: readonly (readonly GPUBuffer[])[];
+  readonly kvLayout: KvPoolLayout;
+  /** Bytes of one page of one layer's K (or V). */
+  readonly kvPageBytes: number;
+  /** Page tables: `maxPages` u32 per slot. */
+  readonly pageTable: GPUBuffer;
+  /** Page-table entries per slot: ceil(contextLength / pageSize). */
+  readonly maxPages: number;
+  /** Bytes of the KV pool. */
   readonly kvBytes: number;
   readonly #freqs: GPUBuffer;
+  /** One page of one layer's K (or V): page copies within one buffer go through it. */
+  readonly #copyStaging: GPUBuffer;
   /** Partial results of split attention (decode steps of up to `attention.splitTokens` tokens). */
   readonly #attentionScratch: GPUBuffer | null;
   readonly #uniformAlign: number;
@@ -200,17 +217,19 @@ export class GpuForward {
       xo: f32("xo", sizes.logitRows, c.nEmbd),
       logits: f32("logits", sizes.logitRows, c.vocabSize),
     };
-    const kvLayerBytes = sizes.maxSlots * sizes.contextLength * kvDim * (sizes.kvCacheType === "f16" ? 2 : 4);
-    checkBinding(ctx, "KV cache of one layer", kvLayerBytes);
-    const kCache: GPUBuffer[] = [];
-    const vCache: GPUBuffer[] = [];
-    for (let l = 0; l < c.nLayers; l++) {
-      kCache.push(a.createBuffer({ label: `blk.${l} K cache`, size: kvLayerBytes, usage: storage() }));
-      vCache.push(a.createBuffer({ label: `blk.${l} V cache`, size: kvLayerBytes, usage: storage() }));
-    }
-    this.kCache = kCache;
-    this.vCache = vCache;
-    this.kvBytes = 2 * c.nLayers * kvLayerBytes;
+    this.kvPageBytes = kvPageBytes(c, sizes.pageSize, sizes.kvCacheType);
+    this.kvLayout = planKvLayout(ctx, c, sizes.pageSize, sizes.pageCount, sizes.kvCacheType);
+    const poolBuffers = (what: "K" | "V", l: number) =>
+      Array.from({ length: this.kvLayout.bindings }, (_, b) => {
+        const pages = Math.min(sizes.pageCount - b * this.pagesPerBinding, this.pagesPerBinding);
+        return a.createBuffer({ label: `blk.${l} ${what} pool ${b}`, size: pages * this.kvPageBytes, usage: storage() });
+      });
+    this.kPool = Array.from({ length: c.nLayers }, (_, l) => poolBuffers("K", l));
+    this.vPool = Array.from({ length: c.nLayers }, (_, l) => poolBuffers("V", l));
+    this.kvBytes = 2 * c.nLayers * sizes.pageCount * this.kvPageBytes;
+    this.maxPages = Math.ceil(sizes.contextLength / sizes.pageSize);
+    this.pageTable = a.createBuffer({ label: "page tables", size: sizes.maxSlots * this.maxPages * 4, usage: storage() });
+    this.#copyStaging = a.createBuffer({ label: "page copy staging", size: this.kvPageBytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     this.lastSampled = a.createBuffer({ label: "last sampled", size: sizes.maxSlots * 4, usage: storage() });
     a.writeBuffer(this.lastSampled, 0, new Int32Array(sizes.maxSlots).fill(-1));
     this.history = createHistoryBuffer(ctx, sizes.maxSlots);
@@ -237,13 +256,13 @@ export class GpuForward {
       nKvHeads: c.nKvHeads,
       ropeDims: c.rope.dims,
       neox: c.rope.layout === "neox",
-      contextLength: sizes.contextLength,
+      pool: this.kvLayout,
       kvF16,
       qkNormEps: c.qkNorm ? c.normEps : null,
     });
     this.attention = new AttentionKernel(
       ctx,
-      { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, contextLength: sizes.contextLength, kvF16 },
+      { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, maxPages: this.maxPages, pool: this.kvLayout, kvF16 },
       // Decode steps hold one token per sequence: split those (a step of more tokens has
       // work-groups enough), for at most 16 tokens to keep the scratch small. Not on
       // lavapipe: its two or so threads are busy with a few work-groups already, and the
@@ -295,6 +314,37 @@ export class GpuForward {
     ]);
     ctx.check();
     return f;
+  }
+
+  /** Pages each pool buffer holds (the last may hold fewer). */
+  get pagesPerBinding(): number {
+    return this.kvLayout.rowsPerBinding / this.kvLayout.pageSize;
+  }
+
+  /**
+   * Records whole-page copies (K and V of every layer) into `encoder`: the copy-on-write of
+   * a page that two sequences share.
+   */
+  recordPageCopies(encoder: GPUCommandEncoder, copies: readonly { readonly from: number; readonly to: number }[]): void {
+    const per = this.pagesPerBinding;
+    const bytes = this.kvPageBytes;
+    for (const { from, to } of copies) {
+      if (from === to) continue;
+      for (const pool of [this.kPool, this.vPool]) {
+        for (const buffers of pool) {
+          const src = buffers[Math.floor(from / per)]!;
+          const dst = buffers[Math.floor(to / per)]!;
+          if (src !== dst) {
+            encoder.copyBufferToBuffer(src, (from % per) * bytes, dst, (to % per) * bytes, bytes);
+            continue;
+          }
+          // WebGPU refuses a copy within one buffer: through the staging page (commands of
+          // one encoder run in order, so one staging page serves every copy).
+          encoder.copyBufferToBuffer(src, (from % per) * bytes, this.#copyStaging, 0, bytes);
+          encoder.copyBufferToBuffer(this.#copyStaging, 0, dst, (to % per) * bytes, bytes);
+        }
+      }
+    }
   }
 
   /** The current tables (grown by {@link ensureSubSteps}). */
@@ -438,8 +488,8 @@ export class GpuForward {
             q: a.q,
             k: a.k,
             v: a.v,
-            kCache: this.kCache[l]!,
-            vCache: this.vCache[l]!,
+            kPool: this.kPool[l]!,
+            vPool: this.vPool[l]!,
             freqs: this.#freqs,
             tokens: t.tokens,
             step,
@@ -448,7 +498,16 @@ export class GpuForward {
           label(`blk.${l} rope`),
         ),
         attention: this.attention.bind(
-          { q: a.q, kCache: this.kCache[l]!, vCache: this.vCache[l]!, out: a.att, tokens: t.tokens, step, scratch: this.#attentionScratch ?? undefined },
+          {
+            q: a.q,
+            kPool: this.kPool[l]!,
+            vPool: this.vPool[l]!,
+            pageTable: this.pageTable,
+            out: a.att,
+            tokens: t.tokens,
+            step,
+            scratch: this.#attentionScratch ?? undefined,
+          },
           label(`blk.${l} attention`),
         ),
         ffnNorm: this.addNorm.bind({ x: a.x, h: a.h, weight: lw.ffnNorm, y: a.xb, step }, label(`blk.${l} ffn norm`)),
@@ -459,6 +518,51 @@ export class GpuForward {
     this.#groups.set(k, groups);
     return groups;
   }
+}
+
+/** Bytes of one page of one layer's K (or V). */
+export function kvPageBytes(c: ModelConfig, pageSize: number, type: KvCacheType): number {
+  return pageSize * c.nKvHeads * c.headDim * (type === "f16" ? 2 : 4);
+}
+
+/**
+ * Storage buffers a shader stage binds besides the pool's: the rope kernel's Q, K, V,
+ * rope frequencies, token table and (qwen3) Q/K norms; attention binds fewer (Q, output,
+ * token table, page tables).
+ */
+function fixedStorageBindings(c: ModelConfig): number {
+  return 5 + (c.qkNorm ? 1 : 0);
+}
+
+/** Most buffers one layer's K (or V) pool may span on this device (0: not even one). */
+export function maxKvBindings(ctx: GpuContext, c: ModelConfig): number {
+  return Math.min(MAX_KV_BINDINGS, Math.floor((ctx.limits.maxStorageBuffersPerShaderStage - fixedStorageBindings(c)) / 2));
+}
+
+/** Pages one pool buffer may hold on this device. */
+export function kvPagesPerBinding(ctx: GpuContext, c: ModelConfig, pageSize: number, type: KvCacheType): number {
+  const limit = Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
+  return Math.floor(limit / kvPageBytes(c, pageSize, type));
+}
+
+/**
+ * How `pageCount` pages of one layer spread over storage bindings: as few buffers as the
+ * binding size allows. LIMIT_TOO_LOW (naming kvCacheBytes / --kv-budget) when the pool
+ * needs more buffers than the shaders may bind.
+ */
+export function planKvLayout(ctx: GpuContext, c: ModelConfig, pageSize: number, pageCount: number, type: KvCacheType): KvPoolLayout {
+  const perBinding = kvPagesPerBinding(ctx, c, pageSize, type);
+  const most = maxKvBindings(ctx, c);
+  const bindings = perBinding > 0 ? Math.ceil(pageCount / perBinding) : Infinity;
+  if (bindings > most) {
+    const fits = Math.max(0, perBinding * most);
+    throw new GpuError(
+      "LIMIT_TOO_LOW",
+      `a KV pool of ${pageCount} pages needs ${bindings} storage bindings per layer, this device allows ${most} (${fits} pages); lower kvCacheBytes (--kv-budget) or contextLength (--context)`,
+      { label: "KV pool", limit: "maxStorageBufferBindingSize", needed: pageCount * kvPageBytes(c, pageSize, type), available: fits * kvPageBytes(c, pageSize, type) },
+    );
+  }
+  return { pageSize, rowsPerBinding: Math.min(perBinding, pageCount) * pageSize, bindings };
 }
 
 /** Throws LIMIT_TOO_LOW when a buffer that is bound whole exceeds one storage binding. */

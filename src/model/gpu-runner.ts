@@ -1,11 +1,13 @@
 /**
- * The WebGPU {@link ModelRunner}: weights quantized on the GPU, a slotted KV cache,
- * sampling on the device, and lookahead decode steps that never wait for the CPU.
+ * The WebGPU {@link ModelRunner}: weights quantized on the GPU, a paged KV pool shared by
+ * every sequence, sampling on the device, and lookahead decode steps that never wait for
+ * the CPU.
  *
  * ```ts
  * const runner = await GpuRunner.load(file, { maxSlots: 4, maxBatchTokens: 256, onProgress });
  * runner.resetSlot(0);
- * const [ids] = await runner.step([{ slot: 0, pos: 0, tokens: prompt, sampling: GREEDY, sampleIndex: 0 }], 3);
+ * const pages = [7, 3];                             // positions 0..63 with pages of 32
+ * const [ids] = await runner.step([{ slot: 0, pos: 0, tokens: prompt, sampling: GREEDY, sampleIndex: 0, pages }], 3);
  * // ids: 4 tokens: the one after the prompt, then 3 lookahead decode steps, one readback
  * await runner.dispose();                          // every buffer destroyed (and the device, if ours)
  * ```
@@ -16,6 +18,12 @@
  * sub-steps for the entries that sample, each embedding the id the previous sub-step
  * sampled straight from `lastSampled` on the device. Only the sampled ids come back.
  *
+ * The KV pool (gpu-forward.ts, kernels/kv-pool.ts) holds `pageCount` pages per layer, in
+ * as many storage bindings as it takes. Each step uploads the page tables of its entries'
+ * slots (only the entries that changed) and gives every fed token its pool row, where the
+ * rope kernel writes its K and V; attention reads through the page tables. Without
+ * `kvCacheBytes`, the pool is sized from the device's limits (see {@link planKvPool}).
+ *
  * Sampling is the WGSL sampler (gpu/kernels/sample.ts): greedy, temperature, top-k/p,
  * min-p and penalties, the same draws as the CPU sampler (sampling/sampler.ts). A request
  * it does not support is refused with InvalidRequestError `SAMPLER_UNAVAILABLE` before
@@ -23,20 +31,21 @@
  */
 import { yieldToEventLoop } from "./yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
-import { type BatchEntry, DEFAULT_PAGE_SIZE, type KvPool, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
+import { type BatchEntry, type KvPool, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
-import { HISTORY_CAP, resetHistorySlot } from "../gpu/kernels/history.ts";
+import { HISTORY_CAP, seedHistorySlot } from "../gpu/kernels/history.ts";
 import type { MatrixKernelsOptions } from "../gpu/kernels/matmul.ts";
 import { createDeviceSampler } from "../gpu/kernels/sample.ts";
 import { SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
 import { FROM_LAST_SAMPLED, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
 import { GpuProfiler } from "../gpu/profiler.ts";
+import type { KvPoolLayout } from "../gpu/kernels/kv-pool.ts";
 import { GpuStep } from "../gpu/step.ts";
 import { type ModelConfig, modelConfigFromGGUF } from "./config.ts";
-import { GpuForward, type KvCacheType, Recorder } from "./gpu-forward.ts";
+import { GpuForward, type KvCacheType, kvPageBytes, kvPagesPerBinding, maxKvBindings, Recorder } from "./gpu-forward.ts";
 import { loadGpuWeights } from "./gpu-weights.ts";
-import { resolveContextLength } from "./kv-pool.ts";
+import { checkCopies, checkDisjointWrites, checkPageTable, identityPages, pagesFor, resolveContextLength, resolvePageSize } from "./kv-pool.ts";
 
 /** Options of {@link GpuRunner.load}: the engine's sizes plus GPU choices. */
 export interface GpuRunnerOptions extends RunnerSizes {
@@ -47,9 +56,10 @@ export interface GpuRunnerOptions extends RunnerSizes {
   /** More device options (limit overrides for tests, disabled features). */
   readonly context?: Omit<GpuContextOptions, "gpu" | "device">;
   /**
-   * KV cache element type. `auto` (default): f32 while the f32 cache stays under 1 GiB
-   * and one layer's cache fits a storage binding, else f16. f16 halves the cache and moves
-   * logits by about 1e-3; it is stored as packed pairs, so it needs no `shader-f16`.
+   * KV pool element type. `auto` (default): f32 when an f32 pool of at most 1 GiB holds as
+   * many pages as an f16 one would (up to maxSlots full contexts), else f16. f16 halves
+   * the pool and moves logits by about 1e-3; it is stored as packed pairs, so it needs no
+   * `shader-f16`.
    */
   readonly kvCacheType?: KvCacheType | "auto";
   /** Lookahead steps the per-step tables are first sized for (default 8; they grow on demand). */
@@ -72,6 +82,12 @@ export interface GpuRunnerOptions extends RunnerSizes {
 
 const DEFAULT_SUBMIT_WORK = 4e10;
 const AUTO_F16_ABOVE_BYTES = 1024 ** 3;
+/**
+ * The KV pool's default budget when none is given: WebGPU does not report device memory,
+ * and 1 GiB sits beside a 1B model's weights on a laptop GPU or in a browser tab while
+ * holding 4 full 8k contexts of Llama 3.2 1B in f16 (32 KiB per position).
+ */
+export const DEFAULT_KV_BUDGET_BYTES = 1024 ** 3;
 
 /** Everything sampled in one call is read back through this plan. */
 interface SamplingRow {
@@ -81,6 +97,8 @@ interface SamplingRow {
   readonly sampleIndex: number;
   /** Position fed in the first lookahead sub-step. */
   readonly nextPos: number;
+  /** The entry's page table. */
+  readonly pages: readonly number[];
 }
 
 /** A {@link ModelRunner} on WebGPU. */
@@ -95,6 +113,8 @@ export class GpuRunner implements ModelRunner {
   readonly #forward: GpuForward;
   readonly #options: GpuRunnerOptions;
   readonly #hasSampled: boolean[];
+  /** What each slot's page table on the device holds (-1: unknown), to upload only changes. */
+  readonly #pageTables: Int32Array[];
   readonly #listeners: ((error: Error) => void)[] = [];
   #busy: Promise<unknown> = Promise.resolve();
   /** Set while `profileStep` records: every GpuStep then times its dispatches. */
@@ -110,9 +130,10 @@ export class GpuRunner implements ModelRunner {
     this.maxSlots = forward.sizes.maxSlots;
     this.contextLength = forward.sizes.contextLength;
     this.maxBatchTokens = forward.sizes.maxTokens;
-    this.kvPool = { pageSize: DEFAULT_PAGE_SIZE, pageCount: this.maxSlots * Math.ceil(this.contextLength / DEFAULT_PAGE_SIZE), bytes: forward.kvBytes };
+    this.kvPool = { pageSize: forward.sizes.pageSize, pageCount: forward.sizes.pageCount, bytes: forward.kvBytes };
+    this.#pageTables = Array.from({ length: this.maxSlots }, () => new Int32Array(forward.maxPages).fill(-1));
     const adapter = ctx.adapterInfo?.description || ctx.adapterInfo?.vendor || "injected device";
-    this.description = `webgpu/${options.provider ?? "injected"} (${adapter}; KV cache ${forward.sizes.kvCacheType})`;
+    this.description = `webgpu/${options.provider ?? "injected"} (${adapter}; KV cache ${forward.sizes.kvCacheType}, ${forward.sizes.pageCount} pages of ${forward.sizes.pageSize})`;
     this.#hasSampled = Array.from({ length: this.maxSlots }, () => false);
     // Through the context, not the device: a listener on a caller's device would keep
     // this runner (pipelines, bind groups) alive after dispose for as long as the device.
@@ -149,13 +170,22 @@ export class GpuRunner implements ModelRunner {
       }
       const sampler = await createDeviceSampler(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows });
       options.signal?.throwIfAborted();
+      const pool = planKvPool(ctx, config, {
+        type: options.kvCacheType ?? "auto",
+        maxSlots,
+        contextLength,
+        pageSize: resolvePageSize(options.pageSize),
+        kvCacheBytes: options.kvCacheBytes,
+      });
       const forward = await GpuForward.create(ctx, config, weights, {
         maxSlots,
         contextLength,
+        pageSize: pool.pageSize,
+        pageCount: pool.pageCount,
         maxTokens: maxBatchTokens,
         maxSampleRows,
         logitRows,
-        kvCacheType: chooseKvType(options.kvCacheType ?? "auto", config, ctx, maxSlots, contextLength),
+        kvCacheType: pool.type,
         subSteps: 1 + Math.max(0, Math.floor(options.lookahead ?? 8)),
       }, sampler, options.matrix);
       options.signal?.throwIfAborted();
@@ -176,19 +206,34 @@ export class GpuRunner implements ModelRunner {
   get kvCacheBytes(): number {
     return this.#forward.kvBytes;
   }
+  /** How each layer's pool is spread over storage bindings. */
+  get kvLayout(): KvPoolLayout {
+    return this.#forward.kvLayout;
+  }
   /** Bytes of the weights. */
   get weightBytes(): number {
     return this.#forward.weights.byteLength;
   }
 
-  resetSlot(slot: number): void {
+  resetSlot(slot: number, history: readonly number[] = []): void {
     this.#checkSlot(slot);
-    resetHistorySlot(this.#ctx, this.#forward.history, slot);
+    this.#checkTokens(history, "history");
+    seedHistorySlot(this.#ctx, this.#forward.history, slot, history);
     this.#hasSampled[slot] = false;
   }
 
-  copyPages(_copies: readonly PageCopy[]): void {
-    throw new GpuError("GPU_UNSUPPORTED", "copyPages: the GPU pool is not paged yet");
+  copyPages(copies: readonly PageCopy[]): void {
+    if (this.#disposed) throw new RunnerDisposedError();
+    checkCopies(copies, this.kvPool.pageCount);
+    const list = copies.map(({ from, to }) => ({ from, to }));
+    // In the step chain, so it lands after the steps called before and before those after.
+    this.#exclusive(() => {
+      this.#ctx.check();
+      const encoder = this.#ctx.device.createCommandEncoder({ label: "KV page copies" });
+      this.#forward.recordPageCopies(encoder, list);
+      this.#ctx.device.queue.submit([encoder.finish()]);
+      return Promise.resolve();
+    }).catch(() => undefined); // a failure here is the device's: the next step reports it
   }
 
   step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
@@ -212,8 +257,8 @@ export class GpuRunner implements ModelRunner {
     });
   }
 
-  logits(slot: number, pos: number, tokens: readonly number[], _pages?: readonly number[]): Promise<Float32Array[]> {
-    return this.#exclusive(() => this.#logits(slot, pos, tokens));
+  logits(slot: number, pos: number, tokens: readonly number[], pages?: readonly number[]): Promise<Float32Array[]> {
+    return this.#exclusive(() => this.#logits(slot, pos, tokens, pages ?? identityPages(pos + tokens.length, this.kvPool.pageSize)));
   }
 
   onFailure(listener: (error: Error) => void): void {
@@ -259,7 +304,8 @@ export class GpuRunner implements ModelRunner {
     rowWords.set(rows, 0);
     for (let k = 1; k < subSteps; k++) {
       samples.forEach((s, r) => {
-        writeTokenRecord(tokenView, f.tokenBase(k) + r, { id: FROM_LAST_SAMPLED, slot: s.slot, pos: s.nextPos + k - 1, seq: 0, last: true });
+        const pos = s.nextPos + k - 1;
+        writeTokenRecord(tokenView, f.tokenBase(k) + r, { id: FROM_LAST_SAMPLED, slot: s.slot, pos, seq: 0, last: true, kvRow: this.#kvRow(s.pages, pos) });
         rowWords[f.rowBase(k) + r] = r;
       });
       writeStepInfo(infoView, f.infoOffset(k), { nTokens: samples.length, tokenBase: f.tokenBase(k), nRows: samples.length, rowBase: f.rowBase(k) });
@@ -299,13 +345,15 @@ export class GpuRunner implements ModelRunner {
     return results;
   }
 
-  async #logits(slot: number, pos: number, tokens: readonly number[]): Promise<Float32Array[]> {
+  async #logits(slot: number, pos: number, tokens: readonly number[], pages: readonly number[]): Promise<Float32Array[]> {
     this.#ctx.check();
     this.#checkSlot(slot);
     this.#checkTokens(tokens, "tokens");
     if (!Number.isInteger(pos) || pos < 0 || pos + tokens.length > this.contextLength) {
       throw new InvalidArgumentError("pos", `positions ${pos}..${pos + tokens.length - 1} do not fit the context of ${this.contextLength}`);
     }
+    checkPageTable(pages, pos + tokens.length - 1, this.kvPool.pageSize, this.kvPool.pageCount, "logits");
+    this.#uploadPageTable(slot, pages, pos + tokens.length - 1);
     const f = this.#forward;
     const vocab = this.config.vocabSize;
     const chunkSize = Math.min(this.maxBatchTokens, f.sizes.logitRows);
@@ -313,7 +361,10 @@ export class GpuRunner implements ModelRunner {
     const a = this.#ctx.allocator;
     for (let start = 0; start < tokens.length; start += chunkSize) {
       const chunk = tokens.slice(start, start + chunkSize);
-      const records: TokenRecord[] = chunk.map((id, i) => ({ id, slot, pos: pos + start + i, seq: i, last: i === chunk.length - 1 }));
+      const records: TokenRecord[] = chunk.map((id, i) => {
+        const p = pos + start + i;
+        return { id, slot, pos: p, seq: i, last: i === chunk.length - 1, kvRow: this.#kvRow(pages, p) };
+      });
       const view = new DataView(new ArrayBuffer(chunk.length * TOKEN_RECORD_BYTES));
       records.forEach((r, i) => writeTokenRecord(view, i, r));
       a.writeBuffer(f.tables.tokens, 0, view);
@@ -337,6 +388,7 @@ export class GpuRunner implements ModelRunner {
     const rows: number[] = [];
     const samples: SamplingRow[] = [];
     const seen = new Set<number>();
+    const writes: { pages: readonly number[]; first: number; last: number }[] = [];
     batch.forEach((e, entry) => {
       const where = `batch[${entry}]`;
       this.#checkSlot(e.slot);
@@ -351,6 +403,8 @@ export class GpuRunner implements ModelRunner {
       if (!Number.isInteger(e.pos) || e.pos < 0 || lastPos >= this.contextLength) {
         throw new InvalidArgumentError(where, `positions ${e.pos}..${lastPos} do not fit the context of ${this.contextLength}`);
       }
+      checkPageTable(e.pages, lastPos, this.kvPool.pageSize, this.kvPool.pageCount, where);
+      writes.push({ pages: e.pages, first: e.pos, last: lastPos });
       if (e.sampling && this.#forward.sampler.supports && !this.#forward.sampler.supports(e.sampling)) {
         throw new InvalidRequestError(
           "sampling",
@@ -360,17 +414,37 @@ export class GpuRunner implements ModelRunner {
       }
       for (let j = 0; j < fed; j++) {
         const id = e.tokens.length === 0 ? FROM_LAST_SAMPLED : e.tokens[j]!;
-        tokens.push({ id, slot: e.slot, pos: e.pos + j, seq: j, last: j === fed - 1 });
+        tokens.push({ id, slot: e.slot, pos: e.pos + j, seq: j, last: j === fed - 1, kvRow: this.#kvRow(e.pages, e.pos + j) });
       }
       if (e.sampling) {
         rows.push(tokens.length - 1);
-        samples.push({ entry, slot: e.slot, sampling: e.sampling, sampleIndex: e.sampleIndex, nextPos: e.pos + fed });
+        samples.push({ entry, slot: e.slot, sampling: e.sampling, sampleIndex: e.sampleIndex, nextPos: e.pos + fed, pages: e.pages });
       }
     });
     if (tokens.length > this.maxBatchTokens) {
       throw new InvalidArgumentError("batch", `${tokens.length} tokens exceed maxBatchTokens ${this.maxBatchTokens}`);
     }
+    checkDisjointWrites(writes, this.kvPool.pageSize);
+    batch.forEach((e, i) => this.#uploadPageTable(e.slot, e.pages, writes[i]!.last));
     return { tokens, rows, samples };
+  }
+
+  /** The pool row of position `pos` under page table `pages`. */
+  #kvRow(pages: readonly number[], pos: number): number {
+    const size = this.kvPool.pageSize;
+    return pages[Math.floor(pos / size)]! * size + (pos % size);
+  }
+
+  /** Queues the write of `slot`'s page table for positions [0, lastPos], from its first change. */
+  #uploadPageTable(slot: number, pages: readonly number[], lastPos: number): void {
+    const mirror = this.#pageTables[slot]!;
+    const needed = pagesFor(lastPos + 1, this.kvPool.pageSize);
+    let first = 0;
+    while (first < needed && mirror[first] === pages[first]) first++;
+    if (first === needed) return;
+    const words = Uint32Array.from(pages.slice(first, needed));
+    mirror.set(words, first);
+    this.#ctx.allocator.writeBuffer(this.#forward.pageTable, (slot * this.#forward.maxPages + first) * 4, words);
   }
 
   #recorder(label: string): Recorder {
@@ -447,10 +521,53 @@ function positiveInteger(name: string, value: number): number {
   return value;
 }
 
-/** The KV cache type for `auto`: f32 while small enough (exact), else f16. */
-function chooseKvType(choice: KvCacheType | "auto", c: ModelConfig, ctx: GpuContext, slots: number, contextLength: number): KvCacheType {
-  if (choice !== "auto") return choice;
-  const layerF32 = slots * contextLength * c.nKvHeads * c.headDim * 4;
-  const fits = layerF32 <= Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
-  return fits && 2 * c.nLayers * layerF32 <= AUTO_F16_ABOVE_BYTES ? "f32" : "f16";
+/** What {@link planKvPool} chose. */
+export interface KvPoolPlan {
+  readonly type: KvCacheType;
+  readonly pageSize: number;
+  readonly pageCount: number;
+}
+
+/** What sizes the pool: the runner's options. */
+export interface KvPoolRequest {
+  readonly type: KvCacheType | "auto";
+  readonly maxSlots: number;
+  readonly contextLength: number;
+  readonly pageSize: number;
+  /** The budget; absent: {@link DEFAULT_KV_BUDGET_BYTES}, within what the device's bindings hold. */
+  readonly kvCacheBytes?: number;
+}
+
+/**
+ * The KV pool's element type and page count. With `kvCacheBytes`, as many pages as it
+ * buys. Without, maxSlots full contexts, capped at {@link DEFAULT_KV_BUDGET_BYTES} and at
+ * what the device's storage bindings hold, but never below one full context (else
+ * LIMIT_TOO_LOW naming --context). `auto` picks f32 when an f32 pool of at most 1 GiB holds
+ * as many of the wanted pages as an f16 one.
+ */
+export function planKvPool(ctx: GpuContext, c: ModelConfig, r: KvPoolRequest): KvPoolPlan {
+  const perSequence = pagesFor(r.contextLength, r.pageSize);
+  const wanted = r.maxSlots * perSequence;
+  const pageBytesAll = (type: KvCacheType) => 2 * c.nLayers * kvPageBytes(c, r.pageSize, type);
+  const devicePages = (type: KvCacheType) => kvPagesPerBinding(ctx, c, r.pageSize, type) * Math.max(0, maxKvBindings(ctx, c));
+  const pages = (type: KvCacheType): number => {
+    if (r.kvCacheBytes !== undefined) return Math.floor(r.kvCacheBytes / pageBytesAll(type));
+    const budget = Math.max(perSequence, Math.floor(DEFAULT_KV_BUDGET_BYTES / pageBytesAll(type)));
+    return Math.min(wanted, budget, devicePages(type));
+  };
+  const f32Fits = pages("f32") >= Math.min(wanted, pages("f16")) && pages("f32") * pageBytesAll("f32") <= AUTO_F16_ABOVE_BYTES;
+  const type: KvCacheType = r.type !== "auto" ? r.type : f32Fits ? "f32" : "f16";
+  const pageCount = pages(type);
+  if (r.kvCacheBytes !== undefined && pageCount < 1) {
+    throw new InvalidArgumentError("kvCacheBytes", `${r.kvCacheBytes} bytes hold no KV page of ${pageBytesAll(type)} bytes (--kv-budget)`);
+  }
+  if (r.kvCacheBytes === undefined && pageCount < perSequence) {
+    const bytes = perSequence * pageBytesAll(type);
+    throw new GpuError(
+      "LIMIT_TOO_LOW",
+      `one sequence of ${r.contextLength} positions needs a KV pool of ${bytes} bytes, more than this device's storage bindings hold (${pageCount * pageBytesAll(type)}); lower contextLength (--context)`,
+      { label: "KV pool", limit: "maxStorageBufferBindingSize", needed: bytes, available: pageCount * pageBytesAll(type) },
+    );
+  }
+  return { type, pageSize: r.pageSize, pageCount };
 }

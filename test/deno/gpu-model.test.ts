@@ -106,6 +106,7 @@ async function generate(
   n: number,
   extraSteps: number,
   sampling: SamplingParams = GREEDY,
+  pages: readonly number[] = pagesOf(runner, slot),
 ): Promise<number[]> {
   runner.resetSlot(slot);
   const out: number[] = [];
@@ -114,13 +115,13 @@ async function generate(
   for (let start = 0; start < prompt.length; start += runner.maxBatchTokens) {
     const chunk = prompt.slice(start, start + runner.maxBatchTokens);
     const last = start + chunk.length === prompt.length;
-    const [ids] = await runner.step([{ slot, pos, tokens: chunk, sampling: last ? sampling : undefined, sampleIndex: 0 }], 0);
+    const [ids] = await runner.step([{ slot, pos, tokens: chunk, sampling: last ? sampling : undefined, sampleIndex: 0, pages }], 0);
     pos += chunk.length;
     if (last) out.push(...ids!);
   }
   while (out.length < n) {
     const extra = Math.min(extraSteps, n - out.length - 1);
-    const [ids] = await runner.step([{ slot, pos, tokens: [], sampling, sampleIndex: out.length }], extra);
+    const [ids] = await runner.step([{ slot, pos, tokens: [], sampling, sampleIndex: out.length, pages }], extra);
     assert.equal(ids!.length, 1 + extra);
     out.push(...ids!);
     pos += 1 + extra;
@@ -272,7 +273,7 @@ Deno.test("load reports progress, refuses what it cannot run, and cleans up", as
     assert.ok(runner.memory().liveBytes > runner.weightBytes + runner.kvCacheBytes);
     assert.ok(runner.memory().peakBytes >= runner.memory().liveBytes);
     await assert.rejects(
-      runner.step([{ slot: 0, pos: 0, tokens: [1, 2], sampling: { ...GREEDY, repeatPenalty: 1.1, penaltyWindow: HISTORY_CAP + 1 }, sampleIndex: 0 }], 0),
+      runner.step([{ slot: 0, pos: 0, tokens: [1, 2], sampling: { ...GREEDY, repeatPenalty: 1.1, penaltyWindow: HISTORY_CAP + 1 }, sampleIndex: 0, pages: pagesOf(runner, 0) }], 0),
       (e: unknown) => e instanceof InvalidRequestError && e.code === "SAMPLER_UNAVAILABLE" && /penalty window/.test(e.message),
     );
     await assert.rejects(runner.step([{ slot: 0, pos: 0, tokens: [], sampling: GREEDY, sampleIndex: 0, pages: pagesOf(runner, 0) }], 0), /no sampled token/);

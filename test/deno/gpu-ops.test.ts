@@ -120,6 +120,32 @@ function f16Pack(values: Float32Array): Uint16Array {
   return Uint16Array.from(values, (v) => f32ToF16Bits(v));
 }
 
+/**
+ * A scrambled page table per slot: every slot's pages are a shuffled part of one pool of
+ * `slots · pagesPerSlot` pages, so neighbouring positions of a sequence sit far apart.
+ */
+function scrambledPageTables(slots: number, pagesPerSlot: number, seed: number): number[][] {
+  const pages = Array.from({ length: slots * pagesPerSlot }, (_, i) => i);
+  let state = seed;
+  for (let i = pages.length - 1; i > 0; i--) {
+    state = (state * 1103515245 + 12345) >>> 0;
+    const j = state % (i + 1);
+    [pages[i], pages[j]] = [pages[j]!, pages[i]!];
+  }
+  return Array.from({ length: slots }, (_, s) => pages.slice(s * pagesPerSlot, (s + 1) * pagesPerSlot));
+}
+
+/** Pool buffers of `rows` rows of `rowWords` 4-byte words, `rowsPerBinding` rows per buffer, filled from `words`. */
+function poolBuffers(label: string, words: ArrayBufferView & ArrayLike<number>, rows: number, rowWords: number, rowsPerBinding: number): GPUBuffer[] {
+  const out: GPUBuffer[] = [];
+  const u32 = new Uint32Array(words.buffer, words.byteOffset, rows * rowWords);
+  for (let first = 0; first < rows; first += rowsPerBinding) {
+    const end = Math.min(rows, first + rowsPerBinding);
+    out.push(buffer(`${label} ${out.length}`, u32.slice(first * rowWords, end * rowWords)));
+  }
+  return out;
+}
+
 function destroyAll(...buffers: GPUBuffer[]): void {
   for (const b of buffers) ctx.allocator.destroy(b);
 }
@@ -250,13 +276,21 @@ for (const c of ROPE_CASES) {
     const eps = 1e-6;
     const qDim = nHeads * c.headDim;
     const kvDim = nKvHeads * c.headDim;
+    // A pool of 16-position pages in scrambled order, over 3 bindings.
+    const pageSize = 16;
+    const pagesPerSlot = Math.ceil(ctxLen / pageSize);
+    const tables = scrambledPageTables(slots, pagesPerSlot, 5);
+    const rowsPerBinding = 130 * pageSize;
+    const pool = { pageSize, rowsPerBinding, bindings: Math.ceil((slots * pagesPerSlot * pageSize) / rowsPerBinding) };
+    assert.equal(pool.bindings, 3);
+    const kvRow = (slot: number, pos: number) => tables[slot]![Math.floor(pos / pageSize)]! * pageSize + (pos % pageSize);
     // Positions include large ones, where an f32 pos·freq would lose ~1e-3 of a turn.
     const toks: TokenRecord[] = [
-      { id: 0, slot: 1, pos: 0, seq: 0, last: false },
-      { id: 0, slot: 1, pos: 1, seq: 1, last: false },
-      { id: 0, slot: 1, pos: 2, seq: 2, last: true },
-      { id: 0, slot: 0, pos: 2999, seq: 0, last: true },
-      { id: 0, slot: 0, pos: 1777, seq: 0, last: true },
+      { id: 0, slot: 1, pos: 0, seq: 0, last: false, kvRow: kvRow(1, 0) },
+      { id: 0, slot: 1, pos: 1, seq: 1, last: false, kvRow: kvRow(1, 1) },
+      { id: 0, slot: 1, pos: 2, seq: 2, last: true, kvRow: kvRow(1, 2) },
+      { id: 0, slot: 0, pos: 2999, seq: 0, last: true, kvRow: kvRow(0, 2999) },
+      { id: 0, slot: 0, pos: 1777, seq: 0, last: true, kvRow: kvRow(0, 1777) },
     ];
     const n = toks.length;
     const q = randomArray(n * qDim, 11);
@@ -267,9 +301,12 @@ for (const c of ROPE_CASES) {
     const qb = buffer("q", q);
     const kb = buffer("k", k);
     const vb = buffer("v", v);
-    const cacheBytes = slots * ctxLen * kvDim * (c.kvF16 ? 2 : 4);
-    const kc = buffer("k cache", cacheBytes);
-    const vc = buffer("v cache", cacheBytes);
+    const rowBytes = kvDim * (c.kvF16 ? 2 : 4);
+    const rows = slots * pagesPerSlot * pageSize;
+    const poolOf = (what: string) =>
+      Array.from({ length: pool.bindings }, (_, b) => buffer(`${what} pool ${b}`, Math.min(rowsPerBinding, rows - b * rowsPerBinding) * rowBytes));
+    const kc = poolOf("k");
+    const vc = poolOf("v");
     const fb = buffer("freqs", ropeFreqTable(freqs));
     const nb = buffer("norms", norms);
     const tb = tokenTable(toks);
@@ -280,18 +317,20 @@ for (const c of ROPE_CASES) {
       nKvHeads,
       ropeDims: c.rope.dims,
       neox: c.rope.layout === "neox",
-      contextLength: ctxLen,
+      pool,
       kvF16: c.kvF16,
       qkNormEps: c.qkNorm ? eps : null,
     });
     await kernel.prepare();
     await run("rope", (step) => {
-      const group = kernel.bind({ q: qb, k: kb, v: vb, kCache: kc, vCache: vc, freqs: fb, tokens: tb, step: stepInfoBinding(info, 0, slotBytes), norms: c.qkNorm ? nb : undefined });
+      const group = kernel.bind({ q: qb, k: kb, v: vb, kPool: kc, vPool: vc, freqs: fb, tokens: tb, step: stepInfoBinding(info, 0, slotBytes), norms: c.qkNorm ? nb : undefined });
       kernel.record(step, group, n);
     });
     const qOut = await readF32(qb, n * qDim);
-    const kRow = async (slot: number, pos: number, cache: GPUBuffer) => {
-      const first = (slot * ctxLen + pos) * kvDim;
+    const kRow = async (slot: number, pos: number, buffers: GPUBuffer[]) => {
+      const row = kvRow(slot, pos);
+      const cache = buffers[Math.floor(row / rowsPerBinding)]!;
+      const first = (row % rowsPerBinding) * kvDim;
       if (!c.kvF16) return readF32(cache, kvDim, first);
       const words = await readU32(cache, kvDim / 2, first / 2);
       const halves = new Uint16Array(words.buffer);
@@ -319,7 +358,7 @@ for (const c of ROPE_CASES) {
       }
       assertClose(`v cache slot ${slot} pos ${pos}`, vGot, v.subarray(t * kvDim, (t + 1) * kvDim), c.kvF16 ? 1e-3 : 0);
     }
-    destroyAll(qb, kb, vb, kc, vc, fb, nb, tb, info);
+    destroyAll(qb, kb, vb, ...kc, ...vc, fb, nb, tb, info);
   });
 }
 
@@ -344,30 +383,39 @@ for (const c of [
     const slots = 3;
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
-    // The cache holds random keys and values at every position; each token attends to
-    // [0, pos] of its own slot. Prefill of slot 2 at 0..3, a decode at 299 in slot 0 (five
+    // A pool of 16-position pages, each slot's in scrambled order: position p of slot s is
+    // pool row tables[s][p / 16]·16 + p % 16. The pool holds random keys and values in
+    // every row; each token attends to [0, pos] of its own slot through its table.
+    const pageSize = 16;
+    const pagesPerSlot = Math.ceil(ctxLen / pageSize);
+    const tables = scrambledPageTables(slots, pagesPerSlot, 7);
+    const poolRows = slots * pagesPerSlot * pageSize;
+    const rowOf = (slot: number, pos: number) => tables[slot]![Math.floor(pos / pageSize)]! * pageSize + (pos % pageSize);
+    const pageTable = buffer("page tables", Uint32Array.from(tables.flat()));
+    // Prefill of slot 2 at 0..3, a decode at 299 in slot 0 (five
     // 64-position tiles), one at 64 (a tile plus one) and one at 130 in slot 1.
     const toks: TokenRecord[] = [
-      { id: 0, slot: 2, pos: 0, seq: 0, last: false },
-      { id: 0, slot: 2, pos: 1, seq: 1, last: false },
-      { id: 0, slot: 2, pos: 2, seq: 2, last: false },
-      { id: 0, slot: 2, pos: 3, seq: 3, last: true },
-      { id: 0, slot: 0, pos: 299, seq: 0, last: true },
-      { id: 0, slot: 1, pos: 64, seq: 0, last: true },
-      { id: 0, slot: 1, pos: 130, seq: 0, last: true },
+      { id: 0, slot: 2, pos: 0, seq: 0, last: false, kvRow: rowOf(2, 0) },
+      { id: 0, slot: 2, pos: 1, seq: 1, last: false, kvRow: rowOf(2, 1) },
+      { id: 0, slot: 2, pos: 2, seq: 2, last: false, kvRow: rowOf(2, 2) },
+      { id: 0, slot: 2, pos: 3, seq: 3, last: true, kvRow: rowOf(2, 3) },
+      { id: 0, slot: 0, pos: 299, seq: 0, last: true, kvRow: rowOf(0, 299) },
+      { id: 0, slot: 1, pos: 64, seq: 0, last: true, kvRow: rowOf(1, 64) },
+      { id: 0, slot: 1, pos: 130, seq: 0, last: true, kvRow: rowOf(1, 130) },
     ];
     const n = toks.length;
     // Scores of a few units, so the softmax is neither flat nor one-hot.
-    let kCache = randomArray(slots * ctxLen * kvDim, 21, 1.5);
-    let vCache = randomArray(slots * ctxLen * kvDim, 22);
+    let kCache = randomArray(poolRows * kvDim, 21, 1.5);
+    let vCache = randomArray(poolRows * kvDim, 22);
     if (c.kvF16) {
       kCache = f16Round(kCache);
       vCache = f16Round(vCache);
     }
     const q = randomArray(n * qDim, 23, 1.5);
     const qb = buffer("q", q);
-    const kc = buffer("k cache", c.kvF16 ? f16Pack(kCache) : kCache);
-    const vc = buffer("v cache", c.kvF16 ? f16Pack(vCache) : vCache);
+    const kWords = c.kvF16 ? f16Pack(kCache) : kCache;
+    const vWords = c.kvF16 ? f16Pack(vCache) : vCache;
+    const rowWords = (kvDim * (c.kvF16 ? 2 : 4)) / 4;
     const out = buffer("out", n * qDim * 4);
     const tb = tokenTable(toks);
     const info = stepInfos([record(n)]);
@@ -380,7 +428,7 @@ for (const c of [
           const scores = new Float64Array(pos + 1);
           for (let j = 0; j <= pos; j++) {
             let dot = 0;
-            for (let d = 0; d < c.headDim; d++) dot += q[t * qDim + h * c.headDim + d]! * kCache[(slot * ctxLen + j) * kvDim + kvOff + d]!;
+            for (let d = 0; d < c.headDim; d++) dot += q[t * qDim + h * c.headDim + d]! * kCache[rowOf(slot, j) * kvDim + kvOff + d]!;
             scores[j] = dot / Math.sqrt(c.headDim);
           }
           const max = Math.max(...scores);
@@ -388,7 +436,7 @@ for (const c of [
           const total = e.reduce((a, b) => a + b, 0);
           const want = new Float64Array(c.headDim);
           for (let j = 0; j <= pos; j++) {
-            for (let d = 0; d < c.headDim; d++) want[d] += (e[j]! / total) * vCache[(slot * ctxLen + j) * kvDim + kvOff + d]!;
+            for (let d = 0; d < c.headDim; d++) want[d] += (e[j]! / total) * vCache[rowOf(slot, j) * kvDim + kvOff + d]!;
           }
           // Outputs are weighted means of values in [-1, 1]; f32 exp and sums over ≤300
           // positions drift by ~1e-6.
@@ -396,11 +444,20 @@ for (const c of [
         }
       }
     };
-    const key = { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, contextLength: ctxLen, kvF16: c.kvF16 };
+    // The pool in one binding, and over 3 (20 pages each, the last 17).
+    const layouts = [
+      { pageSize, rowsPerBinding: poolRows, bindings: 1 },
+      { pageSize, rowsPerBinding: 20 * pageSize, bindings: 3 },
+    ];
     // Unsplit; split in spans of a tile (300 keys → 5 work-groups per token); split in
     // uneven spans of at most 16 (300 keys → 19 spans, capped at 13 → spans of 24, the
     // last short, and tokens at pos 0..3 with some spans empty).
-    for (const split of [{}, { splitTokens: n }, { splitTokens: n, minSpan: 16, maxSplits: 13 }]) {
+    const cases = [{}, { splitTokens: n }, { splitTokens: n, minSpan: 16, maxSplits: 13 }].flatMap((split) => layouts.map((pool) => ({ split, pool })));
+    for (const { split, pool } of cases) {
+      const key = { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, maxPages: pagesPerSlot, pool, kvF16: c.kvF16 };
+      const kc = poolBuffers("k pool", kWords, poolRows, rowWords, pool.rowsPerBinding);
+      const vc = poolBuffers("v pool", vWords, poolRows, rowWords, pool.rowsPerBinding);
+      assert.equal(kc.length, pool.bindings);
       const kernel = new AttentionKernel(ctx, key, split);
       assert.equal(kernel.headsPerWorkgroup, headsPerWorkgroup(kernel.key));
       const splits = kernel.splitCount(n, 300);
@@ -409,14 +466,16 @@ for (const c of [
       const scratch = kernel.scratchBytes > 0 ? buffer("scratch", kernel.scratchBytes) : undefined;
       const binding = stepInfoBinding(info, 0, slotBytes);
       ctx.allocator.writeBuffer(out, 0, new Float32Array(n * qDim).fill(NaN)); // nothing left from the last run
-      await run(`attention, ${splits} split(s)`, (step) => {
-        kernel.record(step, kernel.bind({ q: qb, kCache: kc, vCache: vc, out, tokens: tb, step: binding, scratch }), n, 300);
+      const label = `${splits} split(s), ${pool.bindings} binding(s)`;
+      await run(`attention, ${label}`, (step) => {
+        kernel.record(step, kernel.bind({ q: qb, kPool: kc, vPool: vc, pageTable, out, tokens: tb, step: binding, scratch }), n, 300);
       });
       const got = await readF32(out, n * qDim);
       if (scratch) destroyAll(scratch);
-      checkAttention(got, `${splits} split(s)`);
+      destroyAll(...kc, ...vc);
+      checkAttention(got, label);
     }
-    destroyAll(qb, kc, vc, out, tb, info);
+    destroyAll(qb, pageTable, out, tb, info);
   });
 }
 
@@ -478,14 +537,14 @@ Deno.test("embedding lookup for every GPU weight type, ids from the table and fr
     const weight = await uploadWeight(ctx, { type, shape: [cols, vocab], bytes }, `embd ${ggmlTypeName(type)}`, { maxPartBytes: Math.ceil(rowBytes * 6.5) + 64 });
     assert.ok(weight.parts.length >= 4, `${ggmlTypeName(type)}: ${weight.parts.length} parts`);
     const toks: TokenRecord[] = [
-      { id: 3, slot: 2, pos: 0, seq: 0, last: false },
-      { id: 0, slot: 2, pos: 1, seq: 1, last: false },
-      { id: FROM_LAST_SAMPLED, slot: 0, pos: 7, seq: 0, last: true },
-      { id: 30, slot: 2, pos: 2, seq: 2, last: true },
-      { id: FROM_LAST_SAMPLED, slot: 1, pos: 4, seq: 0, last: true },
+      { id: 3, slot: 2, pos: 0, seq: 0, last: false, kvRow: 0 },
+      { id: 0, slot: 2, pos: 1, seq: 1, last: false, kvRow: 0 },
+      { id: FROM_LAST_SAMPLED, slot: 0, pos: 7, seq: 0, last: true, kvRow: 0 },
+      { id: 30, slot: 2, pos: 2, seq: 2, last: true, kvRow: 0 },
+      { id: FROM_LAST_SAMPLED, slot: 1, pos: 4, seq: 0, last: true, kvRow: 0 },
     ];
     const ids = [3, 0, 36, 30, 5];
-    const tb = tokenTable([{ id: 9, slot: 0, pos: 0, seq: 0, last: true }, ...toks]); // a record before this sub-step's
+    const tb = tokenTable([{ id: 9, slot: 0, pos: 0, seq: 0, last: true, kvRow: 0 }, ...toks]); // a record before this sub-step's
     const info = stepInfos([record(toks.length, 1)]);
     const x = buffer("x", toks.length * cols * 4);
     const kernel = new EmbeddingKernel(ctx, weight);
@@ -554,17 +613,17 @@ Deno.test("history ring: appends in order per slot, resolves lastSampled, wraps 
   // Slot 2 starts near the end of its ring, so its appends wrap.
   ctx.allocator.writeBuffer(history, 2 * HISTORY_SLOT_WORDS * 4, Uint32Array.from([HISTORY_CAP - 2]));
   const sub0: TokenRecord[] = [
-    { id: 10, slot: 1, pos: 0, seq: 0, last: false },
-    { id: 11, slot: 1, pos: 1, seq: 1, last: false },
-    { id: 12, slot: 1, pos: 2, seq: 2, last: true },
-    { id: FROM_LAST_SAMPLED, slot: 0, pos: 5, seq: 0, last: true },
-    { id: 20, slot: 2, pos: 9, seq: 0, last: false },
-    { id: 21, slot: 2, pos: 10, seq: 1, last: false },
-    { id: 22, slot: 2, pos: 11, seq: 2, last: true },
+    { id: 10, slot: 1, pos: 0, seq: 0, last: false, kvRow: 0 },
+    { id: 11, slot: 1, pos: 1, seq: 1, last: false, kvRow: 0 },
+    { id: 12, slot: 1, pos: 2, seq: 2, last: true, kvRow: 0 },
+    { id: FROM_LAST_SAMPLED, slot: 0, pos: 5, seq: 0, last: true, kvRow: 0 },
+    { id: 20, slot: 2, pos: 9, seq: 0, last: false, kvRow: 0 },
+    { id: 21, slot: 2, pos: 10, seq: 1, last: false, kvRow: 0 },
+    { id: 22, slot: 2, pos: 11, seq: 2, last: true, kvRow: 0 },
   ];
   const sub1: TokenRecord[] = [
-    { id: FROM_LAST_SAMPLED, slot: 1, pos: 3, seq: 0, last: true },
-    { id: FROM_LAST_SAMPLED, slot: 2, pos: 12, seq: 0, last: true },
+    { id: FROM_LAST_SAMPLED, slot: 1, pos: 3, seq: 0, last: true, kvRow: 0 },
+    { id: FROM_LAST_SAMPLED, slot: 2, pos: 12, seq: 0, last: true, kvRow: 0 },
   ];
   const tb = tokenTable([...sub0, ...sub1]);
   const info = stepInfos([record(sub0.length, 0), record(sub1.length, sub0.length)]);

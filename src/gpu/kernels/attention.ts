@@ -1,13 +1,15 @@
 /**
- * Causal grouped-query attention over the slotted KV cache (shaders/attention.wgsl),
+ * Causal grouped-query attention over the paged KV pool (shaders/attention.wgsl), each
+ * token reading its sequence's keys through its slot's page table,
  * with online softmax over tiles of positions: any context length runs in the same few
  * KiB of work-group memory. Steps of few tokens (decoding) split each token's positions
  * over several work-groups and merge their partial results ("flash decoding").
  *
  * ```ts
- * const attn = new AttentionKernel(ctx, { headDim: 64, nHeads: 32, nKvHeads: 8, contextLength: 4096, kvF16: true }, { splitTokens: 8 });
+ * const attn = new AttentionKernel(ctx, { headDim: 64, nHeads: 32, nKvHeads: 8, maxPages: 128,
+ *   pool: { pageSize: 32, rowsPerBinding: 65536, bindings: 1 }, kvF16: true }, { splitTokens: 8 });
  * const scratch = device.createBuffer({ size: attn.scratchBytes, usage: GPUBufferUsage.STORAGE });
- * const groups = attn.bind({ q, kCache, vCache, out, tokens, step: info, scratch });
+ * const groups = attn.bind({ q, kPool: [k0], vPool: [v0], pageTable, out, tokens, step: info, scratch });
  * attn.record(step, groups, nTokens, maxKeys);   // maxKeys: most positions a token attends over
  * ```
  */
@@ -15,15 +17,18 @@ import { InvalidArgumentError } from "../../errors.ts";
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import type { GpuStep } from "../step.ts";
-import { ModelKernel } from "./kernel.ts";
+import { type BindingInput, ModelKernel } from "./kernel.ts";
+import { type KvPoolLayout, kvPoolBindings, kvPoolDefines, kvPoolName } from "./kv-pool.ts";
 
 /** Typed key of an attention variant. */
 export interface AttentionKey {
   readonly headDim: number;
   readonly nHeads: number;
   readonly nKvHeads: number;
-  /** Positions per slot in the cache. */
-  readonly contextLength: number;
+  /** Page-table entries per slot (u32 each): ceil(contextLength / pageSize). */
+  readonly maxPages: number;
+  /** How the pool's rows are spread over bindings. */
+  readonly pool: KvPoolLayout;
   readonly kvF16: boolean;
 }
 
@@ -43,16 +48,16 @@ export function headsPerWorkgroup(key: AttentionKey): number {
 export function attentionVariant(key: AttentionKey): KernelVariant {
   const gb = headsPerWorkgroup(key);
   return {
-    name: `attention_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_ctx${key.contextLength}_gb${gb}${key.kvF16 ? "_f16" : "_f32"}`,
+    name: `attention_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_pages${key.maxPages}_${kvPoolName(key.pool)}_gb${gb}${key.kvF16 ? "_f16" : "_f32"}`,
     file: "attention.wgsl",
     defines: {
       HEAD_DIM: key.headDim,
       N_HEADS: key.nHeads,
       N_KV_HEADS: key.nKvHeads,
-      CTX: key.contextLength,
+      MAX_PAGES: key.maxPages,
       GB: gb,
       WG,
-      KV_F16: key.kvF16,
+      ...kvPoolDefines(key.pool, key.kvF16, "read"),
     },
   };
 }
@@ -92,9 +97,11 @@ export interface AttentionGroups {
 export interface AttentionBindings {
   /** Rotated Q rows (nHeads·headDim per token). */
   readonly q: GPUBuffer;
-  /** This layer's caches. */
-  readonly kCache: GPUBuffer;
-  readonly vCache: GPUBuffer;
+  /** This layer's pool: K and V, one buffer per binding (shaders/kv-pool.wgsl). */
+  readonly kPool: readonly GPUBuffer[];
+  readonly vPool: readonly GPUBuffer[];
+  /** Page tables: `maxPages` u32 per slot. */
+  readonly pageTable: GPUBuffer;
   /** Output rows, shaped like Q. */
   readonly out: GPUBuffer;
   /** Token table. */
@@ -141,16 +148,24 @@ export class AttentionKernel extends ModelKernel {
 
   /** Reusable bind groups (split ones when `b.scratch` is given and splitting is on). */
   bind(b: AttentionBindings, label = "attention"): AttentionGroups {
-    const direct = this.bindGroup(label, [b.q, b.kCache, b.vCache, b.out, b.tokens, b.step]);
+    const pool = this.key.pool;
+    const withPool = (list: BindingInput[]) => kvPoolBindings(list, pool, b.kPool, b.vPool, this.variant);
+    const k0 = b.kPool[0]!;
+    const v0 = b.vPool[0]!;
+    const direct = this.bindGroup(label, withPool([b.q, k0, v0, b.out, b.tokens, b.step, null, b.pageTable]));
     const [partial, combine] = this.#splitVariants;
     if (!b.scratch || !partial || !combine) return { direct };
-    const group = (v: KernelVariant, entries: GPUBindGroupEntry[]) =>
-      this.ctx.device.createBindGroup({ label: `${v.name}: ${label}`, layout: this.ctx.pipelines.get(v).getBindGroupLayout(0), entries });
-    const buf = (binding: number, buffer: GPUBuffer): GPUBindGroupEntry => ({ binding, resource: { buffer } });
+    const group = (v: KernelVariant, list: readonly BindingInput[]) => {
+      const entries: GPUBindGroupEntry[] = [];
+      list.forEach((input, binding) => {
+        if (input !== null) entries.push({ binding, resource: "buffer" in input ? input : { buffer: input } });
+      });
+      return this.ctx.device.createBindGroup({ label: `${v.name}: ${label}`, layout: this.ctx.pipelines.get(v).getBindGroupLayout(0), entries });
+    };
     return {
       direct,
-      split: group(partial, [buf(0, b.q), buf(1, b.kCache), buf(2, b.vCache), buf(3, b.scratch), buf(4, b.tokens), { binding: 5, resource: b.step }]),
-      combine: group(combine, [buf(3, b.scratch), buf(6, b.out), { binding: 5, resource: b.step }]),
+      split: group(partial, withPool([b.q, k0, v0, b.scratch, b.tokens, b.step, null, b.pageTable])),
+      combine: group(combine, [null, null, null, b.scratch, null, b.step, b.out]),
     };
   }
 

@@ -46,6 +46,19 @@ export function resetHistorySlot(ctx: GpuContext, history: GPUBuffer, slot: numb
   ctx.allocator.writeBuffer(history, slot * HISTORY_SLOT_WORDS * 4, new Uint32Array([0]));
 }
 
+/**
+ * Queues a write that sets `slot`'s history to `tokens` (count = tokens.length, the ring
+ * holding the last HISTORY_CAP of them where the append kernel would have put them): the
+ * tokens of a reused prefix, which are never fed again.
+ */
+export function seedHistorySlot(ctx: GpuContext, history: GPUBuffer, slot: number, tokens: readonly number[]): void {
+  if (tokens.length === 0) return resetHistorySlot(ctx, history, slot);
+  const words = new Uint32Array(HISTORY_SLOT_WORDS);
+  words[0] = tokens.length;
+  for (let n = Math.max(0, tokens.length - HISTORY_CAP); n < tokens.length; n++) words[1 + (n % HISTORY_CAP)] = tokens[n]!;
+  ctx.allocator.writeBuffer(history, slot * HISTORY_SLOT_WORDS * 4, words);
+}
+
 /** Buffers of the append. */
 export interface HistoryBindings {
   /** Token table. */

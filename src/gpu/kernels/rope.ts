@@ -1,20 +1,21 @@
 /**
- * RoPE of Q and K with the KV-cache append fused in (shaders/rope.wgsl): per (token, head),
+ * RoPE of Q and K with the KV-pool append fused in (shaders/rope.wgsl): per (token, head),
  * optionally RMSNorm the head first (qwen3's Q/K norm), rotate its first `ropeDims`
- * values by the token's position, and write Q back in place or K and V into the slot's
- * cache row at the token's position.
+ * values by the token's position, and write Q back in place or K and V into the pool row
+ * of the token (its TokenRecord's `kvRow`).
  *
  * ```ts
  * const rope = new RopeKernel(ctx, { headDim: 64, nHeads: 32, nKvHeads: 8, ropeDims: 64, neox: false,
- *   contextLength: 4096, kvF16: true, qkNormEps: null });
+ *   pool: { pageSize: 32, rowsPerBinding: 65536, bindings: 1 }, kvF16: true, qkNormEps: null });
  * const freqs = ropeFreqTable(ropeFrequencies(config.rope, divisors)); // upload as f32
- * rope.record(step, rope.bind({ q, k, v, kCache, vCache, freqs, tokens, step: info }), nTokens);
+ * rope.record(step, rope.bind({ q, k, v, kPool: [k0], vPool: [v0], freqs, tokens, step: info }), nTokens);
  * ```
  */
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import type { GpuStep } from "../step.ts";
 import { type BindingInput, ModelKernel, required } from "./kernel.ts";
+import { type KvPoolLayout, kvPoolBindings, kvPoolDefines, kvPoolName } from "./kv-pool.ts";
 import { wgslFloat } from "./tokens.ts";
 
 /** Typed key of a RoPE variant. */
@@ -26,8 +27,8 @@ export interface RopeKey {
   readonly ropeDims: number;
   /** NeoX pairing (i, i + ropeDims/2); otherwise adjacent pairs (2i, 2i+1). */
   readonly neox: boolean;
-  /** Positions per slot in the cache. */
-  readonly contextLength: number;
+  /** How the pool's rows are spread over bindings. */
+  readonly pool: KvPoolLayout;
   /** Cache of f16 pairs packed in u32 words (else f32). */
   readonly kvF16: boolean;
   /** qwen3: RMSNorm each Q/K head with this epsilon before rotating; null = no norm. */
@@ -40,17 +41,16 @@ const WG = 64;
 export function ropeVariant(key: RopeKey): KernelVariant {
   const norm = key.qkNormEps === null ? "" : `_qknorm${wgslFloat(key.qkNormEps)}`;
   return {
-    name: `rope_${key.neox ? "neox" : "norm"}_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_r${key.ropeDims}_ctx${key.contextLength}${key.kvF16 ? "_f16" : "_f32"}${norm}`,
+    name: `rope_${key.neox ? "neox" : "norm"}_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_r${key.ropeDims}_${kvPoolName(key.pool)}${key.kvF16 ? "_f16" : "_f32"}${norm}`,
     file: "rope.wgsl",
     defines: {
       HEAD_DIM: key.headDim,
       N_HEADS: key.nHeads,
       N_KV_HEADS: key.nKvHeads,
       ROPE_DIMS: key.ropeDims,
-      CTX: key.contextLength,
       WG,
       NEOX: key.neox,
-      KV_F16: key.kvF16,
+      ...kvPoolDefines(key.pool, key.kvF16, "read_write"),
       QK_NORM: key.qkNormEps !== null,
       EPS: key.qkNormEps === null ? "0.0" : wgslFloat(key.qkNormEps),
     },
@@ -80,9 +80,9 @@ export interface RopeBindings {
   /** K and V rows (nKvHeads·headDim per token), read. */
   readonly k: GPUBuffer;
   readonly v: GPUBuffer;
-  /** This layer's caches (layout in rope.wgsl). */
-  readonly kCache: GPUBuffer;
-  readonly vCache: GPUBuffer;
+  /** This layer's pool: K and V, one buffer per binding (shaders/kv-pool.wgsl). */
+  readonly kPool: readonly GPUBuffer[];
+  readonly vPool: readonly GPUBuffer[];
   /** {@link ropeFreqTable}. */
   readonly freqs: GPUBuffer;
   /** Token table. */
@@ -103,9 +103,9 @@ export class RopeKernel extends ModelKernel {
 
   /** A reusable bind group. */
   bind(b: RopeBindings, label = "rope"): GPUBindGroup {
-    const list: BindingInput[] = [b.q, b.k, b.v, b.kCache, b.vCache, b.freqs, b.tokens, b.step];
+    const list: BindingInput[] = [b.q, b.k, b.v, b.kPool[0]!, b.vPool[0]!, b.freqs, b.tokens, b.step];
     if (this.key.qkNormEps !== null) list.push(required(b.norms, "norms", this.variant));
-    return this.bindGroup(label, list);
+    return this.bindGroup(label, kvPoolBindings(list, this.key.pool, b.kPool, b.vPool, this.variant));
   }
 
   /** Records RoPE (and the K/V append) for `nTokens` tokens. */

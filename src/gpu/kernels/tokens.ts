@@ -10,14 +10,14 @@
  *
  * ```ts
  * const table = new DataView(new ArrayBuffer(n * TOKEN_RECORD_BYTES));
- * writeTokenRecord(table, 0, { id: 17, slot: 0, pos: 0, seq: 0, last: false });
- * writeTokenRecord(table, 1, { id: FROM_LAST_SAMPLED, slot: 1, pos: 9, seq: 0, last: true });
+ * writeTokenRecord(table, 0, { id: 17, slot: 0, pos: 0, seq: 0, last: false, kvRow: 32 });
+ * writeTokenRecord(table, 1, { id: FROM_LAST_SAMPLED, slot: 1, pos: 9, seq: 0, last: true, kvRow: 9 });
  * writeStepInfo(info, k * slotBytes, { nTokens: 2, tokenBase: 0, nRows: 1, rowBase: 0 });
  * ```
  */
 
-/** Bytes of one TokenRecord (4 × u32). */
-export const TOKEN_RECORD_BYTES = 16;
+/** Bytes of one TokenRecord (5 × u32). */
+export const TOKEN_RECORD_BYTES = 20;
 
 /** Bytes of StepInfo (4 × u32); each sits in its own uniform-aligned slot. */
 export const STEP_INFO_BYTES = 16;
@@ -38,6 +38,11 @@ export interface TokenRecord {
   readonly seq: number;
   /** The entry's last token: the history kernel bumps the slot's count there. */
   readonly last: boolean;
+  /**
+   * Row of the KV pool that receives the token's K and V: page·pageSize + pos % pageSize,
+   * with the page from the sequence's page table (shaders/kv-pool.wgsl).
+   */
+  readonly kvRow: number;
 }
 
 /** Writes record `index` of a token table. */
@@ -47,6 +52,7 @@ export function writeTokenRecord(view: DataView, index: number, record: TokenRec
   view.setUint32(o + 4, record.slot, true);
   view.setUint32(o + 8, record.pos, true);
   view.setUint32(o + 12, (record.seq | (record.last ? LAST_IN_ENTRY : 0)) >>> 0, true);
+  view.setUint32(o + 16, record.kvRow, true);
 }
 
 /** Where one sub-step's part of the tables lies. */
