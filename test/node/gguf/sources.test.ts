@@ -4,7 +4,7 @@
  * support. Plus the errors a user meets first: 404, no ranges, a text file, an LFS pointer.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -219,5 +219,74 @@ describe("what users meet first", () => {
     await writeFile(join(dir, "empty.gguf"), "");
     expect((await rejection(openGGUF(join(dir, "empty.gguf")))).code).toBe("NOT_GGUF");
     expect((await rejection(openGGUF("s3://bucket/model.gguf"))).code).toBe("UNSUPPORTED_SOURCE");
+  });
+});
+
+describe("stalled servers under Node's fetch", () => {
+  /** A server that holds every request open (after 10 bytes of a 206 body in `partial` mode) until `close()`. */
+  async function stallingServer(partial: boolean): Promise<{ url: string; stalled: Promise<void>; close(): Promise<void> }> {
+    const held: ServerResponse[] = [];
+    let markStalled!: () => void;
+    const stalled = new Promise<void>((resolve) => (markStalled = resolve));
+    const stalling = createServer((req, res) => {
+      if (partial && req.headers.range === "bytes=0-0") {
+        res.writeHead(206, { "content-range": "bytes 0-0/1000", "content-length": "1" }).end("G");
+        return;
+      }
+      held.push(res);
+      if (partial) {
+        res.writeHead(206, { "content-range": "bytes 0-99/1000", "content-length": "100" });
+        res.write(Buffer.alloc(10));
+      }
+      markStalled();
+    });
+    await new Promise<void>((resolve) => stalling.listen(0, "127.0.0.1", resolve));
+    const { port } = stalling.address() as AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}/model.gguf`,
+      stalled,
+      close: () => {
+        for (const res of held) res.destroy();
+        return new Promise<void>((resolve) => stalling.close(() => resolve()));
+      },
+    };
+  }
+
+  it("no answer at all: READ_TIMEOUT naming the URL and the time", async () => {
+    const silent = await stallingServer(false);
+    try {
+      const err = await rejection(openSource(silent.url, { readTimeoutMs: 150 }));
+      expect(err).toBeInstanceOf(SourceError);
+      expect(err.code).toBe("READ_TIMEOUT");
+      expect(err.message).toContain(silent.url);
+      expect(err.message).toContain("150 ms");
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it("headers and 10 bytes, then nothing: READ_TIMEOUT on the read", async () => {
+    const partial = await stallingServer(true);
+    try {
+      const source = await openSource(partial.url, { readTimeoutMs: 150 });
+      const err = await rejection(source.read(0, 100));
+      expect(err.code).toBe("READ_TIMEOUT");
+      expect(err.message).toContain("bytes 0-99");
+    } finally {
+      await partial.close();
+    }
+  });
+
+  it("an abort while the server is silent rejects with the abort, the timeout aside", async () => {
+    const silent = await stallingServer(false);
+    try {
+      const controller = new AbortController();
+      const opening = openSource(silent.url, { signal: controller.signal, readTimeoutMs: Infinity });
+      await silent.stalled;
+      controller.abort();
+      await expect(opening).rejects.toMatchObject({ name: "AbortError" });
+    } finally {
+      await silent.close();
+    }
   });
 });
