@@ -21,7 +21,7 @@
  */
 import { GpuError } from "../errors.ts";
 import { GpuAllocator } from "./buffers.ts";
-import { PipelineCache } from "./pipelines.ts";
+import { forgetCompiledPipelines, PipelineCache } from "./pipelines.ts";
 
 /** Optional features the kernels can use. */
 export interface GpuFeatures {
@@ -245,7 +245,8 @@ const DEFAULT_DESTROY_TIMEOUT_MS = 5_000;
  * Why each part: a listener left on a caller's device keeps what it reaches alive for as
  * long as that device lives (every disposed runner used to stay, with its compiled
  * pipelines: about 25 MB per load on lavapipe); a pipeline is freed only once nothing
- * references it, as WebGPU has no `destroy()` for it; and the device's `lost` promise is
+ * references it, as WebGPU has no `destroy()` for it (a caller's device keeps one shared
+ * set of them for every engine it serves instead); and the device's `lost` promise is
  * the implementation's word that the device is gone, so a caller who awaits `destroy()`
  * may start the next device without the last one's still being torn down.
  */
@@ -265,7 +266,10 @@ async function releaseDevice(
   await withTimeout(device.queue.onSubmittedWorkDone(), destroyTimeoutMs, () => new GpuError("GPU_TIMEOUT", "")).catch(() => undefined);
   allocator.destroyAll();
   pipelines.clear();
+  // A caller's device keeps the compiled pipelines for the next engine on it (bounded by
+  // the kernels' variants; see pipelines.ts); ours is going, and them with it.
   if (!ownsDevice) return;
+  forgetCompiledPipelines(device);
   device.destroy();
   await withTimeout(device.lost, destroyTimeoutMs, () =>
     new GpuError(

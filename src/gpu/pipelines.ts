@@ -30,6 +30,36 @@ export interface KernelVariant {
   readonly entryPoint?: string;
 }
 
+/**
+ * Pipelines already compiled on a device, by entry point and WGSL text, shared by every
+ * {@link PipelineCache} of that device. An engine disposed and loaded again on a caller's
+ * device then reuses them instead of compiling new ones: compiling is most of a load on a
+ * software GPU, and a pipeline is freed only once the garbage collector drops its last
+ * reference (WebGPU gives it no `destroy()`), so fresh ones per load piled up as native
+ * memory that V8 does not see (about 10 MB per load on lavapipe). The store is bounded by
+ * the variants the kernels can make, and goes with the device (a WeakMap key).
+ */
+const compiledOnDevice = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+function compiledStore(device: GPUDevice): Map<string, GPUComputePipeline> {
+  let store = compiledOnDevice.get(device);
+  if (!store) {
+    store = new Map();
+    compiledOnDevice.set(device, store);
+  }
+  return store;
+}
+
+/** Drops the shared pipelines of `device` (when it is destroyed: nothing can use them again). */
+export function forgetCompiledPipelines(device: GPUDevice): void {
+  compiledOnDevice.delete(device);
+}
+
+/** The shared store's key: what decides the compiled code, whatever the variant's name says. */
+function compiledKey(variant: KernelVariant, code: string): string {
+  return `${variant.entryPoint ?? "main"}\n${code}`;
+}
+
 /** Caches pipelines by variant name for one device. */
 export class PipelineCache {
   readonly device: GPUDevice;
@@ -48,8 +78,10 @@ export class PipelineCache {
   }
 
   /**
-   * Forgets every pipeline (at the context's destroy). WebGPU has no `destroy()` for a
-   * pipeline: it is freed once nothing references it, so the cache must let go of it.
+   * Forgets this cache's pipelines (at the context's destroy). WebGPU has no `destroy()`
+   * for a pipeline: it is freed once nothing references it, so the cache must let go of
+   * it. The device's shared store keeps them for the next cache (see
+   * {@link forgetCompiledPipelines}).
    */
   clear(): void {
     this.pipelines.clear();
@@ -65,12 +97,19 @@ export class PipelineCache {
   get(variant: KernelVariant): GPUComputePipeline {
     const cached = this.pipelines.get(variant.name);
     if (cached) return cached;
-    const module = this.device.createShaderModule({ label: variant.name, code: this.source(variant) });
-    const pipeline = this.device.createComputePipeline({
-      label: variant.name,
-      layout: "auto",
-      compute: { module, entryPoint: variant.entryPoint ?? "main" },
-    });
+    const code = this.source(variant);
+    const key = compiledKey(variant, code);
+    // Read from the shared store, never written: a pipeline made here is unchecked (its
+    // errors are uncaptured) and must not outlive this cache.
+    let pipeline = compiledStore(this.device).get(key);
+    if (!pipeline) {
+      const module = this.device.createShaderModule({ label: variant.name, code });
+      pipeline = this.device.createComputePipeline({
+        label: variant.name,
+        layout: "auto",
+        compute: { module, entryPoint: variant.entryPoint ?? "main" },
+      });
+    }
     this.pipelines.set(variant.name, pipeline);
     return pipeline;
   }
@@ -104,6 +143,12 @@ export class PipelineCache {
     const signal = this.abortSignal;
     signal?.throwIfAborted();
     const code = this.source(variant);
+    const key = compiledKey(variant, code);
+    const shared = compiledStore(this.device).get(key);
+    if (shared) {
+      this.pipelines.set(variant.name, shared);
+      return shared;
+    }
     this.device.pushErrorScope("validation");
     const module = this.device.createShaderModule({ label: variant.name, code });
     const info = await module.getCompilationInfo();
@@ -127,6 +172,7 @@ export class PipelineCache {
       throw new GpuError("SHADER_COMPILE", `pipeline ${variant.name} (${variant.file}) failed: ${String(cause)}`, { label: variant.name }, { cause });
     }
     this.pipelines.set(variant.name, pipeline);
+    compiledStore(this.device).set(key, pipeline);
     signal?.throwIfAborted(); // kept all the same: a later load on this device reuses it
     return pipeline;
   }
