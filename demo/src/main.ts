@@ -57,8 +57,19 @@ const ui = {
 
 let state: PageState = "loading";
 let adapterReport: AdapterReport | undefined;
-/** The request being generated: Stop and Esc abort it; `done` settles once `send` has finished with it. */
+/** The request being generated: Stop and Esc abort it; `done` settles once `runTurn` has finished with it. */
 let current: { controller: AbortController; reply: ReplyView; done: Promise<void> } | undefined;
+
+/** One prompt and its answer on screen: what regenerate re-runs. */
+interface Turn {
+  readonly text: string;
+  readonly mode: "chat" | "complete";
+  readonly reply: ReplyView;
+  /** The exchange went into the chat history (done or stopped; not failed). */
+  readonly inHistory: boolean;
+}
+/** The latest settled turn: the only one whose answer can be regenerated. */
+let lastTurn: Turn | undefined;
 let liveTimer: number | undefined;
 
 function setState(next: PageState): void {
@@ -71,6 +82,7 @@ function setState(next: PageState): void {
   ui.prompt.placeholder = next === "ready" || generating ? "Message the model…" : next === "loading" ? "Loading the model…" : "Load a model to start";
   ui.unload.hidden = !(next === "ready" || generating);
   ui.loadDefault.hidden = next !== "unloaded" && next !== "failed";
+  if (lastTurn) lastTurn.reply.regenerateEnabled = next === "ready";
 }
 
 // ---------------------------------------------------------------------------------------
@@ -277,40 +289,51 @@ async function unload(): Promise<void> {
 // ---------------------------------------------------------------------------------------
 // Generating
 
+/** Sends what is in the composer as a new turn. */
 async function send(): Promise<void> {
-  const loaded = session.loaded;
   const text = ui.prompt.value;
-  if (state !== "ready" || !loaded || text.trim() === "") return;
-  const s = settings.settings;
-  const controller = new AbortController();
-  let input: GenerateInput;
-  let reply: ReplyView;
-  if (s.mode === "chat") {
-    input = history.request(s.systemPrompt, text);
-    transcript.addUser(text);
-    reply = transcript.addReply();
-  } else {
-    input = text;
-    reply = transcript.addReply(text);
-  }
+  if (state !== "ready" || !session.loaded || text.trim() === "") return;
+  const mode = settings.settings.mode;
+  if (mode === "chat") transcript.addUser(text);
+  const reply = transcript.addReply(mode === "chat" ? undefined : text);
   ui.prompt.value = "";
   autosize();
+  await runTurn(text, mode, reply);
+}
+
+/** Asks again for the latest answer: its exchange leaves the history, and the new answer takes its place. */
+async function regenerate(turn: Turn): Promise<void> {
+  if (state !== "ready" || !session.loaded || turn !== lastTurn) return;
+  if (turn.inHistory) history.removeLast();
+  const reply = transcript.addReply(turn.mode === "chat" ? undefined : turn.text, turn.reply);
+  await runTurn(turn.text, turn.mode, reply);
+}
+
+/** Generates the answer to `text` into `reply`, streaming; Stop and Esc abort it. */
+async function runTurn(text: string, mode: Turn["mode"], reply: ReplyView): Promise<void> {
+  const loaded = session.loaded;
+  if (!loaded) return;
+  if (lastTurn) lastTurn.reply.regenerable = false;
+  lastTurn = undefined;
+  const controller = new AbortController();
+  const input: GenerateInput = mode === "chat" ? history.request(settings.settings.systemPrompt, text) : text;
   let markDone!: () => void;
   current = { controller, reply, done: new Promise((resolve) => (markDone = resolve)) };
   setState("generating");
   startLiveStats(reply);
+  let answer: string | undefined;
   const stream = loaded.engine.generate(input, settings.generateOptions(controller.signal));
   try {
     for await (const chunk of stream) reply.append(chunk.text, chunk.tokens.length);
     const result = await stream.result;
     reply.finish(result);
     ui.liveStats.textContent = `Last reply: TTFT ${formatMs(result.timings.timeToFirstTokenMs)} · ${result.timings.decodeTokensPerSecond.toFixed(1)} tok/s`;
-    if (s.mode === "chat") history.add(text, result.text);
+    answer = result.text;
   } catch (error) {
     if (error instanceof RequestAbortedError) {
       reply.stopped();
-      ui.liveStats.textContent = "Stopped.";
-      if (s.mode === "chat") history.add(text, reply.content);
+      ui.liveStats.textContent = reply.content === "" ? "Stopped before any output." : "Stopped.";
+      answer = reply.content;
     } else {
       const why = describeError(error);
       reply.failed(why.title);
@@ -321,10 +344,20 @@ async function send(): Promise<void> {
     stopLiveStats();
     current = undefined;
     markDone();
+    // "New chat" during the answer removed it: it belongs to no conversation any more.
+    if (reply.element.isConnected) keepTurn({ text, mode, reply, inHistory: mode === "chat" && answer !== undefined }, answer);
     if (session.loaded === loaded && loaded.engine.state === "ready") setState("ready");
     else if (session.loaded === loaded) setState("failed");
     if (state === "ready" && !isNarrow()) ui.prompt.focus();
   }
+}
+
+/** Records a settled turn in the history and makes it the one regenerate re-runs. */
+function keepTurn(turn: Turn, answer: string | undefined): void {
+  if (turn.inHistory && answer !== undefined) history.add(turn.text, answer);
+  lastTurn = turn;
+  turn.reply.onRegenerate = () => void regenerate(turn);
+  turn.reply.regenerable = true;
 }
 
 /** Aborts the request in progress (through its signal) and waits for it to wind down. */
@@ -352,6 +385,7 @@ function stopLiveStats(): void {
 
 function newChat(): void {
   if (current) current.controller.abort();
+  lastTurn = undefined;
   history.clear();
   transcript.clear();
   showWelcome(session.loaded);

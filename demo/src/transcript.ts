@@ -13,22 +13,76 @@ function tokenCount(n: number): string {
 
 export type ReplyStatus = "waiting" | "streaming" | "done" | "stopped" | "error";
 
-/** One reply being streamed into the transcript. */
+/** How long the copy button says "Copied" before it reads "Copy answer" again. */
+const COPIED_FEEDBACK_MS = 1500;
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** A stroked 24×24 icon from path data, drawn here so it needs no asset. */
+function strokeIcon(...paths: string[]): SVGSVGElement {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  for (const d of paths) {
+    const path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+const COPY_ICON = ["M9 9h10v10H9z", "M5 15V5h10"];
+const COPIED_ICON = ["M5 12.5 10 17.5 19 7"];
+const REGENERATE_ICON = ["M19 12a7 7 0 1 1-2.05-4.95", "M19 4.5V9h-4.5"];
+
+function actionButton(label: string, className: string, icon: string[]): HTMLButtonElement {
+  const button = h("button", { type: "button", class: `icon-button small ${className}`, "aria-label": label, title: label });
+  button.append(strokeIcon(...icon));
+  return button;
+}
+
+/** One reply being streamed into the transcript, with its copy and regenerate buttons once it has settled. */
 export class ReplyView {
   readonly element: HTMLElement;
   readonly #text: HTMLElement;
   readonly #meta: HTMLElement;
+  readonly #prompt: string | undefined;
+  readonly #copy = actionButton("Copy answer", "copy-reply", COPY_ICON);
+  readonly #regenerate = actionButton("Regenerate answer", "regenerate-reply", REGENERATE_ICON);
   readonly #started = performance.now();
   #firstAt: number | undefined;
   #tokens = 0;
   #chunks = 0;
   #content = "";
+  #copiedTimer: number | undefined;
+  /** Runs when the regenerate button is pressed. */
+  onRegenerate: (() => void) | undefined;
 
-  constructor(element: HTMLElement, text: HTMLElement, meta: HTMLElement) {
+  constructor(element: HTMLElement, text: HTMLElement, meta: HTMLElement, prompt: string | undefined) {
     this.element = element;
     this.#text = text;
     this.#meta = meta;
+    this.#prompt = prompt;
+    this.#regenerate.hidden = true;
+    this.#copy.addEventListener("click", () => void this.#copyToClipboard());
+    this.#regenerate.addEventListener("click", () => this.onRegenerate?.());
+    element.append(h("div", { class: "reply-actions" }, this.#copy, this.#regenerate));
     this.#setStatus("waiting");
+  }
+
+  /** Whether the regenerate button is offered: only on the latest answer, whose turn can be re-run. */
+  set regenerable(on: boolean) {
+    this.#regenerate.hidden = !on;
+  }
+
+  /** The regenerate button can be pressed (the engine is ready for a request). */
+  set regenerateEnabled(on: boolean) {
+    this.#regenerate.disabled = !on;
+  }
+
+  /** What Copy puts on the clipboard: the answer, after its prompt in completion mode. */
+  get copyText(): string {
+    return (this.#prompt ?? "") + this.#content;
   }
 
   /** Everything streamed so far. */
@@ -73,14 +127,17 @@ export class ReplyView {
   }
 
   stopped(): void {
-    const parts = ["Stopped"];
     const ttft = this.pageTtftMs;
-    if (ttft !== undefined) {
-      parts.push(`TTFT ${formatMs(ttft)}`);
+    if (ttft === undefined) {
+      // A bare "Stopped" under nothing reads like a broken page: say what happened.
+      this.#text.after(h("span", { class: "empty-note" }, "(stopped before any output)"));
+      this.#meta.textContent = "Stopped before the first token";
+    } else {
+      const parts = ["Stopped", `TTFT ${formatMs(ttft)}`];
       if (this.#tokens > 1) parts.push(`${this.liveRate.toFixed(1)} tok/s`);
       parts.push(tokenCount(this.#tokens));
+      this.#meta.textContent = parts.join(" · ");
     }
-    this.#meta.textContent = parts.join(" · ");
     this.#setStatus("stopped");
   }
 
@@ -91,8 +148,36 @@ export class ReplyView {
 
   #setStatus(status: ReplyStatus): void {
     this.element.dataset.status = status;
+    const busy = status === "waiting" || status === "streaming";
     // Screen readers announce the reply once, when it is complete, not token by token.
-    this.element.setAttribute("aria-busy", String(status === "waiting" || status === "streaming"));
+    this.element.setAttribute("aria-busy", String(busy));
+    // Nothing to copy until the answer has settled with some text.
+    this.#copy.hidden = busy || this.#content === "";
+  }
+
+  async #copyToClipboard(): Promise<void> {
+    let label = "Copied";
+    try {
+      await navigator.clipboard.writeText(this.copyText);
+    } catch {
+      // Refused (no permission, or the page is not focused): say so on the button itself.
+      label = "Copy failed";
+    }
+    this.#showCopyFeedback(label);
+  }
+
+  #showCopyFeedback(label: string): void {
+    this.#copy.setAttribute("aria-label", label);
+    this.#copy.title = label;
+    this.#copy.classList.toggle("copied", label === "Copied");
+    this.#copy.replaceChildren(strokeIcon(...(label === "Copied" ? COPIED_ICON : COPY_ICON)));
+    window.clearTimeout(this.#copiedTimer);
+    this.#copiedTimer = window.setTimeout(() => {
+      this.#copy.setAttribute("aria-label", "Copy answer");
+      this.#copy.title = "Copy answer";
+      this.#copy.classList.remove("copied");
+      this.#copy.replaceChildren(strokeIcon(...COPY_ICON));
+    }, COPIED_FEEDBACK_MS);
   }
 }
 
@@ -149,8 +234,11 @@ export class Transcript {
     this.#scroll();
   }
 
-  /** A reply; in completion mode the prompt is shown in front of the continuation. */
-  addReply(prompt?: string): ReplyView {
+  /**
+   * A reply; in completion mode the prompt is shown in front of the continuation. With
+   * `replacing`, the new reply takes that reply's place (regenerate) instead of being appended.
+   */
+  addReply(prompt?: string, replacing?: ReplyView): ReplyView {
     this.#dropWelcome();
     const text = h("span", { class: "text", "data-testid": "reply-text" });
     const meta = h("div", { class: "meta" });
@@ -161,9 +249,10 @@ export class Transcript {
       text,
     );
     const el = h("div", { class: prompt !== undefined ? "turn assistant completion" : "turn assistant", "data-role": "assistant" }, body, meta);
-    this.#root.append(el);
+    if (replacing?.element.isConnected) replacing.element.replaceWith(el);
+    else this.#root.append(el);
     this.#scroll();
-    const view = new ReplyView(el, text, meta);
+    const view = new ReplyView(el, text, meta, prompt);
     const observer = new MutationObserver(() => this.#scroll());
     observer.observe(text, { childList: true, characterData: true, subtree: true });
     return view;
@@ -207,6 +296,11 @@ export class History {
 
   add(user: string, assistant: string): void {
     this.#messages.push({ role: "user", content: user }, { role: "assistant", content: assistant });
+  }
+
+  /** Forgets the last exchange (its answer is being regenerated). */
+  removeLast(): void {
+    this.#messages.splice(-2, 2);
   }
 
   clear(): void {

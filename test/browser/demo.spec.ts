@@ -46,7 +46,8 @@ test.beforeAll(async ({ browser }) => {
     files: { [REMOTE_PATH]: remoteModel, [REMOTE_PATH_2]: remoteModel },
     throttleBytesPerSecond: REMOTE_BYTES_PER_SECOND,
   });
-  context = await browser.newContext();
+  // Clipboard access, so the Copy button's text can be read back.
+  context = await browser.newContext({ permissions: ["clipboard-read", "clipboard-write"] });
   page = await context.newPage();
   page.on("pageerror", (e) => pageErrors.push(e.message));
 });
@@ -134,6 +135,67 @@ test("a greedy reply streams exactly the engine's output for the same chat", asy
   await expect(page.locator('.turn.user .bubble').last()).toHaveText(prompt);
   await engineState(page, "ready");
   await shot(page, "02-greedy-reply");
+});
+
+/** The regenerate button of the latest answer. */
+function regenerateButton(p: Page): Locator {
+  return lastReply(p).getByRole("button", { name: "Regenerate answer" });
+}
+
+test("Copy puts the answer on the clipboard; Regenerate replaces the answer to the same question", async () => {
+  const prompt = "Tell me a fortune.";
+  const reply = lastReply(page);
+  const shown = (await reply.getByTestId("reply-text").textContent()) ?? "";
+  expect(shown.length).toBeGreaterThan(0);
+  await reply.getByRole("button", { name: "Copy answer" }).click();
+  await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toBe(shown);
+
+  // Fewer tokens this time, so the new answer is told apart from the old one. It must be
+  // the answer to the question alone: the old exchange left the history first.
+  await setField(page, "#max-tokens", "4");
+  const expected = await cpuGeneration(EMBEDDED, await pageInput(page, prompt), greedy(4));
+  await regenerateButton(page).click();
+  await expect(lastReply(page)).toHaveAttribute("data-status", "done", { timeout: 120_000 });
+  expect(await lastReply(page).getByTestId("reply-text").textContent()).toBe(expected.text);
+  await expect(page.locator(".turn.assistant")).toHaveCount(1);
+  await expect(page.locator(".turn.user")).toHaveCount(1);
+  await expect(regenerateButton(page)).toBeEnabled();
+  await shot(page, "02b-regenerated");
+});
+
+test("Stop before the first token says so, and Regenerate then answers", async () => {
+  await expect(page.locator('input[name="mode"][value="chat"]')).toBeChecked();
+  const first = { role: "user", content: "Tell me a fortune." } as const;
+  const firstAnswer = (await lastReply(page).getByTestId("reply-text").textContent()) ?? "";
+  const prompt = "Give me one piece of advice.";
+  await page.locator("#prompt").fill(prompt);
+  // Send and Stop in one task of the page: no token can arrive in between, whatever the
+  // speed of the machine (two key presses from Playwright would race the first token).
+  await page.evaluate(() => {
+    document.querySelector("#prompt")!.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true }));
+    document.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true, cancelable: true }));
+  });
+  const reply = lastReply(page);
+  await expect(reply).toHaveAttribute("data-status", "stopped");
+  await expect(reply.getByTestId("reply-text")).toHaveText("");
+  await expect(reply.locator(".empty-note")).toHaveText("(stopped before any output)");
+  await expect(reply.locator(".meta")).toHaveText("Stopped before the first token");
+  await expect(reply.getByRole("button", { name: "Copy answer" })).toBeHidden();
+  await engineState(page, "ready", 10_000);
+  await expect(regenerateButton(page)).toBeEnabled();
+  await shot(page, "02c-stopped-before-output");
+
+  // The question is asked again after the earlier exchange, and answered in its place.
+  const expected = await cpuGeneration(
+    EMBEDDED,
+    [first, { role: "assistant", content: firstAnswer }, { role: "user", content: prompt }],
+    greedy(4),
+  );
+  await regenerateButton(page).click();
+  await expect(lastReply(page)).toHaveAttribute("data-status", "done", { timeout: 120_000 });
+  expect(await lastReply(page).getByTestId("reply-text").textContent()).toBe(expected.text);
+  await expect(page.locator(".turn.assistant")).toHaveCount(2);
+  await expect(page.locator(".empty-note")).toHaveCount(0);
 });
 
 /** Prompts for the Stop test: the first whose greedy answer is long enough is used. */
