@@ -1,7 +1,9 @@
 /**
  * Runs the HTTP server under Deno until SIGINT or SIGTERM, then shuts down in order: stop
  * accepting, let running requests finish for up to a grace period, cancel what is left,
- * dispose the engine (awaited), and resolve. If the model fails to load, the server stops
+ * stop waiting for connections still open once every response has been sent (a client
+ * that stalled mid-body keeps its socket after its 408, and would hold the drain forever;
+ * the process's exit closes it), dispose the engine (awaited), and resolve. If the model fails to load, the server stops
  * at once and the load error is thrown: a server that can only answer 500 must not stay up.
  */
 import process from "node:process";
@@ -11,9 +13,37 @@ import { createHandler, isLoopbackHost, type ServerOptions } from "./handler.ts"
 /** The part of Deno's API the server uses (typed here so `src/` type-checks anywhere). */
 interface DenoServeApi {
   serve(
-    options: { hostname: string; port: number; onListen?: (addr: { hostname: string; port: number }) => void },
-    handler: (request: Request) => Promise<Response>,
+    options: {
+      hostname: string;
+      port: number;
+      onListen?: (addr: { hostname: string; port: number }) => void;
+    },
+    handler: (request: Request, info: { completed: Promise<void> }) => Promise<Response>,
   ): { shutdown(): Promise<void>; finished: Promise<void> };
+}
+
+/** Counts responses not yet fully sent, and tells when there are none. */
+class OpenResponses {
+  #count = 0;
+  #idle = Promise.withResolvers<void>();
+
+  constructor() {
+    this.#idle.resolve();
+  }
+
+  /** Counts one response until `completed` (Deno's: sent, or failed to send) settles. */
+  track(completed: Promise<void>): void {
+    if (this.#count++ === 0) this.#idle = Promise.withResolvers<void>();
+    const done = () => {
+      if (--this.#count === 0) this.#idle.resolve();
+    };
+    completed.then(done, done);
+  }
+
+  /** Resolves once no response is being sent. */
+  idle(): Promise<void> {
+    return this.#idle.promise;
+  }
 }
 
 /** How {@link serveUntilSignal} listens and shuts down, besides the handler's options. */
@@ -74,9 +104,13 @@ export async function serveUntilSignal(engine: Engine, options: ServeOptions): P
     allowedHosts: isLoopbackBind(options.hostname) ? options.allowedHosts ?? [] : undefined,
     cancelAll: cancelAll.signal,
   });
+  const open = new OpenResponses();
   const server = denoApi().serve(
     { hostname: options.hostname, port: options.port, onListen: options.onListen },
-    handler,
+    (request, info) => {
+      open.track(info.completed);
+      return handler(request);
+    },
   );
   const signal = shutdownSignal();
   const loadFailed = engine.ready.then(() => new Promise<never>(() => {}), (error: unknown) => ({ error }));
@@ -92,10 +126,16 @@ export async function serveUntilSignal(engine: Engine, options: ServeOptions): P
   }
   console.error(`${stop.name}: shutting down (grace period ${options.gracePeriodMs ?? 10_000} ms)`);
   const drained = server.shutdown();
+  drained.catch(() => {}); // not awaited when a stalled connection outlives the grace period
   // A bound on the grace period, not a wait: requests still running when it ends are cancelled.
-  const grace = setTimeout(() => cancelAll.abort(), options.gracePeriodMs ?? 10_000);
+  const graceOver = Promise.withResolvers<void>();
+  const grace = setTimeout(() => {
+    cancelAll.abort();
+    graceOver.resolve();
+  }, options.gracePeriodMs ?? 10_000);
   try {
-    await drained;
+    // Drained, or past the grace period with every response (cancelled ones included) sent.
+    await Promise.race([drained, graceOver.promise.then(() => open.idle())]);
   } finally {
     clearTimeout(grace);
     await engine.dispose();

@@ -179,7 +179,7 @@ Deno.test(`server[${backend.name}]: bad input gets 4xx in the OpenAI error shape
     await expectError(await post("/v1/completions", JSON.stringify({ prompt: "x", temperature: 3 })), 400, "temperature");
     await expectError(await post("/v1/completions", JSON.stringify({ prompt: "x", top_p: 0 })), 400, "top_p");
     await expectError(await post("/v1/completions", JSON.stringify({ prompt: "x", max_tokens: -1 })), 400, "max_tokens");
-    await expectError(await post("/v1/completions", JSON.stringify({ prompt: "x", n: 2 })), 400, "n");
+    await expectError(await post("/v1/completions", JSON.stringify({ prompt: "x", n: 0 })), 400, "n");
     await expectError(await post("/v1/completions", JSON.stringify({ prompt: 42 })), 400, "prompt");
     await expectError(await post("/v1/completions", JSON.stringify({ prompt: "x", model: "gpt-9" })), 404, "model");
     await expectError(await post("/v1/completions", JSON.stringify({ prompt: "word ".repeat(5000) })), 400);
