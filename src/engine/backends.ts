@@ -32,6 +32,14 @@ export interface RunnerChoice {
    * measuring them against each other on a new GPU.
    */
   readonly matvecShape?: "auto" | "lanes" | "workgroup" | "blocks";
+  /**
+   * Tuning: the element type of the WebGPU runner's KV pool: `auto` (default) picks f32
+   * where it costs no pages, else f16 (twice the pages for the bytes). `f32` keeps keys and
+   * values exact, e.g. for checks that compare outputs across batch shapes: with f16, the
+   * last-bit differences between batched and single-row kernels can flip an f16 rounding.
+   * The CPU runner always stores f32.
+   */
+  readonly kvCacheType?: "auto" | "f32" | "f16";
 }
 
 
@@ -56,6 +64,7 @@ export async function loadRunner(file: GGUFFile, choice: RunnerChoice, sizes: Ru
       provider,
       device: choice.device,
       matrix: { matvecShape: choice.matvecShape },
+      kvCacheType: choice.kvCacheType,
     });
   }
   throw new InvalidRequestError("backend", `unknown backend "${String(backend)}" (webgpu or cpu)`);

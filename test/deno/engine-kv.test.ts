@@ -4,7 +4,7 @@
  * the prefix cache off and one sequence at a time (nothing shared, nothing preempted), and
  * expected counts (reused tokens) from the definition: the longest common prefix of the
  * new prompt and what an earlier sequence held, in whole pages, leaving the last prompt
- * token to compute.
+ * token to compute. Keys and values are kept in f32 (see `base`).
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -41,12 +41,21 @@ async function withEngine<T>(model: string, options: EngineOptions, body: (engin
   }
 }
 
-/** Bytes of one KV page on this backend (K and V, every layer), read off a default engine. */
+/**
+ * Bytes of one KV page on this backend (K and V, every layer) when a budget is given: a
+ * runner may store a budgeted pool in another element type (f16 to get more pages) than
+ * its default pool, so this reads it off an engine with a small budget.
+ */
 async function pageBytes(model: string, options: EngineOptions): Promise<number> {
-  return await withEngine(model, { ...options, maxSequences: 1 }, (e) => Promise.resolve(e.kvPool.bytes / e.kvPool.pageCount));
+  const defaultPage = await withEngine(model, { ...options, maxSequences: 1 }, (e) => Promise.resolve(e.kvPool.bytes / e.kvPool.pageCount));
+  return await withEngine(model, { ...options, maxSequences: 1, kvCacheBytes: 4 * defaultPage }, (e) =>
+    Promise.resolve(e.kvPool.bytes / e.kvPool.pageCount));
 }
 
-/** Each input alone on a fresh engine-wide state: no batching, no reuse, no preemption. */
+/**
+ * Each input alone: no batching, no reuse, no preemption. Give it the same `kvCacheBytes`
+ * as the engine under test, so that both store keys and values in the same element type.
+ */
 async function reference(model: string, options: EngineOptions, inputs: { tokens: number[] }[], o: GenerateOptions) {
   return await withEngine(model, { ...options, maxSequences: 1, prefixCache: false }, async (engine) => {
     const out: number[][] = [];
@@ -68,7 +77,10 @@ function expectedReuse(prompt: readonly number[], held: readonly number[], pageS
 }
 
 for (const backend of BACKENDS) {
-  const base: EngineOptions = { ...backend.options, maxSequences: 4 };
+  // f32 keys and values: with f16 (what a budget gets by default on WebGPU), the last-bit
+  // differences between batched and single-row matrix kernels can flip an f16 rounding, so
+  // outputs across batch shapes are equal only nearly (the runner's suites check f16).
+  const base: EngineOptions = { ...backend.options, maxSequences: 4, kvCacheType: "f32" };
   const name = (s: string) => `engine-kv[${backend.name}]: ${s}`;
   const tokens = backend.slow ? 24 : 80;
 
@@ -77,7 +89,7 @@ for (const backend of BACKENDS) {
     const inputs = [0, 1, 2, 3, 4, 5].map((i) => tokenPrompt(i + 1, 5 + 7 * i));
     const options: GenerateOptions[] = [{ ...GREEDY, maxTokens: tokens }, { ...SEEDED, maxTokens: tokens }];
     for (const o of options) {
-      const alone = await reference(MODEL, base, inputs, o);
+      const alone = await reference(MODEL, { ...base, kvCacheBytes: 6 * page }, inputs, o);
       // 6 pages: four sequences of up to 5 + 35 + 80 positions cannot all hold theirs at once.
       const engine = await loadEngine(MODEL, { ...base, kvCacheBytes: 6 * page });
       const pool = engine.kvPool;
@@ -126,7 +138,7 @@ for (const backend of BACKENDS) {
       { tokens: [...b, 5, 6, 7] }, // reuses b's pages, which used to hold a
       { tokens: [...a, 8, 9] }, // a is gone: recomputed
     ];
-    const alone = await reference(MODEL, base, inputs, GREEDY);
+    const alone = await reference(MODEL, { ...base, kvCacheBytes: 6 * page }, inputs, GREEDY);
     await withEngine(MODEL, { ...base, kvCacheBytes: 6 * page }, async (engine) => {
       const ps = engine.kvPool.pageSize;
       const results: GenerationResult[] = [];
@@ -190,7 +202,7 @@ for (const backend of BACKENDS) {
     // 37 tokens: the prompt's last page is partial, so the choices fork it by copy.
     const prompt = tokenPrompt(41, 37);
     const o: GenerateOptions = { ...SEEDED, seed: 11, maxTokens: backend.slow ? 8 : 24 };
-    const singles = await withEngine(MODEL, { ...base, prefixCache: false }, async (engine) => {
+    const singles = await withEngine(MODEL, { ...base, prefixCache: false, kvCacheBytes: 8 * page }, async (engine) => {
       const out: number[][] = [];
       for (let i = 0; i < 3; i++) out.push([...(await engine.generate(prompt, { ...o, seed: choiceSeed(11, i) }).result).tokens]);
       return out;
