@@ -199,3 +199,121 @@ Deno.test(`cli[${backend.name}]: Ctrl-C (SIGINT) during generate stops it, dispo
   assert.equal(stderr, "", "an interrupt is not reported as an error");
   assert.ok(rest.endsWith("\n"), "the streamed text ends its line");
 });
+
+/** A command's output on a pseudo-terminal, read as it comes; `waitFor` resolves on text, not on time. */
+class TerminalOutput {
+  #text = "";
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.getReader();
+  }
+  /**
+   * Everything so far as a reader sees it: carriage returns removed (the terminal turns
+   * "\n" into "\r\n"), and the control sequences readline draws its line with.
+   */
+  get text(): string {
+    // deno-lint-ignore no-control-regex
+    return this.#text.replaceAll("\r", "").replace(/\x1b\[[0-9;]*[A-Za-z]/g, "");
+  }
+  /** Reads until `text` appears at or after `from`; returns the index just past it. */
+  async waitFor(text: string, from = 0): Promise<number> {
+    for (;;) {
+      const at = this.text.indexOf(text, from);
+      if (at >= 0) return at + text.length;
+      const chunk = await this.#reader.read();
+      if (chunk.done) throw new Error(`the output ended without ${JSON.stringify(text)}:\n${this.text}`);
+      this.#text += this.#decoder.decode(chunk.value, { stream: true });
+    }
+  }
+  /** Reads to the end. */
+  async rest(): Promise<string> {
+    for (let chunk = await this.#reader.read(); !chunk.done; chunk = await this.#reader.read()) {
+      this.#text += this.#decoder.decode(chunk.value, { stream: true });
+    }
+    return this.text;
+  }
+}
+
+Deno.test("cli: chat on a terminal edits the line (arrow keys), recalls history (up arrow), and leaves on Ctrl-D with a newline", async () => {
+  // The answers the model gives to a line, then to the same line again after its first answer.
+  const model = "models/tiny-fortunes-q8_0.gguf";
+  const options = { temperature: 0, maxTokens: 8 } as const;
+  const engine = await loadEngine(model, { backend: "cpu" });
+  const line = "tell me about the sea";
+  const first = (await engine.generate([{ role: "user", content: line }], options).result).text;
+  const second = (await engine.generate([
+    { role: "user", content: line },
+    { role: "assistant", content: first },
+    { role: "user", content: line },
+  ], options).result).text;
+  // The line as typed below, keys unedited: this model answers it otherwise.
+  const unedited = (await engine.generate([{ role: "user", content: "tell me about the ea\x1b[D\x1b[Ds" }], options).result).text;
+  assert.notEqual(unedited, first, "the test tells an edited line from an unedited one");
+  await engine.dispose();
+  assert.ok(first.trim() !== "" && second.trim() !== "", "the model answers");
+
+  // `script` gives the command a pseudo-terminal: stdin and stdout are TTYs, as in a shell.
+  const command = [Deno.execPath(), "run", "-A", "src/cli/main.ts", "chat", "--model", model, "--backend", "cpu", "--temperature", "0", "--max-tokens", "8"];
+  const child = new Deno.Command("script", {
+    args: ["-qefc", command.join(" "), "/dev/null"],
+    cwd: new URL("../../", import.meta.url),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1", TERM: "xterm" },
+  }).spawn();
+  const keys = child.stdin.getWriter();
+  const type = (s: string) => keys.write(new TextEncoder().encode(s));
+  const term = new TerminalOutput(child.stdout);
+
+  let at = await term.waitFor("> ", await term.waitFor("chatting with"));
+  // Each answer ends with a new prompt on a line of its own.
+  const answer = async () => {
+    const end = await term.waitFor("\n> ", at);
+    const text = term.text.slice(at, end);
+    at = end;
+    return text;
+  };
+  // "...the ea", two left arrows, "s": the line is "...the sea" only if the arrows moved the cursor.
+  await type("tell me about the ea\x1b[D\x1b[Ds\r");
+  assert.ok((await answer()).includes(first), `the answer to "${line}":\n${term.text}`);
+  // Up arrow recalls the line; Enter sends it again.
+  await type("\x1b[A\r");
+  assert.ok((await answer()).includes(second), `the answer to "${line}" again:\n${term.text}`);
+  await type("\x04");
+  await keys.close();
+  const output = await term.rest();
+  const status = await child.status;
+  assert.equal(status.code, 0, output);
+  assert.ok(output.endsWith("\n"), `leaving ends the prompt's line: ${JSON.stringify(output.slice(-20))}`);
+  assert.equal(output.includes("[D"), false, "the arrow key was not inserted as text");
+});
+
+Deno.test("cli: make-model draws a progress bar of tensors and bytes on a terminal, and nothing on a pipe", async () => {
+  const dir = await Deno.makeTempDir();
+  const out = `${dir}/m.gguf`;
+  const args = ["run", "-A", "src/cli/main.ts", "make-model", "--arch", "qwen2", "--preset", "tiny", "--quant", "Q8_0", "--out", out];
+  const child = new Deno.Command("script", {
+    args: ["-qefc", [Deno.execPath(), ...args].join(" "), "/dev/null"],
+    cwd: new URL("../../", import.meta.url),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+    env: { XDG_RUNTIME_DIR: "/tmp", TERM: "xterm" },
+  }).spawn();
+  const output = await new TerminalOutput(child.stdout).rest();
+  assert.equal((await child.status).code, 0, output);
+  const file = await openGGUF(out);
+  const tensors = file.tensors.length;
+  await file.close();
+  assert.match(output, new RegExp(`writing .*tensors 0/${tensors}`), output);
+  assert.match(output, new RegExp(`writing .*100%.* tensors ${tensors}/${tensors}`), output);
+  assert.match(output, /wrote .*m\.gguf/);
+
+  const piped = await cli(args.slice(3));
+  assert.equal(piped.code, 0, piped.stderr);
+  assert.equal(piped.stderr, "", "no bar when stderr is not a terminal");
+  assert.match(piped.stdout, /^wrote /);
+  await Deno.remove(dir, { recursive: true });
+});

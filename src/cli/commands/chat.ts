@@ -4,12 +4,12 @@
  * prompt (or Ctrl-D) leaves. The engine is disposed, awaited, before the command returns.
  */
 import process from "node:process";
-import { createInterface } from "node:readline";
+import { createInterface, type Interface } from "node:readline";
 import { RequestAbortedError } from "../../engine/errors.ts";
 import type { ChatMessage, GenerationResult } from "../../engine/types.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
-import { onInterrupt } from "../interrupt.ts";
+import { INTERRUPTED_EXIT_CODE, onInterrupt } from "../interrupt.ts";
 
 const SPEC = {
   name: "chat",
@@ -34,6 +34,24 @@ const SPEC = {
   },
 } as const;
 
+/**
+ * The line reader: on a terminal, readline's own editing (arrow keys, Home/End, word
+ * moves) and history (up/down); from a pipe, plain lines. In terminal mode readline keeps
+ * the terminal raw, so Ctrl-C arrives as its "SIGINT" event rather than a signal.
+ */
+function lineReader(): Interface {
+  const terminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const rl = createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    terminal,
+    prompt: "> ",
+    historySize: 1000,
+    removeHistoryDuplicates: true,
+  });
+  return rl;
+}
+
 /** One line about an answer: `[prompt 120 tokens, 96 reused, 24 computed; 30 generated; first token 41 ms]`. */
 function turnStats(r: GenerationResult): string {
   const u = r.usage;
@@ -43,23 +61,34 @@ function turnStats(r: GenerationResult): string {
 
 export const chatCommand: CliCommand = defineCommand(SPEC, "chat with the model in the terminal", async (f) => {
   const { engine, loaded } = engineFromFlags(f);
-  // Not readline's terminal mode: the terminal keeps its own line editing, and Ctrl-C
-  // stays a SIGINT, handled below for the whole command.
-  const rl = createInterface({ input: process.stdin, terminal: false });
+  const rl = lineReader();
   // Iterate from the start, so lines piped in while the model loads are not lost.
   const lines: AsyncIterator<string> = rl[Symbol.asyncIterator]();
-  // Ctrl-C stops the answer being written; at the prompt it leaves.
+  // Ctrl-C stops the answer being written; at the prompt it leaves, with exit code 130
+  // (as llama-cli does), where Ctrl-D leaves with 0.
   let answering: AbortController | undefined;
-  const stopListening = onInterrupt(() => {
-    if (answering) answering.abort();
-    else rl.close();
-  });
+  let interrupted = false;
+  const onCtrlC = () => {
+    if (answering) {
+      answering.abort();
+    } else {
+      interrupted = true;
+      rl.close();
+    }
+  };
+  rl.on("SIGINT", onCtrlC);
+  // Lines read before the input ended (piped, or typed ahead of Ctrl-D) are still answered,
+  // but a closed readline refuses prompt(): the prompt is then written directly.
+  let inputEnded = false;
+  rl.once("close", () => (inputEnded = true));
+  const showPrompt = () => (inputEnded ? process.stdout.write("> ") : rl.prompt());
+  const stopListening = onInterrupt(onCtrlC);
   try {
     await loaded;
     const history: ChatMessage[] = f.system ? [{ role: "system", content: f.system }] : [];
     console.error(`chatting with ${engine.config.name} (${engine.description}); Ctrl-C stops an answer, Ctrl-D leaves`);
     for (;;) {
-      process.stdout.write("> ");
+      showPrompt();
       const next = await lines.next();
       if (next.done) break;
       const line = next.value;
@@ -91,7 +120,9 @@ export const chatCommand: CliCommand = defineCommand(SPEC, "chat with the model 
       process.stdout.write("\n");
       history.push({ role: "assistant", content: answer });
     }
-    return 0;
+    // Leaving at the prompt: end the prompt's line, so the shell's starts on its own.
+    process.stdout.write("\n");
+    return interrupted ? INTERRUPTED_EXIT_CODE : 0;
   } finally {
     stopListening();
     rl.close();

@@ -1,22 +1,28 @@
 /**
  * `deno task cli make-model --arch A --preset P --quant Q --out FILE [--seed N]`: writes a
  * synthetic GGUF model (random weights, real names, shapes and metadata), streaming one
- * tensor at a time so the 1B presets fit in memory.
+ * tensor at a time so the 1B presets fit in memory. On a terminal, a bar on stderr counts
+ * the tensors and bytes written.
  */
 import { stat } from "node:fs/promises";
 import { InvalidArgumentError } from "../../errors.ts";
 import { isQuantMix, QUANT_MIXES } from "../../gguf/quant-mix.ts";
 import type { Architecture } from "../../model/config.ts";
+import { tensorByteLength } from "../../gguf/ggml-type.ts";
+import { type TensorSpec, writeGGUFFile } from "../../gguf/writer.ts";
 import {
   presetArchitecture,
   SYNTHETIC_ARCHS,
   SYNTHETIC_PRESETS,
+  syntheticMetadata,
   syntheticModelConfig,
+  type SyntheticModelSpec,
   type SyntheticPreset,
-  writeSyntheticModel,
+  syntheticTensorSpecs,
 } from "../../model/synthetic.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
-import { formatBytes } from "./inspect.ts";
+import { formatBytes } from "../format.ts";
+import { type ProgressBar, progressBar } from "../progress.ts";
 
 const SPEC = {
   name: "make-model",
@@ -62,6 +68,28 @@ function isArchitecture(value: string): value is Architecture {
   return (SYNTHETIC_ARCHS as readonly string[]).includes(value);
 }
 
+/**
+ * `tensors` with their data counted on `bar` once made: the 1B presets take minutes, as
+ * every weight is drawn and quantized.
+ */
+function withProgress(tensors: readonly TensorSpec[], bar: ProgressBar): TensorSpec[] {
+  const bytesTotal = tensors.reduce((sum, t) => sum + tensorByteLength(t.type, t.shape.reduce((a, b) => a * b, 1)), 0);
+  let bytesDone = 0;
+  let tensorsDone = 0;
+  const report = () => bar.update({ bytesDone, bytesTotal, tensorsDone, tensorsTotal: tensors.length });
+  report();
+  return tensors.map((t) => ({
+    ...t,
+    data: async () => {
+      const bytes = typeof t.data === "function" ? await t.data() : t.data;
+      bytesDone += bytes.byteLength;
+      tensorsDone++;
+      report();
+      return bytes;
+    },
+  }));
+}
+
 /** The `make-model` command. */
 export const makeModelCommand: CliCommand = defineCommand(
   SPEC,
@@ -87,8 +115,18 @@ export const makeModelCommand: CliCommand = defineCommand(
       );
     }
     const config = syntheticModelConfig(arch, f.preset);
+    const spec: SyntheticModelSpec = { arch, preset: f.preset, quant: f.quant, seed: f.seed, distinctRows: f.distinctRows };
     const started = performance.now();
-    await writeSyntheticModel(f.out, { arch, preset: f.preset, quant: f.quant, seed: f.seed, distinctRows: f.distinctRows });
+    const bar = progressBar("writing");
+    try {
+      // What writeSyntheticModel writes, with each tensor counted as it is made.
+      await writeGGUFFile(f.out, {
+        metadata: syntheticMetadata(config, f.quant),
+        tensors: withProgress(syntheticTensorSpecs(spec), bar),
+      });
+    } finally {
+      bar.done();
+    }
     const seconds = (performance.now() - started) / 1000;
     const size = (await stat(f.out)).size;
     console.log(
