@@ -42,6 +42,7 @@ const ui = {
   unload: byId("unload", HTMLButtonElement),
   loadDefault: byId("load-default", HTMLButtonElement),
   cancelLoad: byId("cancel-load", HTMLButtonElement),
+  cancelLoadStrip: byId("load-strip-cancel", HTMLButtonElement),
   urlForm: byId("url-form", HTMLFormElement),
   urlInput: byId("model-url", HTMLInputElement),
   fileInput: byId("model-file", HTMLInputElement),
@@ -221,8 +222,8 @@ async function loadModel(choice: ModelChoice): Promise<void> {
   if (transcript.empty) {
     transcript.showWelcome(`Getting ${label} ready`, ["The model is loading into this tab, where it runs: nothing you type will leave your device."], [], () => {});
   }
-  progress.start(`Opening ${label}`);
   const preference = backendPreference();
+  progress.start(`Opening ${label}`, preference !== "cpu" && typeof navigator.gpu !== "undefined");
   try {
     const loaded = await session.load(choice, preference, (p: WorkerLoadProgress) => progress.update(p));
     clearNotices("load");
@@ -469,6 +470,7 @@ ui.loadDefault.addEventListener("click", () => {
   void loadModel(DEFAULT_CHOICE);
 });
 ui.cancelLoad.addEventListener("click", () => void session.cancel());
+ui.cancelLoadStrip.addEventListener("click", () => void session.cancel());
 ui.urlForm.addEventListener("submit", (e) => {
   e.preventDefault();
   const url = ui.urlInput.value.trim();

@@ -67,6 +67,10 @@ export class PipelineCache {
   private readonly pending = new Map<string, Promise<GPUComputePipeline>>();
   /** While set, compilations stop with its reason once it aborts (see {@link abortCompilesOn}). */
   private abortSignal: AbortSignal | undefined;
+  /** While set, hears of compilations asked for and finished (see {@link reportCompilesTo}). */
+  private compileListener: ((done: number, total: number) => void) | undefined;
+  private compilesAsked = 0;
+  private compilesDone = 0;
 
   constructor(device: GPUDevice) {
     this.device = device;
@@ -127,13 +131,32 @@ export class PipelineCache {
     };
   }
 
+  /**
+   * Until the returned function is called, `listener` hears `(done, total)` whenever a
+   * compilation through {@link getAsync} is asked for or finishes (`done <= total`; total
+   * grows while the kernels ask): a load's progress can then show its compile step, which
+   * is most of a load on a software GPU.
+   */
+  reportCompilesTo(listener: (done: number, total: number) => void): () => void {
+    this.compileListener = listener;
+    this.compilesAsked = 0;
+    this.compilesDone = 0;
+    return () => {
+      if (this.compileListener === listener) this.compileListener = undefined;
+    };
+  }
+
   /** Compiles (once) and returns the pipeline; throws GpuError SHADER_COMPILE naming the variant. */
   getAsync(variant: KernelVariant): Promise<GPUComputePipeline> {
     const cached = this.pipelines.get(variant.name);
     if (cached) return Promise.resolve(cached);
     let pending = this.pending.get(variant.name);
     if (!pending) {
-      pending = this.compile(variant).finally(() => this.pending.delete(variant.name));
+      this.compileListener?.(this.compilesDone, ++this.compilesAsked);
+      pending = this.compile(variant).finally(() => {
+        this.pending.delete(variant.name);
+        this.compileListener?.(++this.compilesDone, this.compilesAsked);
+      });
       this.pending.set(variant.name, pending);
     }
     return pending;

@@ -31,7 +31,7 @@
  */
 import { yieldToEventLoop } from "./yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
-import { type BatchEntry, type KvPool, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
+import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
 import { HISTORY_CAP, seedHistorySlot } from "../gpu/kernels/history.ts";
@@ -152,12 +152,21 @@ export class GpuRunner implements ModelRunner {
     const ctx = await createGpuContext({ ...options.context, gpu: options.gpu, device: options.device });
     // A cancelled load stops between pipelines too, not only between tensors.
     const stopAbortingCompiles = ctx.pipelines.abortCompilesOn(options.signal);
+    // Compiling follows the weights and takes most of a load on a software GPU: report it.
+    let weightsSoFar: LoadProgress = { phase: "weights", bytesLoaded: 0, bytesTotal: 0, tensorsLoaded: 0, tensorsTotal: 0 };
+    const onProgress = (p: LoadProgress) => {
+      weightsSoFar = p;
+      options.onProgress?.(p);
+    };
+    const stopReportingCompiles = ctx.pipelines.reportCompilesTo((pipelinesDone, pipelinesTotal) =>
+      options.onProgress?.({ ...weightsSoFar, phase: "compile", pipelinesDone, pipelinesTotal })
+    );
     try {
       options.signal?.throwIfAborted(); // the device took a while: no weights for a cancelled load
       if (maxBatchTokens > ctx.limits.maxComputeWorkgroupsPerDimension) {
         throw new InvalidArgumentError("maxBatchTokens", `${maxBatchTokens} exceeds ${ctx.limits.maxComputeWorkgroupsPerDimension} work-groups per dimension`);
       }
-      const weights = await loadGpuWeights(ctx, file, config, { onProgress: options.onProgress, signal: options.signal });
+      const weights = await loadGpuWeights(ctx, file, config, { onProgress, signal: options.signal });
       const maxSampleRows = Math.min(maxSlots, maxBatchTokens);
       const logitRowsWanted = Math.max(maxSampleRows, Math.min(maxBatchTokens, options.logitRows ?? 64));
       const logitRows = Math.min(logitRowsWanted, Math.floor(ctx.limits.maxStorageBufferBindingSize / (config.vocabSize * 4)));
@@ -195,6 +204,7 @@ export class GpuRunner implements ModelRunner {
       throw error;
     } finally {
       stopAbortingCompiles();
+      stopReportingCompiles();
     }
   }
 

@@ -149,11 +149,15 @@ export interface ModelRunner {
 
 /** How far loading has come, for progress bars. */
 export interface LoadProgress {
-  readonly phase: "open" | "weights" | "ready";
+  /** `compile`: the GPU runner builds its pipelines, after the weights. */
+  readonly phase: "open" | "weights" | "compile" | "ready";
   readonly bytesLoaded: number;
   readonly bytesTotal: number;
   readonly tensorsLoaded: number;
   readonly tensorsTotal: number;
+  /** In the `compile` phase: pipelines compiled, and asked for so far (it grows while kernels ask). */
+  readonly pipelinesDone?: number;
+  readonly pipelinesTotal?: number;
 }
 
 /** Sizes and hooks the engine passes to every runner. */

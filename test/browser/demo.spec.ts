@@ -356,13 +356,55 @@ test("Cancel during a download stops it and leaves nothing in the cache", async 
   expect(files.filter((f) => f !== "index.json")).toEqual([]);
 });
 
-test("on a phone, in dark mode: chat, and settings in a drawer", async () => {
+/** Starts recording what the progress block says, each time it changes: `[phase, detail]`. */
+async function recordProgress(p: Page): Promise<void> {
+  await p.evaluate(() => {
+    const block = document.querySelector<HTMLElement>("#progress")!;
+    const detail = document.querySelector("#progress-detail")!;
+    const log: [string, string][] = [];
+    Object.assign(window, { progressLog: log });
+    new MutationObserver(() => log.push([block.dataset.phase ?? "", detail.textContent ?? ""])).observe(block, {
+      subtree: true,
+      childList: true,
+      characterData: true,
+      attributes: true,
+      attributeFilter: ["data-phase"],
+    });
+  });
+}
+
+test("on a phone, in dark mode: the load shows its bar and kernels compiled, then chat, and settings in a drawer", async () => {
   await page.emulateMedia({ colorScheme: "dark" });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator("#open-drawer").click();
   await expect(page.locator("#drawer")).toBeInViewport();
+  // WebGPU, so that the load has its compile step (about half a minute on SwiftShader).
+  await page.locator("#backend").selectOption("webgpu");
+  await recordProgress(page);
   await page.locator("#load-default").click();
+  await expect(page.locator("#drawer")).not.toBeInViewport();
+  // The drawer is closed: the strip above the chat shows the bar.
+  await expect(page.locator("#load-strip .bar")).toBeInViewport();
+  await expect(page.locator("#progress")).toHaveAttribute("data-phase", "compile", { timeout: LOAD_TIMEOUT });
+  await expect(page.locator("#load-strip-text")).toHaveText(/^Compiling \d+\/\d+/);
+  await expect(page.locator("#load-strip .bar")).toBeInViewport();
+  await shot(page, "09a-phone-compiling");
   await engineState(page, "ready");
+  await expect(page.locator("#load-strip")).toBeHidden();
+  const log: [string, string][] = await page.evaluate(() => (window as unknown as { progressLog: [string, string][] }).progressLog);
+  const compiled = log.filter(([phase]) => phase === "compile").map(([, detail]) => {
+    const m = /^(\d+)\/(\d+) kernels/.exec(detail);
+    if (!m) throw new Error(`compile progress without a count: "${detail}"`);
+    return [Number(m[1]), Number(m[2])] as const;
+  });
+  expect(compiled.length).toBeGreaterThan(1);
+  for (const [i, [done, total]] of compiled.entries()) {
+    expect(done).toBeLessThanOrEqual(total);
+    if (i > 0) expect([done >= compiled[i - 1]![0], total >= compiled[i - 1]![1]]).toEqual([true, true]);
+  }
+  const [lastDone, lastTotal] = compiled.at(-1)!;
+  expect(lastTotal).toBeGreaterThan(0);
+  expect(lastDone).toBe(lastTotal);
   await page.locator("#prompt").fill("Give me one piece of advice.");
   await page.locator("#prompt").press("Enter");
   await expect(lastReply(page)).toHaveAttribute("data-status", "done", { timeout: 60_000 });
