@@ -22,10 +22,17 @@ interface DenoServeApi {
   ): { shutdown(): Promise<void>; finished: Promise<void> };
 }
 
+/** A promise with its resolve function (Promise.withResolvers is newer than this project's lib target). */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 /** Counts responses not yet fully sent, and tells when there are none. */
 class OpenResponses {
   #count = 0;
-  #idle = Promise.withResolvers<void>();
+  #idle = deferred();
 
   constructor() {
     this.#idle.resolve();
@@ -33,7 +40,7 @@ class OpenResponses {
 
   /** Counts one response until `completed` (Deno's: sent, or failed to send) settles. */
   track(completed: Promise<void>): void {
-    if (this.#count++ === 0) this.#idle = Promise.withResolvers<void>();
+    if (this.#count++ === 0) this.#idle = deferred();
     const done = () => {
       if (--this.#count === 0) this.#idle.resolve();
     };
@@ -128,7 +135,7 @@ export async function serveUntilSignal(engine: Engine, options: ServeOptions): P
   const drained = server.shutdown();
   drained.catch(() => {}); // not awaited when a stalled connection outlives the grace period
   // A bound on the grace period, not a wait: requests still running when it ends are cancelled.
-  const graceOver = Promise.withResolvers<void>();
+  const graceOver = deferred();
   const grace = setTimeout(() => {
     cancelAll.abort();
     graceOver.resolve();
