@@ -171,13 +171,16 @@ Deno.test({
 
 /**
  * Bounds on RSS growth per cycle between cycle 10 and the last, MB, from bench/soak.ts on
- * this 2-core machine (Deno 2.9, lavapipe), after the fix: own device 0.7–1.0 (glibc's
- * per-thread arenas: 0.07 with MALLOC_ARENA_MAX=1), caller's device −0.04–0.06. Before the
- * fix the caller's device grew 24.7 MB per cycle (every disposed runner stayed reachable
- * from a listener on the device).
+ * this 2-core machine (Deno 2.9, lavapipe), after the fix: own device 0.7–1.0 over 30
+ * cycles, flat from about cycle 50 (glibc's per-thread arenas filling: 0.07 with
+ * MALLOC_ARENA_MAX=1), caller's device −0.04–0.06; Dawn on SwiftShader, caller's device,
+ * 0.14 over cycles 10–12. Before the fix the caller's device grew 24.7 MB per cycle on
+ * lavapipe (every disposed runner stayed reachable from a listener on the device).
  */
 const SOAK_BOUNDS = { own: 2, caller: 1 } as const;
 const SOAK_CYCLES = 30;
+/** Dawn on SwiftShader: the first load compiles for ~45 s, later ones on the caller's device take 1–4 s. */
+const SOAK_CYCLES_DAWN = 20;
 const GROWTH_FROM = 10;
 
 async function soak(webgpu: "deno" | "dawn", device: "own" | "caller", cycles: number): Promise<SoakReport> {
@@ -216,9 +219,9 @@ for (const device of ["own", "caller"] as const) {
 }
 
 Deno.test({
-  name: `soak: RSS stays bounded over ${SOAK_CYCLES} load/dispose cycles on Dawn, caller device`,
+  name: `soak: RSS stays bounded over ${SOAK_CYCLES_DAWN} load/dispose cycles on Dawn, caller device`,
   ignore: !DAWN,
   async fn() {
-    assertBoundedGrowth(await soak("dawn", "caller", SOAK_CYCLES), SOAK_BOUNDS.caller);
+    assertBoundedGrowth(await soak("dawn", "caller", SOAK_CYCLES_DAWN), SOAK_BOUNDS.caller);
   },
 });
