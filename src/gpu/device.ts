@@ -262,8 +262,10 @@ async function releaseDevice(
   watch.detach();
   // Destroying a buffer that queued work still reads is allowed, but waiting first makes
   // the release deterministic. The wait is bounded and its outcome ignored: a lost or hung
-  // device must still be released (destroying it is how a hang ends).
-  await withTimeout(device.queue.onSubmittedWorkDone(), destroyTimeoutMs, () => new GpuError("GPU_TIMEOUT", "")).catch(() => undefined);
+  // device must still be released (destroying it is how a hang ends), and a lost one has
+  // no work left to wait for.
+  const workDone = Promise.race([device.queue.onSubmittedWorkDone(), device.lost]);
+  await withTimeout(workDone, destroyTimeoutMs, () => new GpuError("GPU_TIMEOUT", "")).catch(() => undefined);
   allocator.destroyAll();
   pipelines.clear();
   // A caller's device keeps the compiled pipelines for the next engine on it (bounded by
