@@ -10,7 +10,6 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { loadEngine } from "../../src/engine/engine.ts";
 import { choiceSeed } from "../../src/engine/options.ts";
-import type { ChatMessage } from "../../src/engine/types.ts";
 import { syntheticModelPath } from "../node/support/fixtures.ts";
 import { BACKENDS } from "./support/backends.ts";
 import { startServer } from "./support/server-process.ts";
@@ -20,7 +19,10 @@ const MODEL_ID = MODEL.split("/").at(-1)!.replace(/\.gguf$/, "");
 const backend = BACKENDS.at(-1)!; // the most real backend available here
 const SERVER_ARGS = ["--model", MODEL, "--backend", backend.options.backend ?? "webgpu", "--max-sequences", "4"];
 
-const TURN1: ChatMessage[] = [
+/** A chat message both the engine and the openai client take. */
+type Message = { role: "system" | "user" | "assistant"; content: string };
+
+const TURN1: Message[] = [
   { role: "system", content: "You are a sailor who answers in long sentences about the weather at sea." },
   { role: "user", content: "Tell me about the sea, the wind and the waves near the harbour this morning." },
 ];
@@ -33,7 +35,7 @@ const expected = await (async () => {
   try {
     const greedy = { temperature: 0, maxTokens: 24 } as const;
     const r1 = await engine.generate(TURN1, greedy).result;
-    const turn2: ChatMessage[] = [...TURN1, { role: "assistant", content: r1.text }, { role: "user", content: "And tonight?" }];
+    const turn2: Message[] = [...TURN1, { role: "assistant", content: r1.text }, { role: "user", content: "And tonight?" }];
     const r2 = await engine.generate(turn2, greedy).result;
     const ps = engine.kvPool.pageSize;
     const held = [...r1.promptTokens, ...r1.tokens];
