@@ -120,6 +120,7 @@ export class GpuRunner implements ModelRunner {
   /** Set while `profileStep` records: every GpuStep then times its dispatches. */
   #profiler: GpuProfiler | undefined;
   #disposed = false;
+  #disposing: Promise<void> | undefined;
   #reportedFailure = false;
 
   private constructor(ctx: GpuContext, forward: GpuForward, options: GpuRunnerOptions) {
@@ -275,8 +276,13 @@ export class GpuRunner implements ModelRunner {
     this.#listeners.push(listener);
   }
 
-  async dispose(): Promise<void> {
-    if (this.#disposed) return;
+  /** Releases everything; every call returns the same promise, settled once the device is released. */
+  dispose(): Promise<void> {
+    this.#disposing ??= this.#release();
+    return this.#disposing;
+  }
+
+  async #release(): Promise<void> {
     this.#disposed = true;
     await this.#busy.catch(() => undefined);
     this.#forward.destroy();

@@ -20,6 +20,8 @@ import { GpuError } from "../../src/errors.ts";
 import { createGpuContext } from "../../src/gpu/device.ts";
 import { elementwiseVariant } from "../../src/gpu/kernels/elementwise.ts";
 import { PipelineCache } from "../../src/gpu/pipelines.ts";
+import { openGGUF } from "../../src/gguf/reader.ts";
+import { GpuRunner } from "../../src/model/gpu-runner.ts";
 import type { SoakReport } from "../../bench/soak.ts";
 import { BACKENDS } from "./support/backends.ts";
 
@@ -103,6 +105,25 @@ Deno.test({
     assert.ok(lost.settled, "device.lost had not resolved when engine.dispose() did: dispose does not await the device's destruction");
     assert.equal(lost.value?.reason, "destroyed");
     assert.deepEqual(engine.memory(), { liveBuffers: 0, liveBytes: 0 });
+  },
+});
+
+Deno.test({
+  name: "GpuRunner: a second dispose() while the first runs settles only once the device is released too",
+  ignore: !DENO_WEBGPU,
+  async fn() {
+    const devices: GPUDevice[] = [];
+    const file = await openGGUF(MODEL);
+    try {
+      const runner = await GpuRunner.load(file, { gpu: revealingGpu((d) => devices.push(d)), maxSlots: 1, maxBatchTokens: 16 });
+      const lost = watchSettled(devices[0]!.lost);
+      const first = runner.dispose();
+      await runner.dispose();
+      assert.ok(lost.settled, "the second dispose() resolved before the device was released");
+      await first;
+    } finally {
+      await file.close();
+    }
   },
 });
 
