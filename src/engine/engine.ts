@@ -306,10 +306,14 @@ export class Engine implements AsyncDisposable {
     this.#wakeup.notify();
     await this.#loop;
     // The disposed runner is kept: its accounting is what `memory()` reports from now on.
-    await this.#runner?.dispose();
-    await this.#file?.close();
-    this.#file = undefined;
-    if (wasFailed) this.#failure = undefined;
+    try {
+      await this.#runner?.dispose();
+    } finally {
+      // Even when the device's release fails (DEVICE_DESTROY_TIMEOUT), the file is closed.
+      await this.#file?.close();
+      this.#file = undefined;
+      if (wasFailed) this.#failure = undefined;
+    }
   }
 
   #enqueue(request: Request): void {

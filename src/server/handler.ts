@@ -367,7 +367,7 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     if (path === "/v1/models" && method === "GET") {
       return json(200, {
         object: "list",
-        data: [{ id: options.modelId, object: "model", created: 0, owned_by: "webgpu-llm" }],
+        data: [{ id: options.modelId, object: "model", created: 0, owned_by: "gguf-webgpu" }],
       });
     }
     if (path === "/v1/chat/completions" && method === "POST") return await completions(request, "chat");

@@ -3,7 +3,7 @@
  * Run: deno test -A test/deno/gpu-infra.test.ts
  */
 import assert from "node:assert/strict";
-import { GpuError } from "../../src/errors.ts";
+import { GpuError, InvalidArgumentError } from "../../src/errors.ts";
 import { GGMLType } from "../../src/gguf/ggml-type.ts";
 import { quantize } from "../../src/gguf/quant/index.ts";
 import { BindGroupCache } from "../../src/gpu/bind-cache.ts";
@@ -136,7 +136,7 @@ Deno.test("step: 2,000 dispatches in one pass, params arena over several chunks,
     assert.equal(step.dispatchCount, count);
     const arenaBuffers = ctx.allocator.liveBuffers;
     step.submit();
-    assert.throws(() => step.submit(), (e) => e instanceof GpuError);
+    assert.throws(() => step.submit(), (e) => e instanceof InvalidArgumentError && /already submitted/.test(e.message));
     const y = new Float32Array(await ctx.allocator.readBuffer(yBuf, 0, count * 4));
     const copied = new Float32Array(await ctx.allocator.readBuffer(copy, 0, (count / 2) * 4));
     for (let i = 0; i < count; i++) {
