@@ -28,6 +28,7 @@
  * ```
  */
 import { GGUFError, GpuError } from "../errors.ts";
+import { yieldToEventLoop } from "../yield.ts";
 import { BLOCK_LAYOUTS, GGMLType, ggmlTypeName, tensorByteLength } from "../gguf/ggml-type.ts";
 import { alignTo, type GpuAllocator } from "./buffers.ts";
 import type { GpuContext } from "./device.ts";
@@ -117,8 +118,10 @@ export interface UploadWeightOptions {
   allocator?: GpuAllocator;
   /** Largest bytes per part; defaults to `ctx.limits.maxStorageBufferBindingSize` (tests lower it). */
   maxPartBytes?: number;
-  /** Checked before each part: a large tensor's parts each take seconds on a software GPU. */
+  /** Checked before each part and slice: a large tensor takes seconds on a software GPU. */
   signal?: AbortSignal;
+  /** Parts above this many bytes are written in slices of about this size (default 16 MiB; tests lower it). */
+  sliceBytes?: number;
 }
 
 /** Uploads a GGUF tensor, repacking and splitting as described above. */
@@ -138,9 +141,8 @@ export async function uploadWeight(
       const scaleWord = rows * plan.rowWords;
       const byteLength = partBytes(plan, rows);
       const label = plan.rowsPerPart >= plan.rows ? name : `${name}[rows ${firstRow}..${firstRow + rows})`;
-      const buffer = await allocator.createBufferFilled(label, byteLength, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, (dst) =>
-        repackRows(plan, info.bytes, firstRow, rows, dst),
-      );
+      const part = { firstRow, rows, byteLength, label };
+      const buffer = await uploadPart(allocator, plan, info.bytes, part, options.sliceBytes ?? SLICE_BYTES, options.signal);
       parts.push({ buffer, firstRow, rows, scaleWord, byteLength });
     }
   } catch (error) {
@@ -159,6 +161,54 @@ export async function uploadWeight(
     parts,
     byteLength: parts.reduce((sum, part) => sum + part.byteLength, 0),
   };
+}
+
+/**
+ * Parts larger than this are uploaded in slices, with the event loop let run and the abort
+ * signal checked between them: on a software GPU one 100 MB part takes seconds of
+ * synchronous work, and a Ctrl-C during a load must be heard within one.
+ */
+const SLICE_BYTES = 16 << 20;
+
+/** Creates one part's buffer holding rows `[firstRow, firstRow + rows)` in the GPU layout. */
+async function uploadPart(
+  allocator: GpuAllocator,
+  plan: WeightPlan,
+  src: Uint8Array,
+  part: { readonly firstRow: number; readonly rows: number; readonly byteLength: number; readonly label: string },
+  sliceBytes: number,
+  signal: AbortSignal | undefined,
+): Promise<GPUBuffer> {
+  const { firstRow, rows, byteLength, label } = part;
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+  if (byteLength <= sliceBytes) {
+    return allocator.createBufferFilled(label, byteLength, usage, (dst) => repackRows(plan, src, firstRow, rows, dst));
+  }
+  const buffer = await allocator.createBufferChecked({ label, size: byteLength, usage: usage | GPUBufferUsage.COPY_DST });
+  try {
+    // An even number of rows per slice keeps every scale offset a multiple of 4 bytes.
+    const sliceRows = Math.max(2, 2 * Math.floor(sliceBytes / (2 * (byteLength / rows))));
+    const scratch = new Uint8Array(partBytes(plan, sliceRows));
+    const bodyStart = (row: number) => row * plan.rowWords * 4;
+    const scaleStart = (row: number) => bodyStart(rows) + row * plan.blocksPerRow * 2;
+    for (let from = 0; from < rows; from += sliceRows) {
+      signal?.throwIfAborted();
+      const n = Math.min(sliceRows, rows - from);
+      scratch.fill(0); // float rows keep zero padding
+      repackRows(plan, src, firstRow + from, n, scratch);
+      const body = bodyStart(n);
+      allocator.writeBuffer(buffer, bodyStart(from), scratch.subarray(0, body));
+      if (plan.layout.splitScaleAt !== null) {
+        allocator.writeBuffer(buffer, scaleStart(from), scratch.subarray(body, body + n * plan.blocksPerRow * 2));
+      }
+      await yieldToEventLoop();
+    }
+    signal?.throwIfAborted();
+    return buffer;
+  } catch (error) {
+    allocator.destroy(buffer);
+    throw error;
+  }
 }
 
 /** Destroys the buffers of a weight. */

@@ -11,7 +11,7 @@ import { ReferenceKvPool, ReferenceModel } from "./reference.ts";
 import type { ModelConfig } from "./config.ts";
 import type { BatchEntry, KvPool, ModelRunner, PageCopy, RunnerMemory } from "./runner.ts";
 import { sampleToken } from "../sampling/sampler.ts";
-import { yieldToEventLoop } from "./yield.ts";
+import { yieldToEventLoop } from "../yield.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { checkCopies, checkDisjointWrites, checkPageTable, identityPages, pagesFor, resolveContextLength, resolvePageSize } from "./kv-pool.ts";
 

@@ -29,7 +29,7 @@
  * it does not support is refused with InvalidRequestError `SAMPLER_UNAVAILABLE` before
  * anything runs.
  */
-import { yieldToEventLoop } from "./yield.ts";
+import { yieldToEventLoop } from "../yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
 import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";

@@ -199,3 +199,48 @@ Deno.test("splitWorkgroups keeps each dimension within the limit and covers the 
     assert.ok(x <= max && y <= max && x * y >= count && x * (y - 1) < count, `${count} / ${max} → ${x}×${y}`);
   }
 });
+
+Deno.test("weights: a part written in slices holds the bytes a part filled at once does, and the load yields between slices", async () => {
+  const ctx = await createGpuContext();
+  try {
+    // Q4_K splits its scales from the quants; F32 rows of 40 values are padded to whole chunks.
+    const cases = [
+      { type: GGMLType.Q4_K, shape: [256, 37] },
+      { type: GGMLType.F32, shape: [40, 33] },
+    ];
+    for (const { type, shape } of cases) {
+      const values = Float32Array.from({ length: shape[0]! * shape[1]! }, (_, i) => Math.sin(i * 0.37));
+      const source = { type, shape, bytes: quantize(type, values) };
+      const whole = await uploadWeight(ctx, source, "whole");
+      let yields = 0;
+      const channel = new MessageChannel(); // counts event-loop turns taken while slicing
+      channel.port1.onmessage = () => {
+        yields++;
+        if (!done) channel.port2.postMessage(null);
+      };
+      let done = false;
+      channel.port2.postMessage(null);
+      const sliced = await uploadWeight(ctx, source, "sliced", { sliceBytes: 1024 });
+      done = true;
+      channel.port1.close();
+      const size = whole.parts[0]!.byteLength;
+      assert.equal(sliced.parts[0]!.byteLength, size);
+      const [a, b] = await Promise.all([
+        ctx.allocator.readBuffer(whole.parts[0]!.buffer, 0, size),
+        ctx.allocator.readBuffer(sliced.parts[0]!.buffer, 0, size),
+      ]);
+      assert.deepEqual(new Uint8Array(b), new Uint8Array(a), `${GGMLType[type]}: same bytes`);
+      assert.ok(yields > 3, `${GGMLType[type]}: the event loop ran between slices (${yields} turns)`);
+    }
+    // An abort between slices stops the upload and destroys its buffer.
+    const before = ctx.allocator.liveBuffers;
+    const abort = new AbortController();
+    const big = { type: GGMLType.F32, shape: [64, 64], bytes: quantize(GGMLType.F32, new Float32Array(64 * 64)) };
+    const upload = uploadWeight(ctx, big, "aborted", { sliceBytes: 1024, signal: abort.signal });
+    abort.abort(new Error("stop"));
+    await assert.rejects(upload, /stop/);
+    assert.equal(ctx.allocator.liveBuffers, before);
+  } finally {
+    await ctx.destroy();
+  }
+});

@@ -12,6 +12,8 @@ const SRC = resolve(import.meta.dirname, "../../../src");
 /** A layer may import its own layer and any lower one. */
 const RANK: Record<string, number> = {
   "errors.ts": 0,
+  "yield.ts": 0,
+  "disposable-types.ts": 0,
   sampling: 1,
   gguf: 1,
   tokenizer: 1,
