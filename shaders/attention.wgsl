@@ -64,7 +64,9 @@ fn partial_at(t: u32, h: u32, s: u32) -> u32 {
 
 var<workgroup> qs: array<f32, GB * HEAD_DIM>;   // the GB query heads, pre-scaled
 var<workgroup> scores: array<f32, GB * WG>;     // scores[g·WG + j] of the current tile
+#if KV_B2
 var<workgroup> key_binding: array<u32, WG>;    // binding of the tile's key j
+#endif
 var<workgroup> key_base: array<u32, WG>;       // its first element for this work-group's KV head
 var<workgroup> last_pos: u32;
 var<workgroup> table_base: u32;
@@ -133,7 +135,9 @@ fn main(
       let place = kv_place(PT[table + p / PAGE_SIZE] * PAGE_SIZE + p % PAGE_SIZE);
       let b = place.x;
       let row = place.y * KV_DIM + kvh * HEAD_DIM;
+#if KV_B2
       key_binding[lid] = b;
+#endif
       key_base[lid] = row;
       for (var d = 0u; d < HEAD_DIM; d++) {
         let k = key(b, row + d);
@@ -167,23 +171,34 @@ fn main(
       }
     }
     workgroupBarrier();
-    for (var jj = 0u; jj < n; jj++) {
-      let b = key_binding[jj];
-      let row = key_base[jj];
-      var v: array<f32, DPT>;
-      for (var i = 0u; i < DPT; i++) {
-        let d = lid + i * WG;
-        if (d < HEAD_DIM) {
-          v[i] = value(b, row + d);
-        }
-      }
-      for (var g = 0u; g < GB; g++) {
-        let p = scores[g * WG + jj];
-        l[g] += p;
+    // Keys of one page are consecutive pool rows: one look-up per page, then a stride.
+    var first = 0u;
+    while (first < n) {
+      let page_end = min(n, first + PAGE_SIZE - (t0 + first) % PAGE_SIZE);
+#if KV_B2
+      let b = key_binding[first];
+#else
+      let b = 0u;
+#endif
+      let page_base = key_base[first];
+      for (var jj = first; jj < page_end; jj++) {
+        let row = page_base + (jj - first) * KV_DIM;
+        var v: array<f32, DPT>;
         for (var i = 0u; i < DPT; i++) {
-          acc[g][i] += p * v[i];
+          let d = lid + i * WG;
+          if (d < HEAD_DIM) {
+            v[i] = value(b, row + d);
+          }
+        }
+        for (var g = 0u; g < GB; g++) {
+          let p = scores[g * WG + jj];
+          l[g] += p;
+          for (var i = 0u; i < DPT; i++) {
+            acc[g][i] += p * v[i];
+          }
         }
       }
+      first = page_end;
     }
     workgroupBarrier();
   }
