@@ -43,6 +43,13 @@ export const ENGINE_FLAGS = {
     placeholder: "n",
     description: "decode steps submitted before one readback (default 8)",
   },
+  readTimeout: {
+    type: "number",
+    min: 0,
+    default: 30,
+    placeholder: "s",
+    description: "URL models: give up when no bytes arrive for this long (0 = never)",
+  },
   matvecShape: {
     type: "string",
     default: "auto",
@@ -59,6 +66,7 @@ export interface EngineFlagValues {
   readonly context: number | undefined;
   readonly kvBudget: number | undefined;
   readonly lookahead: number | undefined;
+  readonly readTimeout: number;
   readonly matvecShape: string;
 }
 
@@ -85,6 +93,7 @@ export function engineFromFlags(
     contextLength: flags.context,
     kvCacheBytes: flags.kvBudget === undefined ? undefined : Math.floor(flags.kvBudget * 2 ** 20),
     lookahead: flags.lookahead,
+    readTimeoutMs: flags.readTimeout === 0 ? Infinity : flags.readTimeout * 1000,
     matvecShape: shape,
     onProgress: progress.onProgress,
     ...extra,

@@ -46,7 +46,7 @@ export function withReadTimeout(fetchFn: typeof fetch, url: string, timeoutMs: n
         "READ_TIMEOUT",
         url,
         `no bytes arrived for ${timeoutMs} ms while reading ${what}; the server stalled ` +
-          "(readTimeoutMs sets how long to wait)",
+          "(--read-timeout or readTimeoutMs sets how long to wait)",
       );
       stall.abort(error); // cancels the request or the body under way
       return error;

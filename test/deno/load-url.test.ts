@@ -182,6 +182,26 @@ Deno.test("load-url: Ctrl-C while the CLI waits on a silent server ends the proc
     const out = await child.output();
     assert.equal(out.code, 130, new TextDecoder().decode(out.stderr));
     assert.equal(new TextDecoder().decode(out.stdout), "", "nothing generated");
+    assert.match(new TextDecoder().decode(out.stderr), /^interrupted: the model's load was stopped\n$/);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("load-url: --read-timeout ends the CLI's wait on a silent server with an error naming the URL", async () => {
+  const server = stallingServer("silent");
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "src/cli/main.ts", "generate", "--model", server.url, "--prompt", "hi", "--read-timeout", "0.2"],
+      cwd: new URL("../../", import.meta.url),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { XDG_RUNTIME_DIR: "/tmp" },
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1, stderr);
+    assert.ok(stderr.includes(server.url) && stderr.includes("200 ms") && stderr.includes("READ_TIMEOUT"), stderr);
   } finally {
     await server.close();
   }

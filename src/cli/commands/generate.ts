@@ -143,8 +143,10 @@ export const generateCommand: CliCommand = defineCommand(
     const interrupted = rejectOnAbort(interrupt.signal);
     interrupted.catch(() => {});
     let streaming = false;
+    let ready = false;
     try {
       await Promise.race([loaded, interrupted]);
+      ready = true;
       checkEmptyPrompt(engine, f.prompt);
       const stream = engine.generate(f.prompt, { ...options, signal: interrupt.signal });
       if (!f.json && !f.noStream) {
@@ -158,8 +160,10 @@ export const generateCommand: CliCommand = defineCommand(
       return 0;
     } catch (err) {
       if (!interrupt.signal.aborted) throw asFlagError(err, OPTION_FLAGS);
-      // Ctrl-C: what was streamed stays, on a line of its own; the exit code says why.
+      // Ctrl-C: what was streamed stays, on a line of its own; the exit code says why. During
+      // the load there is nothing on screen yet, so say what was stopped.
       if (streaming) process.stdout.write("\n");
+      if (!ready) console.error("interrupted: the model's load was stopped");
       return INTERRUPTED_EXIT_CODE;
     } finally {
       stopListening();
