@@ -134,7 +134,7 @@ export class GpuRunner implements ModelRunner {
     this.kvPool = { pageSize: forward.sizes.pageSize, pageCount: forward.sizes.pageCount, bytes: forward.kvBytes };
     this.#pageTables = Array.from({ length: this.maxSlots }, () => new Int32Array(forward.maxPages).fill(-1));
     const adapter = ctx.adapterInfo?.description || ctx.adapterInfo?.vendor || "injected device";
-    this.description = `webgpu/${options.provider ?? "injected"} (${adapter}; KV cache ${forward.sizes.kvCacheType}, ${forward.sizes.pageCount} pages of ${forward.sizes.pageSize})`;
+    this.description = `webgpu/${options.provider ?? "injected"} (${adapter}; KV cache ${forward.sizes.kvCacheType}, ${forward.sizes.pageCount} page${forward.sizes.pageCount === 1 ? "" : "s"} of ${forward.sizes.pageSize})`;
     this.#hasSampled = Array.from({ length: this.maxSlots }, () => false);
     // Through the context, not the device: a listener on a caller's device would keep
     // this runner (pipelines, bind groups) alive after dispose for as long as the device.

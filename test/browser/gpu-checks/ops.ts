@@ -138,33 +138,44 @@ function cpuRope(head: ArrayLike<number>, rope: RopeConfig, freqs: Float64Array,
  */
 const ROPE_TOLERANCE = 6e-4;
 
+/** Pages of 16 positions; slot s owns pages [s·perSlot, (s+1)·perSlot) in reverse order. */
+const PAGE_SIZE = 16;
+function reversedPool(slots: number, ctxLen: number) {
+  const perSlot = Math.ceil(ctxLen / PAGE_SIZE);
+  const tables = Array.from({ length: slots }, (_, s) => Array.from({ length: perSlot }, (_, i) => (s + 1) * perSlot - 1 - i));
+  const rowOf = (slot: number, pos: number) => tables[slot]![Math.floor(pos / PAGE_SIZE)]! * PAGE_SIZE + (pos % PAGE_SIZE);
+  const rows = slots * perSlot * PAGE_SIZE;
+  return { perSlot, tables, rowOf, rows, layout: { pageSize: PAGE_SIZE, rowsPerBinding: rows, bindings: 1 } };
+}
+
 async function checkRope(b: OpBench): Promise<void> {
   const rope: RopeConfig = { layout: "normal", base: 10000, dims: 24, scaling: { type: "none" } };
   const [headDim, nHeads, nKvHeads, ctxLen, slots] = [40, 6, 2, 3000, 2];
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
+  const pool = reversedPool(slots, ctxLen);
   // Large positions too, where an f32 pos·freq would lose ~1e-3 of a turn.
   const toks: TokenRecord[] = [
-    { id: 0, slot: 1, pos: 0, seq: 0, last: false },
-    { id: 0, slot: 1, pos: 1, seq: 1, last: false },
-    { id: 0, slot: 1, pos: 2, seq: 2, last: true },
-    { id: 0, slot: 0, pos: 2999, seq: 0, last: true },
-    { id: 0, slot: 0, pos: 1777, seq: 0, last: true },
+    { id: 0, slot: 1, pos: 0, seq: 0, last: false, kvRow: pool.rowOf(1, 0) },
+    { id: 0, slot: 1, pos: 1, seq: 1, last: false, kvRow: pool.rowOf(1, 1) },
+    { id: 0, slot: 1, pos: 2, seq: 2, last: true, kvRow: pool.rowOf(1, 2) },
+    { id: 0, slot: 0, pos: 2999, seq: 0, last: true, kvRow: pool.rowOf(0, 2999) },
+    { id: 0, slot: 0, pos: 1777, seq: 0, last: true, kvRow: pool.rowOf(0, 1777) },
   ];
   const n = toks.length;
   const q = randomArray(n * qDim, 11);
   const k = randomArray(n * kvDim, 12);
   const v = randomArray(n * kvDim, 13);
   const freqs = ropeFrequencies(rope, null);
-  const cacheBytes = slots * ctxLen * kvDim * 4;
+  const cacheBytes = pool.rows * kvDim * 4;
   const [qb, kb, vb, kc, vc] = [b.buffer("q", q), b.buffer("k", k), b.buffer("v", v), b.buffer("k cache", cacheBytes), b.buffer("v cache", cacheBytes)];
   const fb = b.buffer("freqs", ropeFreqTable(freqs));
   const tb = b.tokenTable(toks);
   const info = b.stepInfo({ nTokens: n, tokenBase: 0, nRows: 0, rowBase: 0 });
-  const kernel = new RopeKernel(b.ctx, { headDim, nHeads, nKvHeads, ropeDims: rope.dims, neox: false, contextLength: ctxLen, kvF16: false, qkNormEps: null });
+  const kernel = new RopeKernel(b.ctx, { headDim, nHeads, nKvHeads, ropeDims: rope.dims, neox: false, pool: pool.layout, kvF16: false, qkNormEps: null });
   await kernel.prepare();
   b.variants.push(kernel.variant.name);
-  await b.run("rope", (step) => kernel.record(step, kernel.bind({ q: qb, k: kb, v: vb, kCache: kc, vCache: vc, freqs: fb, tokens: tb, step: info.binding }), n));
+  await b.run("rope", (step) => kernel.record(step, kernel.bind({ q: qb, k: kb, v: vb, kPool: [kc], vPool: [vc], freqs: fb, tokens: tb, step: info.binding }), n));
   const qGot = await b.read(qb, n * qDim);
   const qWant = new Float64Array(n * qDim);
   const kGot = new Float32Array(n * kvDim);
@@ -176,8 +187,8 @@ async function checkRope(b: OpBench): Promise<void> {
       const at = t * qDim + h * headDim;
       qWant.set(cpuRope(q.subarray(at, at + headDim), rope, freqs, pos), at);
     }
-    kGot.set(await b.read(kc, kvDim, (slot * ctxLen + pos) * kvDim), t * kvDim);
-    vGot.set(await b.read(vc, kvDim, (slot * ctxLen + pos) * kvDim), t * kvDim);
+    kGot.set(await b.read(kc, kvDim, pool.rowOf(slot, pos) * kvDim), t * kvDim);
+    vGot.set(await b.read(vc, kvDim, pool.rowOf(slot, pos) * kvDim), t * kvDim);
     for (let h = 0; h < nKvHeads; h++) {
       const at = t * kvDim + h * headDim;
       kWant.set(cpuRope(k.subarray(at, at + headDim), rope, freqs, pos), at);
@@ -197,33 +208,36 @@ async function checkAttention(b: OpBench): Promise<void> {
   const [nHeads, nKvHeads, headDim, ctxLen, slots] = [6, 2, 48, 300, 3];
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
+  // Each slot's pages in reverse order: its positions read pool rows through its page table.
+  const pool = reversedPool(slots, ctxLen);
   const toks: TokenRecord[] = [
-    { id: 0, slot: 2, pos: 0, seq: 0, last: false },
-    { id: 0, slot: 2, pos: 1, seq: 1, last: false },
-    { id: 0, slot: 2, pos: 2, seq: 2, last: false },
-    { id: 0, slot: 2, pos: 3, seq: 3, last: true },
-    { id: 0, slot: 0, pos: 299, seq: 0, last: true },
-    { id: 0, slot: 1, pos: 64, seq: 0, last: true },
+    { id: 0, slot: 2, pos: 0, seq: 0, last: false, kvRow: pool.rowOf(2, 0) },
+    { id: 0, slot: 2, pos: 1, seq: 1, last: false, kvRow: pool.rowOf(2, 1) },
+    { id: 0, slot: 2, pos: 2, seq: 2, last: false, kvRow: pool.rowOf(2, 2) },
+    { id: 0, slot: 2, pos: 3, seq: 3, last: true, kvRow: pool.rowOf(2, 3) },
+    { id: 0, slot: 0, pos: 299, seq: 0, last: true, kvRow: pool.rowOf(0, 299) },
+    { id: 0, slot: 1, pos: 64, seq: 0, last: true, kvRow: pool.rowOf(1, 64) },
   ];
   const n = toks.length;
   // Scores of a few units, so the softmax is neither flat nor one-hot.
-  const kCache = randomArray(slots * ctxLen * kvDim, 21, 1.5);
-  const vCache = randomArray(slots * ctxLen * kvDim, 22);
+  const kCache = randomArray(pool.rows * kvDim, 21, 1.5);
+  const vCache = randomArray(pool.rows * kvDim, 22);
   const q = randomArray(n * qDim, 23, 1.5);
   const [qb, kc, vc, out] = [b.buffer("q", q), b.buffer("k cache", kCache), b.buffer("v cache", vCache), b.buffer("out", n * qDim * 4)];
+  const pageTable = b.buffer("page tables", Uint32Array.from(pool.tables.flat()));
   const tb = b.tokenTable(toks);
   const info = b.stepInfo({ nTokens: n, tokenBase: 0, nRows: 0, rowBase: 0 });
-  const key = { headDim, nHeads, nKvHeads, contextLength: ctxLen, kvF16: false };
+  const key = { headDim, nHeads, nKvHeads, maxPages: pool.perSlot, pool: pool.layout, kvF16: false };
   const kernel = new AttentionKernel(b.ctx, key);
   // The split form (decode steps): 300 keys in spans of a tile, 5 work-groups per token.
   const split = new AttentionKernel(b.ctx, key, { splitTokens: n });
   await Promise.all([kernel.prepare(), split.prepare()]);
   b.variants.push(kernel.variant.name);
-  await b.run("attention", (step) => kernel.record(step, kernel.bind({ q: qb, kCache: kc, vCache: vc, out, tokens: tb, step: info.binding }), n));
+  await b.run("attention", (step) => kernel.record(step, kernel.bind({ q: qb, kPool: [kc], vPool: [vc], pageTable, out, tokens: tb, step: info.binding }), n));
   const got = await b.read(out, n * qDim);
   const scratch = b.buffer("scratch", split.scratchBytes);
   const outSplit = b.buffer("out split", n * qDim * 4);
-  const splitGroups = split.bind({ q: qb, kCache: kc, vCache: vc, out: outSplit, tokens: tb, step: info.binding, scratch });
+  const splitGroups = split.bind({ q: qb, kPool: [kc], vPool: [vc], pageTable, out: outSplit, tokens: tb, step: info.binding, scratch });
   await b.run("attention split", (step) => split.record(step, splitGroups, n, 300));
   const gotSplit = await b.read(outSplit, n * qDim);
   const want = new Float64Array(n * qDim);
@@ -235,21 +249,21 @@ async function checkAttention(b: OpBench): Promise<void> {
       const scores = new Float64Array(pos + 1);
       for (let j = 0; j <= pos; j++) {
         let dot = 0;
-        for (let d = 0; d < headDim; d++) dot += q[t * qDim + h * headDim + d]! * kCache[(slot * ctxLen + j) * kvDim + kvOff + d]!;
+        for (let d = 0; d < headDim; d++) dot += q[t * qDim + h * headDim + d]! * kCache[pool.rowOf(slot, j) * kvDim + kvOff + d]!;
         scores[j] = dot / Math.sqrt(headDim);
       }
       const max = Math.max(...scores);
       const e = scores.map((s) => Math.exp(s - max));
       const total = e.reduce((a, c) => a + c, 0);
       for (let j = 0; j <= pos; j++) {
-        for (let d = 0; d < headDim; d++) want[t * qDim + h * headDim + d] += (e[j]! / total) * vCache[(slot * ctxLen + j) * kvDim + kvOff + d]!;
+        for (let d = 0; d < headDim; d++) want[t * qDim + h * headDim + d] += (e[j]! / total) * vCache[pool.rowOf(slot, j) * kvDim + kvOff + d]!;
       }
     }
   }
   // Weighted means of values in [-1, 1]; f32 exp and sums over ≤ 300 positions drift ~1e-6.
   b.compare("attention 6/2 heads, dim 48, prefill 0..3 and decodes at 64, 299", got, want, 2e-5);
   b.compare(`attention split over ${split.splitCount(n, 300)} work-groups per token`, gotSplit, want, 2e-5);
-  for (const buf of [qb, kc, vc, out, tb, info.buffer, scratch, outSplit]) b.ctx.allocator.destroy(buf);
+  for (const buf of [qb, kc, vc, pageTable, out, tb, info.buffer, scratch, outSplit]) b.ctx.allocator.destroy(buf);
 }
 
 /** RMSNorm, RoPE and attention on one device. */
