@@ -17,7 +17,9 @@ import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./opti
 import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
 import { KvPages, type PageCopy, type PageTable } from "./kv-pages.ts";
 import { ChoiceGroup } from "./choices.ts";
-import type { BatchEntry, KvPool, ModelRunner } from "../model/runner.ts";
+import type { BatchEntry, KvPool, ModelRunner, StepProfile } from "../model/runner.ts";
+import { GpuError } from "../errors.ts";
+import { GREEDY } from "../sampling/sampler.ts";
 import type {
   EngineState,
   GenerateInput,
@@ -68,6 +70,20 @@ export interface EngineOptions extends RunnerChoice {
    * `SourceError` `READ_TIMEOUT` naming the URL (ms; default 30 000, `Infinity` for ever).
    */
   readonly readTimeoutMs?: number;
+}
+
+/** What {@link Engine.profile} measured. */
+export interface EngineProfile {
+  /** The runner's description (backend, provider, adapter). */
+  readonly runner: string;
+  /** The prompt step, each kernel timed. */
+  readonly prefill: StepProfile;
+  /** One decode step, each kernel timed. */
+  readonly decode: StepProfile;
+  /** Wall time per decoded token of ordinary (untimed) submissions. */
+  readonly decodeWallUsPerToken: number;
+  /** Decode steps per submission in that measurement. */
+  readonly lookahead: number;
 }
 
 /** What the engine is doing now, for metrics and tests. */
@@ -259,28 +275,78 @@ export class Engine implements AsyncDisposable {
    * wanted), on slot 0 while no request runs. For perplexity and checks.
    */
   async logits(ids: readonly number[]): Promise<Float32Array[]> {
+    return await this.#withSlotZero("logits", ids.length, (runner, pages) => runner.logits(0, 0, ids, pages));
+  }
+
+  /**
+   * For `bench --profile`: feeds `prompt` and then decodes on slot 0 while no request runs,
+   * timing each kernel of the prompt step and of one decode step on the GPU (timestamp
+   * queries), then the wall time per token of `rounds` ordinary submissions of `lookahead`
+   * decode steps each. Needs a runner with `profileStep` (WebGPU with timestamp queries).
+   */
+  async profile(prompt: readonly number[], options: { lookahead: number; rounds?: number }): Promise<EngineProfile> {
+    const lookahead = Math.max(1, Math.floor(options.lookahead));
+    const rounds = Math.max(1, Math.floor(options.rounds ?? 3));
+    // The warm-up decodes, the profiled one and the timed rounds, all on one page table.
+    const positions = prompt.length + (rounds + 1) * lookahead + 1;
+    return await this.#withSlotZero("prompt", positions, async (runner, pages) => {
+      if (!runner.profileStep) {
+        throw new GpuError("GPU_UNSUPPORTED", `${runner.description}: this runner cannot time its kernels (no timestamp queries)`);
+      }
+      const entry = (pos: number, tokens: readonly number[], sampleIndex: number): BatchEntry => ({
+        slot: 0, pos, tokens, sampling: GREEDY, sampleIndex, pages,
+      });
+      // Warm-up (pipelines first used, caches), then the profiled prompt.
+      await runner.step([entry(0, prompt, 0)], 0);
+      runner.resetSlot(0);
+      const prefill = await runner.profileStep([entry(0, prompt, 0)], 0);
+      let pos = prompt.length;
+      const decodeSteps = async (extra: number) => {
+        await runner.step([entry(pos, [], pos - prompt.length + 1)], extra);
+        pos += 1 + extra;
+      };
+      await decodeSteps(lookahead - 1);
+      const decode = await runner.profileStep([entry(pos, [], pos - prompt.length + 1)], 0);
+      pos += 1;
+      const start = performance.now();
+      for (let i = 0; i < rounds; i++) await decodeSteps(lookahead - 1);
+      const decodeWallUsPerToken = ((performance.now() - start) * 1000) / (rounds * lookahead);
+      return { runner: runner.description, prefill, decode, decodeWallUsPerToken, lookahead };
+    });
+  }
+
+  /**
+   * Runs `work` on slot 0 over a fresh page table of `positions` positions while no
+   * request runs (requests queued meanwhile wait for it), then gives the pages back.
+   */
+  async #withSlotZero<T>(
+    param: string,
+    positions: number,
+    work: (runner: ModelRunner, pages: readonly number[]) => Promise<T>,
+  ): Promise<T> {
     await this.#ready;
     const runner = this.#loaded();
     if (this.#active.length > 0 || this.#queue.length > 0) {
-      throw new InvalidRequestError("logits", "the engine is busy with requests", "ENGINE_BUSY");
+      throw new InvalidRequestError(param, "the engine is busy with requests", "ENGINE_BUSY");
     }
-    if (ids.length > runner.contextLength) {
+    if (positions > runner.contextLength) {
       throw new InvalidRequestError(
-        "ids",
-        `${ids.length} tokens exceed the context of ${runner.contextLength} (raise --context / contextLength)`,
+        param,
+        `${positions} positions exceed the context of ${runner.contextLength} (raise --context / contextLength)`,
         "PROMPT_TOO_LONG",
       );
     }
     const pages = this.#pages!;
     // Nothing runs: every page is free or only cached, so this fails only for a pool too small.
     const table = pages.match([]).table;
-    if (!pages.ensure(table, ids.length)) {
-      throw new InvalidRequestError("ids", this.#poolTooSmall(ids.length), "KV_POOL_TOO_SMALL");
+    if (!pages.ensure(table, positions)) {
+      pages.release(table);
+      throw new InvalidRequestError(param, this.#poolTooSmall(positions), "KV_POOL_TOO_SMALL");
     }
     this.#borrowed++;
     try {
       runner.resetSlot(0);
-      return await runner.logits(0, 0, ids, table.pages);
+      return await work(runner, table.pages);
     } finally {
       pages.release(table);
       this.#borrowed--;

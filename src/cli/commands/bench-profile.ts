@@ -1,28 +1,17 @@
 /**
  * `bench --profile`: where the GPU time of a prefill and of a decode step goes, kernel by
  * kernel, from timestamp queries (src/gpu/profiler.ts), beside the wall time per token of
- * normal (unprofiled) decoding. The runner is loaded the way the engine loads it
- * (`loadRunner`), but driven directly, so that exactly one step is profiled.
+ * normal (unprofiled) decoding, through the engine (`Engine.profile`, on slot 0 while no
+ * request runs).
  */
-import { identityPages } from "../../model/kv-pool.ts";
-import { performance } from "node:perf_hooks";
-import { loadRunner } from "../../engine/backends.ts";
-import type { BatchEntry } from "../../model/runner.ts";
-import { GREEDY } from "../../sampling/sampler.ts";
-import { GpuError } from "../../errors.ts";
-import { openGGUF } from "../../gguf/reader.ts";
+import type { Engine } from "../../engine/engine.ts";
 import { type KernelTotal, type PassTiming, totalsByKernel } from "../../gpu/profiler.ts";
-import { tokenizerFromMetadata } from "../../tokenizer/index.ts";
 
 /** What to profile. */
 export interface ProfileOptions {
-  readonly model: string;
-  readonly webgpu: "auto" | "dawn" | "deno";
-  readonly contextLength?: number;
   readonly promptTokens: number;
   /** Decode steps per submission in the wall-time measurement (the engine's lookahead). */
   readonly lookahead: number;
-  readonly matvecShape?: "auto" | "lanes" | "workgroup" | "blocks";
 }
 
 /** One profiled step. */
@@ -49,65 +38,26 @@ export interface ProfileReport {
 const PROMPT_TEXT =
   "The old lighthouse keeper counted the ships that passed in the night, one by one, and wrote their names in a book. ";
 
-/** Loads the model, profiles its prompt step and one decode step, then times normal decoding. */
-export async function profileModel(o: ProfileOptions): Promise<ProfileReport> {
-  const file = await openGGUF(o.model);
-  const tokenizer = tokenizerFromMetadata(file.metadata);
-  const runner = await loadRunner(file, { backend: "webgpu", webgpu: o.webgpu, matvecShape: o.matvecShape }, {
-    maxSlots: 1,
-    maxBatchTokens: Math.max(256, o.promptTokens),
-    contextLength: o.contextLength,
-  });
-  try {
-    const profileStep = runner.profileStep?.bind(runner);
-    if (!profileStep) throw new GpuError("GPU_UNSUPPORTED", `${runner.description}: this runner cannot time its kernels (no timestamp queries)`);
-    const lookahead = Math.max(1, o.lookahead);
-    const budget = runner.contextLength - 4 * (lookahead + 1) - 8;
-    let prompt = tokenizer.encode(PROMPT_TEXT);
-    while (prompt.length < o.promptTokens) prompt = prompt.concat(tokenizer.encode(PROMPT_TEXT, { addSpecial: false }));
-    prompt = prompt.slice(0, Math.max(1, Math.min(o.promptTokens, budget)));
-
-    const pages = identityPages(runner.contextLength, runner.kvPool.pageSize);
-    // Warm-up (pipelines first used, caches), then the profiled prompt.
-    runner.resetSlot(0);
-    await runner.step([entry(0, prompt, 0, pages)], 0);
-    runner.resetSlot(0);
-    const prefill = await profileStep([entry(0, prompt, 0, pages)], 0);
-
-    let pos = prompt.length;
-    let sampled = 1;
-    const decodeStep = async (extra: number) => {
-      const ids = await runner.step([entry(pos, [], sampled, pages)], extra);
-      pos += 1 + extra;
-      sampled += 1 + extra;
-      return ids;
-    };
-    await decodeStep(lookahead - 1);
-    const decode = await profileStep([entry(pos, [], sampled, pages)], 0);
-    pos += 1;
-    sampled += 1;
-
-    const start = performance.now();
-    const rounds = 3;
-    for (let i = 0; i < rounds; i++) await decodeStep(lookahead - 1);
-    const wallUsPerToken = ((performance.now() - start) * 1000) / (rounds * lookahead);
-    return {
-      model: file.metadata["general.name"]?.toString() ?? o.model,
-      runner: runner.description,
-      weightBytes: decode.weightBytes,
-      prefill: report(prompt.length, prefill.passes),
-      decode: report(1, decode.passes),
-      decodeWallUsPerToken: wallUsPerToken,
-      lookahead,
-    };
-  } finally {
-    await runner.dispose();
-  }
-}
-
-/** Slot 0 over pages 0, 1, …: the only sequence running. */
-function entry(pos: number, tokens: readonly number[], sampleIndex: number, pages: readonly number[]): BatchEntry {
-  return { slot: 0, pos, tokens, sampling: GREEDY, sampleIndex, pages };
+/** Profiles the engine's prompt step and one decode step, then times normal decoding. */
+export async function profileModel(engine: Engine, o: ProfileOptions): Promise<ProfileReport> {
+  const lookahead = Math.max(1, o.lookahead);
+  const rounds = 3;
+  // The prompt leaves room for the warm-up, profiled and timed decode steps.
+  const budget = engine.limits.contextLength - (rounds + 1) * lookahead - 1;
+  const tokenizer = engine.tokenizer;
+  let prompt = tokenizer.encode(PROMPT_TEXT);
+  while (prompt.length < o.promptTokens) prompt = prompt.concat(tokenizer.encode(PROMPT_TEXT, { addSpecial: false }));
+  prompt = prompt.slice(0, Math.max(1, Math.min(o.promptTokens, budget)));
+  const p = await engine.profile(prompt, { lookahead, rounds });
+  return {
+    model: engine.config.name,
+    runner: p.runner,
+    weightBytes: p.decode.weightBytes,
+    prefill: report(prompt.length, p.prefill.passes),
+    decode: report(1, p.decode.passes),
+    decodeWallUsPerToken: p.decodeWallUsPerToken,
+    lookahead,
+  };
 }
 
 function report(tokens: number, passes: readonly PassTiming[]): StepReport {

@@ -9,7 +9,6 @@ import { probeWebGpu } from "../../gpu/provider.ts";
 import type { GenerationResult } from "../../engine/types.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
 import { InvalidArgumentError } from "../../errors.ts";
-import { DEFAULT_MODEL_PATH } from "../default-model.ts";
 import { ENGINE_FLAGS, engineFromFlags } from "../engine-flags.ts";
 import { formatProfile, profileModel } from "./bench-profile.ts";
 
@@ -113,15 +112,14 @@ export const benchCommand: CliCommand = defineCommand(
   "benchmark load, prefill, decode, time to first token and GPU memory",
   async (f) => {
     if (f.profile) {
-      const report = await profileModel({
-        model: f.model ?? DEFAULT_MODEL_PATH,
-        webgpu: f.webgpu as "auto" | "dawn" | "deno",
-        contextLength: f.context,
-        promptTokens: f.promptTokens,
-        lookahead: f.lookahead ?? DEFAULT_LOOKAHEAD,
-        matvecShape: f.matvecShape as "auto" | "lanes" | "workgroup" | "blocks",
-      });
-      console.log(f.json ? JSON.stringify(report) : formatProfile(report));
+      const { engine, loaded } = engineFromFlags(f, { maxSequences: 1, maxBatchTokens: Math.max(256, f.promptTokens) });
+      try {
+        await loaded;
+        const report = await profileModel(engine, { promptTokens: f.promptTokens, lookahead: f.lookahead ?? DEFAULT_LOOKAHEAD });
+        console.log(f.json ? JSON.stringify(report) : formatProfile(report));
+      } finally {
+        await engine.dispose();
+      }
       return 0;
     }
     const loadStart = performance.now();
