@@ -18,6 +18,17 @@ export enum GGMLType {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  // The i-quants: only IQ4_NL and IQ4_XS have layouts below; the others are named here so
+  // that the error refusing them says which type a tensor has.
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
+  IQ1_M = 29,
   BF16 = 30,
 }
 
@@ -46,6 +57,8 @@ export const BLOCK_LAYOUTS: ReadonlyMap<GGMLType, BlockLayout> = new Map([
   [GGMLType.Q4_K, { name: "Q4_K", blockSize: QK_K, typeSize: 2 + 2 + 12 + QK_K / 2 }],
   [GGMLType.Q5_K, { name: "Q5_K", blockSize: QK_K, typeSize: 2 + 2 + 12 + QK_K / 8 + QK_K / 2 }],
   [GGMLType.Q6_K, { name: "Q6_K", blockSize: QK_K, typeSize: QK_K / 2 + QK_K / 4 + QK_K / 16 + 2 }],
+  [GGMLType.IQ4_NL, { name: "IQ4_NL", blockSize: 32, typeSize: 2 + 16 }],
+  [GGMLType.IQ4_XS, { name: "IQ4_XS", blockSize: QK_K, typeSize: 2 + 2 + QK_K / 64 + QK_K / 2 }],
 ]);
 
 /** The name of a GGML type number, including ones this runtime does not know. */

@@ -6,6 +6,7 @@
 import { GGUFError, InvalidArgumentError, UnsupportedTensorTypeError } from "../../errors.ts";
 import { BLOCK_LAYOUTS, GGMLType, ggmlTypeName } from "../ggml-type.ts";
 import { decodeBf16, decodeF16, decodeF32, encodeBf16, encodeF16, encodeF32, f16ToF32Table } from "./float.ts";
+import { dequantizeIQ4_NL, dequantizeIQ4_XS, quantizeIQ4_NL, quantizeIQ4_XS } from "./iquants.ts";
 import {
   dequantizeQ2_K,
   dequantizeQ3_K,
@@ -50,6 +51,8 @@ const BLOCK_DECODERS: ReadonlyMap<GGMLType, BlockDecoder> = new Map<GGMLType, Bl
   [GGMLType.Q4_K, dequantizeQ4_K],
   [GGMLType.Q5_K, dequantizeQ5_K],
   [GGMLType.Q6_K, dequantizeQ6_K],
+  [GGMLType.IQ4_NL, dequantizeIQ4_NL],
+  [GGMLType.IQ4_XS, dequantizeIQ4_XS],
 ]);
 
 const ENCODERS: ReadonlyMap<GGMLType, (values: Float32Array) => Uint8Array<ArrayBuffer>> = new Map([
@@ -66,6 +69,8 @@ const ENCODERS: ReadonlyMap<GGMLType, (values: Float32Array) => Uint8Array<Array
   [GGMLType.Q4_K, quantizeQ4_K],
   [GGMLType.Q5_K, quantizeQ5_K],
   [GGMLType.Q6_K, quantizeQ6_K],
+  [GGMLType.IQ4_NL, quantizeIQ4_NL],
+  [GGMLType.IQ4_XS, quantizeIQ4_XS],
 ]);
 
 /** Types {@link dequantize} accepts. */
@@ -136,7 +141,9 @@ export function dequantizeInto(
 
 /**
  * Encodes `values` as `type`. Deterministic; the 32-value formats round exactly as
- * GGML's reference quantizer does, the K-quants use a least-squares scale search.
+ * GGML's reference quantizer does, the K-quants use a least-squares scale search, and
+ * IQ4_NL / IQ4_XS follow GGML's own search (as `llama-quantize` runs it without an
+ * importance matrix).
  * @throws InvalidArgumentError when `type` is not in {@link QUANTIZE_TYPES}, when the
  *   count is not whole blocks, or (block formats) when a value is NaN or infinite.
  */

@@ -3,7 +3,7 @@
  * fixed input (ggml_quantize_chunk, the reference quantizers) and its decodings of them
  * (dequantize_row_*), produced by fixtures/make-ggml-golden.py through ctypes.
  * Decoding must match GGML bit for bit for every type; encoding must match byte for byte
- * where ours follows GGML's reference algorithm (floats and the 32-value formats). Our
+ * where ours follows GGML's algorithm (floats, the 32-value formats, IQ4_NL and IQ4_XS). Our
  * K-quant encoders use a different scale search, so for them only the error is compared.
  */
 import { readFileSync } from "node:fs";
@@ -48,8 +48,10 @@ const TYPES: Record<string, GGMLType> = {
   Q4_K: GGMLType.Q4_K,
   Q5_K: GGMLType.Q5_K,
   Q6_K: GGMLType.Q6_K,
+  IQ4_NL: GGMLType.IQ4_NL,
+  IQ4_XS: GGMLType.IQ4_XS,
 };
-const SAME_ENCODER = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]);
+const SAME_ENCODER = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "IQ4_XS"]);
 
 describe("GGML golden data", () => {
   it("covers every type", () => {

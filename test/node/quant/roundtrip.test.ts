@@ -59,6 +59,13 @@ const BOUNDS: ReadonlyMap<GGMLType, Bound> = new Map<GGMLType, Bound>([
   [GGMLType.Q4_K, (M) => 1.5 * ((2 * M) / 15)],
   [GGMLType.Q5_K, (M) => 1.5 * ((2 * M) / 31)],
   [GGMLType.Q6_K, (M) => 1.5 * (M / 32)],
+  // IQ4 (levels −127 … 113, widest gap 24 between 89 and 113): half the widest gap at the
+  // scale that puts M on the short end, 12·M/113, times 1.5 as for the K-quants (the
+  // least-squares search may clip the far extreme), plus 127·f16Err(d) for the f16 scale.
+  [GGMLType.IQ4_NL, (M) => 1.5 * ((12 * M) / 113) + 127 * f16Err(M / 113)],
+  // IQ4_XS (M over the super-block): as IQ4_NL, plus the 6-bit sub-block scale, rounded to
+  // half a step of d = M/(32·113) or so, times |level| ≤ 127: 127·M/(64·113) < M/56.
+  [GGMLType.IQ4_XS, (M) => 1.5 * ((12 * M) / 113) + M / 56 + 127 * f16Err(M / 113)],
 ]);
 
 /**
@@ -113,7 +120,7 @@ describe("round trip", () => {
       const bytes = quantize(type, data);
       expect(bytes.length).toBe((data.length / layout.blockSize) * layout.typeSize);
       const y = dequantize(type, bytes, data.length);
-      // Bounds are per block of 32 (per value for floats, per 256 for K-quants).
+      // Bounds are per block of 32 (per value for floats, per 256 for K-quants and IQ4_XS).
       const span = layout.blockSize;
       for (let b = 0; b < data.length; b += span) {
         let M = 0;
