@@ -7,7 +7,7 @@
  * `unloaded`, `failed`) for people styling it and for the browser tests.
  */
 import defaultModel from "virtual:default-model";
-import { type GenerateInput, RequestAbortedError, type WorkerLoadProgress } from "./runtime.ts";
+import { type GenerateInput, type KvPool, RequestAbortedError, type WorkerLoadProgress } from "./runtime.ts";
 import { type AdapterReport, probeAdapter, renderAdapter } from "./adapter.ts";
 import { CachePanel } from "./cache-panel.ts";
 import { byId, h } from "./dom.ts";
@@ -141,13 +141,18 @@ function originText(m: LoadedModel): string {
   }
 }
 
+/** The KV pool as one tag: its memory and pages, e.g. "KV 64 MiB · 256 pages of 32". */
+function kvPoolTag(pool: KvPool): string {
+  return `KV ${formatBytes(pool.bytes)} · ${pool.pageCount} pages of ${pool.pageSize}`;
+}
+
 function renderModelCard(m: LoadedModel | undefined, loading?: string): void {
   if (!m) {
     ui.modelCard.replaceChildren(h("p", { class: "muted" }, loading !== undefined ? `Loading ${loading}…` : "No model loaded."));
     return;
   }
   const d = m.info.model;
-  const tags = [d.architecture, `${formatCount(d.parameterCount)} params`, formatBytes(d.fileSize), d.weightTypes.slice(0, 2).join("+"), `${m.info.limits.contextLength} ctx`];
+  const tags = [d.architecture, `${formatCount(d.parameterCount)} params`, formatBytes(d.fileSize), d.weightTypes.slice(0, 2).join("+"), `${m.info.limits.contextLength} ctx`, kvPoolTag(m.info.kvPool)];
   const synthetic = m.choice.kind === "default" && defaultModel.synthetic;
   ui.modelCard.replaceChildren(
     h("div", { class: "model-name", "data-testid": "model-name" }, d.name),

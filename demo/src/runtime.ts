@@ -11,3 +11,4 @@ export type { CachedModel } from "../../src/worker/model-cache.ts";
 export type { ModelSource } from "../../src/engine/backends.ts";
 export type { ChatMessage, GenerateInput, GenerateOptions, GenerationResult } from "../../src/engine/types.ts";
 export type { WorkerEngineInfo, WorkerLoadProgress } from "../../src/worker/protocol.ts";
+export type { KvPool } from "../../src/model/runner.ts";

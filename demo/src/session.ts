@@ -30,7 +30,7 @@ export interface LoadedModel {
 }
 
 function startWorker(): Worker {
-  return new Worker(new URL("../../src/worker/worker.ts", import.meta.url), { type: "module", name: "webgpu-llm engine" });
+  return new Worker(new URL("../../src/worker/worker.ts", import.meta.url), { type: "module", name: "gguf-webgpu engine" });
 }
 
 export class EngineSession {

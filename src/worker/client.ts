@@ -197,6 +197,11 @@ export class WorkerEngine implements AsyncDisposable {
     return this.info.limits;
   }
 
+  /** The KV pool the sequences share: page size, page count, bytes (after `ready`). */
+  get kvPool(): WorkerEngineInfo["kvPool"] {
+    return this.info.kvPool;
+  }
+
   /** What the engine is doing now, asked of the worker. */
   stats(): Promise<EngineStats> {
     if (this.#state === "disposed" || this.#disposing) {

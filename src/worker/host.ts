@@ -173,7 +173,7 @@ class EngineHost {
           await engine.ready;
           this.#post({
             type: "ready",
-            info: { config: engine.config, description: engine.description, limits: engine.limits, model, origin },
+            info: { config: engine.config, description: engine.description, limits: engine.limits, kvPool: engine.kvPool, model, origin },
           });
         } catch (e) {
           this.#loadFailed(e);

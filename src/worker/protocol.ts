@@ -13,6 +13,7 @@ import type {
   LoadProgress,
 } from "../engine/types.ts";
 import type { ModelConfig } from "../model/config.ts";
+import type { KvPool } from "../model/runner.ts";
 import type { SerializedError } from "./errors.ts";
 
 /** A model source that can be posted to a worker: an http(s) URL, a `Blob`/`File`, or bytes. */
@@ -65,6 +66,8 @@ export interface WorkerEngineInfo {
   /** Backend, provider and adapter, as `Engine.description`. */
   readonly description: string;
   readonly limits: { readonly maxSequences: number; readonly contextLength: number; readonly maxBatchTokens: number };
+  /** The KV pool the sequences share, as `Engine.kvPool`. */
+  readonly kvPool: KvPool;
   readonly model: ModelDescription;
   readonly origin: ModelOrigin;
 }

@@ -105,6 +105,14 @@ test("opens on the embedded model, ready to chat on WebGPU, and shows the adapte
   await expect(page.locator(".feature.off", { hasText: "shader-f16" })).toHaveCount(1);
   await expect(page.locator(".limits dt")).toHaveCount(5);
   await expect(page.locator(".running strong")).toContainText("webgpu");
+  // The model card shows the context and the KV pool the engine chose: enough pages of the
+  // pool for at least one full context.
+  const tags = await page.locator("#model-card .tag").allTextContents();
+  const ctx = Number(/^(\d+) ctx$/.exec(tags.find((t) => t.endsWith(" ctx")) ?? "")?.[1]);
+  const pool = /^KV [\d.]+ (B|KiB|MiB|GiB) · (\d+) pages of (\d+)$/.exec(tags.find((t) => t.startsWith("KV ")) ?? "");
+  expect(ctx, tags.join(" | ")).toBe(256);
+  expect(pool, tags.join(" | ")).not.toBeNull();
+  expect(Number(pool![2]) * Number(pool![3])).toBeGreaterThanOrEqual(ctx);
   // The model came with the page, read in parts: never one whole-file download.
   const modelRequests = site.log.filter((e) => e.path === `/models/${EMBEDDED_NAME}`);
   expect(modelRequests.length).toBeGreaterThan(0);
