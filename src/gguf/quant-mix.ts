@@ -7,10 +7,10 @@ import { InvalidArgumentError } from "../errors.ts";
 import { BLOCK_LAYOUTS, GGMLType } from "./ggml-type.ts";
 
 /** The mixes this runtime can write. */
-export type QuantMix = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_K_M" | "Q6_K";
+export type QuantMix = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_K_M" | "Q6_K" | "IQ4_NL" | "IQ4_XS";
 
 /** Every {@link QuantMix}, for CLIs and tests. */
-export const QUANT_MIXES: readonly QuantMix[] = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K"];
+export const QUANT_MIXES: readonly QuantMix[] = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"];
 
 /** llama.cpp's `LLAMA_FTYPE_*` value of each mix, stored as `general.file_type`. */
 const FILE_TYPES: Readonly<Record<QuantMix, number>> = {
@@ -20,6 +20,8 @@ const FILE_TYPES: Readonly<Record<QuantMix, number>> = {
   Q8_0: 7, // LLAMA_FTYPE_MOSTLY_Q8_0
   Q4_K_M: 15, // LLAMA_FTYPE_MOSTLY_Q4_K_M
   Q6_K: 18, // LLAMA_FTYPE_MOSTLY_Q6_K
+  IQ4_NL: 25, // LLAMA_FTYPE_MOSTLY_IQ4_NL
+  IQ4_XS: 30, // LLAMA_FTYPE_MOSTLY_IQ4_XS
   BF16: 32, // LLAMA_FTYPE_MOSTLY_BF16
 };
 
@@ -32,6 +34,8 @@ const DEFAULT_TYPES: Readonly<Record<QuantMix, GGMLType>> = {
   Q4_0: GGMLType.Q4_0,
   Q4_K_M: GGMLType.Q4_K,
   Q6_K: GGMLType.Q6_K,
+  IQ4_NL: GGMLType.IQ4_NL,
+  IQ4_XS: GGMLType.IQ4_XS,
 };
 
 /**
@@ -41,11 +45,12 @@ const DEFAULT_TYPES: Readonly<Record<QuantMix, GGMLType>> = {
  * even the substitute's 32 does not divide the row.
  */
 const FALLBACKS: ReadonlyMap<GGMLType, GGMLType> = new Map([
-  [GGMLType.Q2_K, GGMLType.Q4_0], // llama.cpp uses IQ4_NL, which this runtime lacks; Q4_0 is its size peer
-  [GGMLType.Q3_K, GGMLType.Q4_0], // likewise
+  [GGMLType.Q2_K, GGMLType.Q4_0], // as llama.cpp now does (older releases chose IQ4_NL)
+  [GGMLType.Q3_K, GGMLType.Q4_0],
   [GGMLType.Q4_K, GGMLType.Q5_0],
   [GGMLType.Q5_K, GGMLType.Q5_1],
   [GGMLType.Q6_K, GGMLType.Q8_0],
+  [GGMLType.IQ4_XS, GGMLType.IQ4_NL],
 ]);
 
 /** Options of {@link tensorTypeForMix}. */
@@ -55,6 +60,11 @@ export interface TensorTypeOptions {
    * projection and is quantized like it (llama.cpp's `has_output == false` case).
    */
   tiedEmbeddings?: boolean;
+  /**
+   * Query heads per KV head (llama.cpp's `n_gqa`); default 1. The IQ4 mixes give
+   * `attn_v.weight` Q5_K from 4 up.
+   */
+  gqa?: number;
 }
 
 /** `general.file_type` (llama.cpp's `LLAMA_FTYPE`) for a mix. */
@@ -90,9 +100,11 @@ export function useMoreBits(layer: number, nLayers: number): boolean {
  *   `output.weight` (or `token_embd.weight` when tied) gets Q6_K — or Q8_0 when its row
  *   length is not a multiple of the default type's block, or the mix is Q8_0 — and,
  *   for Q4_K_M, `attn_v.weight` and `ffn_down` in {@link useMoreBits} layers get Q6_K
- *   and `attn_qkv.weight` Q5_K.
+ *   and `attn_qkv.weight` Q5_K; for IQ4_NL and IQ4_XS (no importance matrix),
+ *   `attn_v.weight` gets Q5_K when `options.gqa` ≥ 4 and `ffn_down` in the first eighth
+ *   of the layers Q5_K.
  * - Row length `shape[0]` not a multiple of the chosen type's block: K-quants fall back
- *   to Q5_0 (Q4_K), Q5_1 (Q5_K), Q8_0 (Q6_K), Q4_0 (Q2_K, Q3_K), and to F16 when 32 does
+ *   to Q5_0 (Q4_K), Q5_1 (Q5_K), Q8_0 (Q6_K), Q4_0 (Q2_K, Q3_K), IQ4_NL (IQ4_XS), and to F16 when 32 does
  *   not divide the row either (llama.cpp refuses Q4_0/Q8_0 tensors there; F16 keeps the
  *   file writable).
  *
@@ -154,6 +166,7 @@ function preferredType(
     if (rowLength % blockSizeOf(base) !== 0) return GGMLType.Q8_0;
     return base === GGMLType.Q8_0 ? GGMLType.Q8_0 : GGMLType.Q6_K;
   }
+  if (mix === "IQ4_NL" || mix === "IQ4_XS") return iq4Type(base, name, nLayers, options);
   if (mix !== "Q4_K_M") return base;
   if (name.includes("attn_v.weight")) {
     return useMoreBits(layerOf(name), nLayers) ? GGMLType.Q6_K : base;
@@ -162,6 +175,13 @@ function preferredType(
   if (name.includes("ffn_down")) {
     return useMoreBits(layerOf(name), nLayers) ? GGMLType.Q6_K : base;
   }
+  return base;
+}
+
+/** llama.cpp's exceptions for the IQ4 mixes without an importance matrix (dense models). */
+function iq4Type(base: GGMLType, name: string, nLayers: number, options: TensorTypeOptions): GGMLType {
+  if (name.includes("attn_v.weight")) return (options.gqa ?? 1) >= 4 ? GGMLType.Q5_K : base;
+  if (name.includes("ffn_down")) return layerOf(name) < Math.trunc(nLayers / 8) ? GGMLType.Q5_K : base;
   return base;
 }
 

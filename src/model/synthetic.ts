@@ -374,7 +374,10 @@ export function syntheticMetadata(c: ModelConfig, quant: QuantMix): [string, Met
 export function syntheticTensorSpecs(spec: SyntheticModelSpec): TensorSpec[] {
   const config = syntheticModelConfig(spec.arch, spec.preset);
   return syntheticTensors(config, spec.seed ?? 1).map((t) => {
-    const type = tensorTypeForMix(spec.quant, t.name, t.shape, config.nLayers, { tiedEmbeddings: config.tiedEmbeddings });
+    const type = tensorTypeForMix(spec.quant, t.name, t.shape, config.nLayers, {
+      tiedEmbeddings: config.tiedEmbeddings,
+      gqa: config.nHeads / config.nKvHeads,
+    });
     const rows = t.shape.length === 2 ? t.shape[1]! : 1;
     const distinct = spec.distinctRows ?? rows;
     if (distinct >= rows) return { name: t.name, type, shape: t.shape, data: () => quantize(type, t.values()) };

@@ -25,6 +25,8 @@ describe("fileTypeOfMix", () => {
       ["Q4_0", 2],
       ["Q4_K_M", 15],
       ["Q6_K", 18],
+      ["IQ4_NL", 25],
+      ["IQ4_XS", 30],
     ]);
   });
 });
@@ -87,6 +89,24 @@ describe("tensorTypeForMix", () => {
     expect(type("Q4_K_M", "token_embd.weight")).toBe(GGMLType.Q4_K);
   });
 
+  it("IQ4_NL and IQ4_XS: Q6_K output, Q5_K for ffn_down in the first eighth and for attn_v from 4 query heads per KV head", () => {
+    for (const mix of ["IQ4_NL", "IQ4_XS"] as const) {
+      const base = mix === "IQ4_NL" ? GGMLType.IQ4_NL : GGMLType.IQ4_XS;
+      // 16 layers: n/8 = 2, so layers 0 and 1 (llama-quant.cpp, ffn_down without imatrix).
+      for (let layer = 0; layer < 16; layer++) {
+        expect(type(mix, `blk.${layer}.ffn_down.weight`, MATRIX, 16)).toBe(layer < 2 ? GGMLType.Q5_K : base);
+        expect(type(mix, `blk.${layer}.attn_v.weight`, MATRIX, 16)).toBe(base);
+        expect(type(mix, `blk.${layer}.ffn_up.weight`, MATRIX, 16)).toBe(base);
+      }
+      expect(tensorTypeForMix(mix, "blk.3.attn_v.weight", MATRIX, 16, { gqa: 4 })).toBe(GGMLType.Q5_K);
+      expect(tensorTypeForMix(mix, "blk.3.attn_v.weight", MATRIX, 16, { gqa: 2 })).toBe(base);
+      expect(type(mix, "output.weight")).toBe(GGMLType.Q6_K);
+      expect(type(mix, "token_embd.weight")).toBe(base);
+      // 2 layers (the tiny synthetic models): n/8 = 0, no ffn_down exception.
+      expect(type(mix, "blk.0.ffn_down.weight", MATRIX, 2)).toBe(base);
+    }
+  });
+
   it("quantizes token_embd like the output when the embeddings are tied", () => {
     const tied = { tiedEmbeddings: true };
     expect(tensorTypeForMix("Q4_K_M", "token_embd.weight", MATRIX, 8, tied)).toBe(GGMLType.Q6_K);
@@ -108,8 +128,10 @@ describe("tensorTypeForMix", () => {
     expect(type("Q4_K_M", "output.weight", [96, 64])).toBe(GGMLType.Q8_0); // row not a Q4_K row → Q8_0
     expect(type("Q4_0", "output.weight", [96, 64])).toBe(GGMLType.Q8_0); // Q6_K → Q8_0
     expect(type("Q6_K", "blk.0.ffn_up.weight", [96, 64])).toBe(GGMLType.Q8_0);
+    expect(type("IQ4_XS", "blk.1.attn_q.weight", [96, 64])).toBe(GGMLType.IQ4_NL); // IQ4_XS → IQ4_NL
+    expect(type("IQ4_NL", "blk.1.attn_q.weight", [96, 64])).toBe(GGMLType.IQ4_NL);
     // 48: not even a multiple of 32 → F16.
-    for (const mix of ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K"] as const) {
+    for (const mix of ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"] as const) {
       expect(type(mix, "blk.1.attn_q.weight", [48, 64])).toBe(GGMLType.F16);
       expect(type(mix, "output.weight", [48, 64])).toBe(GGMLType.F16);
     }

@@ -14,7 +14,7 @@ import { syntheticModelPath } from "../support/fixtures.ts";
 import { loadLlamaCppModel } from "../support/llamacpp.ts";
 import { createComparisonContext, klDivergence, llamaCppLogitsByToken, randomTokens, top1 } from "./compare.ts";
 
-const QUANTS: readonly QuantMix[] = ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K"];
+const QUANTS: readonly QuantMix[] = ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"];
 const POSITIONS = 256;
 const cases = SYNTHETIC_ARCHS.flatMap((arch) => QUANTS.map((quant) => [arch, quant] as const));
 const summary: string[] = [];
