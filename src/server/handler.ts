@@ -8,6 +8,13 @@ import { EngineDisposedError, EngineFailedError, InvalidRequestError, RequestAbo
 import type { FinishReason, GenerationResult } from "../engine/types.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { HttpError } from "./errors.ts";
+import {
+  detokenizeJson,
+  parseDetokenizeRequest,
+  parseTokenizeRequest,
+  propsJson,
+  tokenizeJson,
+} from "./llamacpp-api.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { chunkJson, completionId, completionJson, parseCompletionRequest, usageJson } from "./openai.ts";
 
@@ -15,6 +22,8 @@ import { chunkJson, completionId, completionJson, parseCompletionRequest, usageJ
 export interface ServerOptions {
   /** The id `/v1/models` lists and responses carry; requests naming another get 404. */
   readonly modelId: string;
+  /** Where the model was loaded from, for `/props` (`model_path`; a URL without credentials or query). */
+  readonly modelPath?: string;
   /** With a key, every endpoint but `/health` needs `Authorization: Bearer KEY`. */
   readonly apiKey?: string;
   /** Origins allowed by CORS; none (the default) sends no CORS headers. `*` allows any. */
@@ -147,7 +156,17 @@ export function isLoopbackHost(name: string): boolean {
 }
 
 /** The paths the server answers; every other path shares one metrics label. */
-const KNOWN_PATHS = ["/health", "/ready", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"];
+const KNOWN_PATHS = [
+  "/health",
+  "/ready",
+  "/metrics",
+  "/v1/models",
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/tokenize",
+  "/detokenize",
+  "/props",
+];
 
 /** Maps an engine error to the HTTP error a client should see. */
 function httpErrorOf(error: unknown): HttpError {
@@ -353,6 +372,35 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     return json(503, { status: state });
   }
 
+  /**
+   * The engine once its model is loaded: a request that comes during the load waits for
+   * it, as completions queue until then. A failed load rejects with its error; a disposed
+   * engine's getters throw EngineDisposedError, which {@link httpErrorOf} makes a 503.
+   */
+  async function loadedEngine(): Promise<Engine> {
+    await engine.ready;
+    return engine;
+  }
+
+  /** llama.cpp's `POST /tokenize`, `POST /detokenize` and `GET /props`; undefined for other requests. */
+  async function llamaCppRoute(request: Request, path: string): Promise<Response | undefined> {
+    const method = request.method;
+    if (path === "/props" && method === "GET") {
+      return json(200, propsJson(await loadedEngine(), { modelId: options.modelId, modelPath: options.modelPath }));
+    }
+    if (path === "/tokenize" && method === "POST") {
+      const tokenizer = (await loadedEngine()).tokenizer;
+      const parsed = parseTokenizeRequest(await readJsonBody(request, maxBody, bodyTimeoutMs), tokenizer.vocabSize);
+      return json(200, tokenizeJson(tokenizer, parsed));
+    }
+    if (path === "/detokenize" && method === "POST") {
+      const tokenizer = (await loadedEngine()).tokenizer;
+      const ids = parseDetokenizeRequest(await readJsonBody(request, maxBody, bodyTimeoutMs), tokenizer.vocabSize);
+      return json(200, detokenizeJson(tokenizer, ids));
+    }
+    return undefined;
+  }
+
   async function route(request: Request, path: string): Promise<Response> {
     const method = request.method;
     if (path === "/health" && method === "GET") return health();
@@ -372,6 +420,8 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     }
     if (path === "/v1/chat/completions" && method === "POST") return await completions(request, "chat");
     if (path === "/v1/completions" && method === "POST") return await completions(request, "text");
+    const llamaCpp = await llamaCppRoute(request, path);
+    if (llamaCpp) return llamaCpp;
     if (KNOWN_PATHS.includes(path)) {
       throw new HttpError(405, `${method} is not allowed on ${path}`, { code: "method_not_allowed" });
     }

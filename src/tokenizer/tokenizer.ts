@@ -7,7 +7,7 @@ import { BpeEncoder } from "./bpe.ts";
 import { detokenizeBytes, PieceTable } from "./decode.ts";
 import { type Fragment, type SpecialMatcher, specialMatchers } from "./special.ts";
 import { SpmEncoder } from "./spm.ts";
-import { readVocab, type TokenizerMetadata, type Vocab } from "./vocab.ts";
+import { metadataValue, readVocab, type TokenizerMetadata, type Vocab } from "./vocab.ts";
 
 /** Options of `Tokenizer.encode`. */
 export interface EncodeOptions {
@@ -46,10 +46,14 @@ export interface Tokenizer {
   /** Whether `encode` adds BOS / EOS (with `addSpecial`). */
   readonly addBos: boolean;
   readonly addEos: boolean;
+  /** The model's chat template (`tokenizer.chat_template`), where the file has one. */
+  readonly chatTemplate?: string;
   encode(text: string, options?: EncodeOptions): number[];
   decode(ids: readonly number[], options?: DecodeOptions): string;
   /** The text one token stands for (special tokens included; a lone byte shows as U+FFFD). */
   piece(id: number): string;
+  /** The bytes one token stands for, special tokens included: llama.cpp's `token_to_piece`. */
+  pieceBytes(id: number): Uint8Array;
   /** The vocabulary entry of a token, as stored (`▁the`, `Ġthe`, `<0x0A>`). */
   tokenText(id: number): string;
   isEog(id: number): boolean;
@@ -61,7 +65,8 @@ export interface Tokenizer {
  * "gpt2"). Throws `TokenizerError` for a missing or malformed vocabulary.
  */
 export function tokenizerFromMetadata(metadata: TokenizerMetadata): Tokenizer {
-  return new GgufTokenizer(readVocab(metadata));
+  const template = metadataValue(metadata, "tokenizer.chat_template");
+  return new GgufTokenizer(readVocab(metadata), typeof template === "string" ? template : undefined);
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
@@ -85,12 +90,14 @@ class GgufTokenizer implements Tokenizer {
   readonly eogIds: ReadonlySet<number>;
   readonly addBos: boolean;
   readonly addEos: boolean;
+  readonly chatTemplate?: string;
   private readonly encoder: { encode(text: string, out: number[]): void };
   private readonly pieces: PieceTable;
   private matchers?: { all: SpecialMatcher; userDefined: SpecialMatcher };
   private readonly textDecoder = new TextDecoder();
 
-  constructor(private readonly vocab: Vocab) {
+  constructor(private readonly vocab: Vocab, chatTemplate?: string) {
+    this.chatTemplate = chatTemplate;
     this.kind = vocab.kind;
     this.vocabSize = vocab.tokens.length;
     this.bos = vocab.bos;
@@ -140,8 +147,12 @@ class GgufTokenizer implements Tokenizer {
   }
 
   piece(id: number): string {
+    return this.textDecoder.decode(this.pieceBytes(id));
+  }
+
+  pieceBytes(id: number): Uint8Array {
     this.checkIds([id]);
-    return this.textDecoder.decode(this.pieces.bytes(id, true));
+    return this.pieces.bytes(id, true).slice(); // a copy: the table's bytes are cached
   }
 
   tokenText(id: number): string {

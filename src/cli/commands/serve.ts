@@ -88,6 +88,7 @@ export const serveCommand: CliCommand = defineCommand(SPEC, "serve an OpenAI-com
     hostname: f.host,
     port: f.port,
     modelId: basename(f.model ?? DEFAULT_MODEL_PATH).replace(/\.gguf$/i, ""),
+    modelPath: f.model ?? DEFAULT_MODEL_PATH,
     apiKey: f.apiKey,
     maxConcurrency: f.maxConcurrency,
     allowedOrigins: f.corsOrigin,
