@@ -5,10 +5,11 @@
 // Included by a kernel that declares, before or after this file:
 //   @binding(...) var<storage, read> W: array<u32>;   the weight part (src/gpu/weights.ts layout)
 //   var<uniform> P: a struct whose fields include row_words, scale_word, blocks_per_row
-// and defines exactly one type name: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K.
+// and defines exactly one type name: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K
+// IQ4_NL IQ4_XS.
 //
 // Layout reminder (see weights.ts): a row's quants are `row_words` u32 words from
-// row * row_words, in GGML's byte order, except that Q4_0/Q5_0/Q8_0/Q3_K/Q6_K blocks have
+// row * row_words, in GGML's byte order, except that Q4_0/Q5_0/Q8_0/Q3_K/Q6_K/IQ4_NL blocks have
 // their f16 scale `d` moved out to an f16 array at u32 word `scale_word`, one per block.
 // A chunk is half a 32-value block, or one sixteenth of a 256-value super-block.
 
@@ -257,4 +258,46 @@ fn dq16(r: WRow, c: u32) -> mat4x4<f32> {
   }
   return m;
 }
+#elif IQ4_NL || IQ4_XS
+// The 16 levels a 4-bit index selects (GGML's kvalues_iq4nl).
+const IQ4_LEVELS = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+
+// The levels of the 4-bit fields at bit `shift` of each byte of `w`.
+fn iq4_levels(w: u32, shift: u32) -> vec4<f32> {
+  let q = (vec4<u32>(w) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(0xFu);
+  return vec4<f32>(IQ4_LEVELS[q.x], IQ4_LEVELS[q.y], IQ4_LEVELS[q.z], IQ4_LEVELS[q.w]);
+}
+#if IQ4_NL
+// Block: qs[16] (split-scale), Q4_0's nibble order. Value = d * K[q].
+fn dq16(r: WRow, c: u32) -> mat4x4<f32> {
+  let blk = c >> 1u;
+  let shift = (c & 1u) * 4u;
+  let q0 = r.body + blk * 4u;
+  let d = f16_at(r.scale + blk);
+  var m: mat4x4<f32>;
+  for (var i = 0u; i < 4u; i++) {
+    m[i] = iq4_levels(W[q0 + i], shift) * d;
+  }
+  return m;
+}
+#else
+// Super-block (34 words): d, scales_h (f16 slot, u16), scales_l[4], qs[128]. Sub-block s
+// (32 values): 6-bit ls = nibble s%2 of scales_l[s/2] | bits 2s of scales_h << 4, nibbles
+// in qs[16s..16s+16) as IQ4_NL; value = d * (ls - 32) * K[q].
+fn dq16(r: WRow, c: u32) -> mat4x4<f32> {
+  let blk = c >> 4u;
+  let s = (c >> 1u) & 7u;
+  let hh = c & 1u;
+  let q0 = r.body + blk * 34u;
+  let head = W[q0];
+  let d = unpack2x16float(head).x;
+  let ls = ((byte_at(q0 + 1u, s >> 1u) >> (4u * (s & 1u))) & 0xFu) | (((head >> (16u + 2u * s)) & 3u) << 4u);
+  let dl = d * (f32(ls) - 32.0);
+  var m: mat4x4<f32>;
+  for (var i = 0u; i < 4u; i++) {
+    m[i] = iq4_levels(W[q0 + 2u + 4u * s + i], 4u * hh) * dl;
+  }
+  return m;
+}
+#endif
 #endif

@@ -64,6 +64,9 @@ export const GPU_WEIGHT_LAYOUTS: ReadonlyMap<GGMLType, GpuWeightLayout> = new Ma
       [GGMLType.Q4_K, null],
       [GGMLType.Q5_K, null],
       [GGMLType.Q6_K, 208],
+      // 18-byte blocks with d first, as Q4_0; 136-byte super-blocks are already aligned.
+      [GGMLType.IQ4_NL, 0],
+      [GGMLType.IQ4_XS, null],
     ] as const
   ).map(([type, splitScaleAt]) => {
     const block = BLOCK_LAYOUTS.get(type);

@@ -40,6 +40,8 @@ const TOLERANCE: ReadonlyMap<GGMLType, number> = new Map([
   [GGMLType.Q4_K, 2e-6],
   [GGMLType.Q5_K, 2e-6],
   [GGMLType.Q6_K, 2e-6],
+  [GGMLType.IQ4_NL, 2e-6],
+  [GGMLType.IQ4_XS, 2e-6],
 ]);
 
 /** Awkward sizes: rows not a multiple of the 4 rows per work-group nor of the 64-row tile. */
@@ -48,7 +50,7 @@ const N = 5;
 
 function colsFor(type: GGMLType): number {
   if (type === GGMLType.F32 || type === GGMLType.F16 || type === GGMLType.BF16) return 40; // not a multiple of 16: padded rows
-  if ([GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K].includes(type)) return 512;
+  if ([GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.IQ4_XS].includes(type)) return 512;
   return 96;
 }
 
