@@ -556,6 +556,40 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "IQ4_NL and IQ4_XS on Dawn (runs when DAWN_VK_ICD is set): Tint compiles the level table; matvec",
+  ignore: dawnIcd() === undefined,
+  async fn() {
+    // quant.wgsl indexes a const array of the 16 levels at run time; Deno's WebGPU (naga)
+    // takes that, and this checks Dawn's compiler (Tint) does too. One variant per type.
+    const { gpu } = await primeDawn();
+    const dawn = await createGpuContext({ gpu });
+    try {
+      const shaped = new MatrixKernels(dawn, { matvecShape: "workgroup" });
+      const arena = new ParamArena(dawn.allocator, dawn.limits.minUniformBufferOffsetAlignment);
+      for (const [i, type] of [GGMLType.IQ4_NL, GGMLType.IQ4_XS].entries()) {
+        const w = makeMatrix(type, ROWS, 512, 970 + i);
+        const gw = await uploadWeight(dawn, { type, shape: [w.cols, w.rows], bytes: w.bytes }, `dawn ${ggmlTypeName(type)}`);
+        await shaped.prepare([gw], { families: ["matvec"] });
+        const x = randomArray(w.cols, 980 + i);
+        const xBuf = f32Buffer(dawn, "x", x);
+        const y = f32Buffer(dawn, "y", w.rows);
+        const step = new GpuStep(dawn, arena, "iq4");
+        shaped.matvec(step, gw, xBuf, y);
+        step.submit();
+        assertClose(`Dawn ${ggmlTypeName(type)}`, await readF32(dawn, y, 0, w.rows), reference(w, x, 1, w.cols), TOLERANCE.get(type)!);
+        dawn.check();
+        for (const b of [xBuf, y]) dawn.allocator.destroy(b);
+        destroyWeight(dawn.allocator, gw);
+      }
+      arena.destroy();
+      shaped.destroy();
+    } finally {
+      await dawn.destroy();
+    }
+  },
+});
+
 Deno.test("allocator accounting returns to zero", async () => {
   const before = ctx.allocator.liveBuffers;
   const w = makeMatrix(GGMLType.Q4_K, 8, 256, 9);
