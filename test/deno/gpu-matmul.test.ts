@@ -557,11 +557,11 @@ Deno.test({
 });
 
 Deno.test({
-  name: "IQ4_NL and IQ4_XS on Dawn (runs when DAWN_VK_ICD is set): Tint compiles the level table; matvec",
+  name: "IQ4_NL and IQ4_XS on Dawn (runs when DAWN_VK_ICD is set): Tint compiles the level look-up; matvec",
   ignore: dawnIcd() === undefined,
   async fn() {
-    // quant.wgsl indexes a const array of the 16 levels at run time; Deno's WebGPU (naga)
-    // takes that, and this checks Dawn's compiler (Tint) does too. One variant per type.
+    // quant.wgsl picks the 16 levels from packed bytes with vector selects and shifts;
+    // this checks Dawn's compiler (Tint) and SwiftShader agree with naga and lavapipe.
     const { gpu } = await primeDawn();
     const dawn = await createGpuContext({ gpu });
     try {
