@@ -14,7 +14,7 @@
 // bytes) before unpack4xU8. On GPUs the per-row reads of this shape do not coalesce: use
 // matvec.wgsl there.
 //
-// Defines: one type name of F32 F16 Q4_0 Q5_0 Q8_0 Q4_K Q6_K (others: matvec.wgsl), WG (threads),
+// Defines: one type name of F32 F16 Q4_0 Q5_0 Q8_0 Q4_K Q6_K IQ4_NL (others: matvec.wgsl), WG (threads),
 // RL (rows per thread; a work-group covers WG * RL rows: rows lid, lid + WG, ...), NB (input
 // rows per work-group, ≥ 1, as in matvec.wgsl), BIAS.
 // Requires: P.x_vec4 = 1 (x rows and offset at multiples of 4 f32), float rows without
@@ -153,6 +153,40 @@ fn row_sums(acc: ptr<function, array<f32, OUT>>, rows: array<u32, RL>, m0: u32) 
           let i = m * XU + 8u * h;
           let qx = dot4(l0, l1, l2, l3, &x, i) + dot4(h0, h1, h2, h3, &x, i + 4u);
           (*acc)[m * RL + k] += d[h] * (qx - 8.0 * sx[m][h]);
+        }
+      }
+    }
+  }
+}
+#elif IQ4_NL
+const XU: u32 = 16u;   // 64 values: two 32-value blocks of 4 words (vec4) each, two f16 scales (as Q4_0)
+// kvalues_iq4nl as 4 words of 4 signed bytes (see quant.wgsl): level q is byte q % 4 of word q / 4.
+const IQ4_WORDS = vec4<u32>(0xBFAD9881u, 0xF6EADDCFu, 0x26190D01u, 0x71594535u);
+// The levels of the 4 indices held in the bytes of `w` (each byte < 16).
+fn iq4x4(w: u32) -> vec4<f32> {
+  let q = unpack4xU8(w);
+  let b4 = (q & vec4<u32>(4u)) != vec4<u32>(0u);
+  let b8 = (q & vec4<u32>(8u)) != vec4<u32>(0u);
+  let word = select(select(vec4<u32>(IQ4_WORDS.x), vec4<u32>(IQ4_WORDS.y), b4), select(vec4<u32>(IQ4_WORDS.z), vec4<u32>(IQ4_WORDS.w), b4), b8);
+  return vec4<f32>(bitcast<vec4<i32>>(word << ((vec4<u32>(3u) - (q & vec4<u32>(3u))) * 8u)) >> vec4<u32>(24u));
+}
+fn row_sums(acc: ptr<function, array<f32, OUT>>, rows: array<u32, RL>, m0: u32) {
+  var x: array<vec4<f32>, XU * NB>;
+  for (var s = 0u; s < P.blocks_per_row / 2u; s++) {
+    load_x(&x, m0, s * 64u);
+    for (var k = 0u; k < RL; k++) {
+      let d = unpack2x16float(w_word(P.scale_word + ((rows[k] * P.blocks_per_row) >> 1u) + s));
+      let v = rows[k] * (P.row_words >> 2u) + 2u * s;
+      for (var h = 0u; h < 2u; h++) {
+        // Block h: low nibbles index its values 0..15, high nibbles 16..31.
+        let q = W4[v + h];
+        let lo = q & vec4<u32>(0x0F0F0F0Fu);
+        let hi = (q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+        let l0 = iq4x4(lo.x); let l1 = iq4x4(lo.y); let l2 = iq4x4(lo.z); let l3 = iq4x4(lo.w);
+        let h0 = iq4x4(hi.x); let h1 = iq4x4(hi.y); let h2 = iq4x4(hi.z); let h3 = iq4x4(hi.w);
+        for (var m = 0u; m < NB; m++) {
+          let i = m * XU + 8u * h;
+          (*acc)[m * RL + k] += d[h] * (dot4(l0, l1, l2, l3, &x, i) + dot4(h0, h1, h2, h3, &x, i + 4u));
         }
       }
     }

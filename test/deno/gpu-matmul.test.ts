@@ -272,6 +272,7 @@ const LANES_COLS: ReadonlyMap<GGMLType, number> = new Map([
   [GGMLType.Q8_0, 128],
   [GGMLType.Q4_K, 512],
   [GGMLType.Q6_K, 512],
+  [GGMLType.IQ4_NL, 128],
 ]);
 for (const shape of ["lanes", "workgroup"] as const) {
   Deno.test(`single-row matvec, ${shape} shape: ${[...LANES_COLS.keys()].map(ggmlTypeName).join(", ")} (300 rows, whole and split)`, async () => {

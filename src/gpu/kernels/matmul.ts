@@ -85,6 +85,7 @@ const LANES_TYPES: ReadonlySet<GGMLType> = new Set([
   GGMLType.Q8_0,
   GGMLType.Q4_K,
   GGMLType.Q6_K,
+  GGMLType.IQ4_NL,
 ]);
 /** matvec-lanes.wgsl's threads per work-group and rows per thread (8–64 threads measured alike). */
 const LANES_WG = 32;
@@ -340,7 +341,8 @@ export class MatrixKernels {
     // Q5_0 blocks are 5 words: a row is whole vec4s only when blocksPerRow % 4 == 0.
     if (weight.type === GGMLType.Q5_0) return weight.cols % 128 === 0;
     // Its other 32-value types read a row as whole pairs of blocks (16-byte words of quants).
-    return (weight.type !== GGMLType.Q4_0 && weight.type !== GGMLType.Q8_0) || weight.cols % 64 === 0;
+    const pairedBlocks: readonly GGMLType[] = [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.IQ4_NL];
+    return !pairedBlocks.includes(weight.type) || weight.cols % 64 === 0;
   }
 
   /**
