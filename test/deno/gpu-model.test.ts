@@ -289,10 +289,15 @@ Deno.test("load reports progress, refuses what it cannot run, and cleans up", as
     assert.equal((await generate(runner, 0, PROMPTS[1]!, 2, 0)).length, 2);
   });
   assert.ok(events.length >= 2);
-  const last = events[events.length - 1]!;
-  assert.equal(last.phase, "weights");
+  // Weights first, then the kernels' compile, each counting up to its total.
+  const weights = events.filter((e) => e.phase === "weights");
+  const compile = events.filter((e) => e.phase === "compile");
+  assert.deepEqual([...new Set(events.map((e) => e.phase))], ["weights", "compile"]);
+  const last = weights.at(-1)!;
   assert.equal(last.tensorsLoaded, last.tensorsTotal);
   assert.equal(last.bytesLoaded, last.bytesTotal);
+  const compiled = compile.at(-1)!;
+  assert.ok(compiled.pipelinesTotal! > 0 && compiled.pipelinesDone === compiled.pipelinesTotal);
   for (let i = 1; i < events.length; i++) assert.ok(events[i]!.bytesLoaded >= events[i - 1]!.bytesLoaded);
 
   const aborted = new AbortController();
