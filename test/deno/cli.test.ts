@@ -10,29 +10,11 @@ import { openGGUF } from "../../src/gguf/reader.ts";
 import { modelConfigFromGGUF } from "../../src/model/config.ts";
 import { syntheticModelPath } from "../node/support/fixtures.ts";
 import { BACKENDS } from "./support/backends.ts";
+import { cli } from "./support/cli-process.ts";
 
 const MODEL = await syntheticModelPath("llama", "Q8_0");
 const backend = BACKENDS.at(-1)!;
 const BACKEND_ARGS = ["--backend", backend.options.backend ?? "webgpu"];
-
-async function cli(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "src/cli/main.ts", ...args],
-    cwd: new URL("../../", import.meta.url),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { XDG_RUNTIME_DIR: "/tmp" },
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
 
 Deno.test(`cli[${backend.name}]: generate --json gives the engine's greedy tokens and the prompt ids with BOS`, async () => {
   const engine = await loadEngine(MODEL, backend.options);

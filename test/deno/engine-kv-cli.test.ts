@@ -11,29 +11,11 @@ import { fileURLToPath } from "node:url";
 import { loadEngine } from "../../src/engine/engine.ts";
 import type { ChatMessage } from "../../src/engine/types.ts";
 import { BACKENDS } from "./support/backends.ts";
+import { cli } from "./support/cli-process.ts";
 
 const MODEL = fileURLToPath(new URL("../../models/tiny-fortunes-q8_0.gguf", import.meta.url));
 const backend = BACKENDS.at(-1)!; // the most real backend available here
 const BACKEND_ARGS = ["--backend", backend.options.backend ?? "webgpu", ...(backend.options.webgpu ? ["--webgpu", backend.options.webgpu] : [])];
-
-async function cli(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "src/cli/main.ts", ...args],
-    cwd: new URL("../../", import.meta.url),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { XDG_RUNTIME_DIR: "/tmp" },
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
 
 Deno.test("engine-kv-cli: inspect --load and bench report the pool that --kv-budget and --context ask for", async () => {
   const args = ["--model", MODEL, "--backend", "cpu", "--kv-budget", "1", "--context", "128"];

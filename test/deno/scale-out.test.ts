@@ -44,13 +44,16 @@ Deno.test(`scale-out[${backend.name}]: two servers behind nginx share requests a
   const base = `http://127.0.0.1:${port}`;
   try {
     // nginx is up once it answers; each try is a real connection attempt, not a sleep.
+    let health: Response;
     for (let i = 0; ; i++) {
       try {
-        if ((await fetch(`${base}/health`)).ok) break;
+        health = await fetch(`${base}/health`);
+        break;
       } catch (e) {
         if (i > 10_000) throw e;
       }
     }
+    assert.equal(health.status, 200, `through nginx: ${await health.text()}`);
     const complete = (i: number) =>
       fetch(`${base}/v1/completions`, {
         method: "POST",
