@@ -9,12 +9,10 @@
  * honoured at every await here too, even by an injected `fetch` that ignores signals.
  */
 import { InvalidArgumentError, SourceError } from "../errors.ts";
+import { withTimeout } from "../timeout.ts";
 
 /** Default of `OpenSourceOptions.readTimeoutMs`: a stalled server fails after 30 s without a byte. */
 export const DEFAULT_READ_TIMEOUT_MS = 30_000;
-
-/** `setTimeout` fires at once for delays past 2^31 − 1 ms; longer ones mean "never". */
-const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
 /** A `fetch` as the URL source calls it. */
 export type RangeFetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -51,7 +49,7 @@ export function withReadTimeout(fetchFn: typeof fetch, url: string, timeoutMs: n
       stall.abort(error); // cancels the request or the body under way
       return error;
     };
-    const res = await waitActive(fetchFn(target, { ...init, signal }), timeoutMs, onStall, caller);
+    const res = await withTimeout(fetchFn(target, { ...init, signal }), timeoutMs, onStall, caller);
     if (!res.body) return res;
     const body = stallCheckedBody(res.body, timeoutMs, onStall, caller);
     return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
@@ -74,7 +72,7 @@ function stallCheckedBody(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       // A rejection here errors the stream: `arrayBuffer()` rejects with the same error.
-      const { done, value } = await waitActive(reader.read(), timeoutMs, onStall, caller);
+      const { done, value } = await withTimeout(reader.read(), timeoutMs, onStall, caller);
       if (done) controller.close();
       else controller.enqueue(value);
     },
@@ -84,32 +82,3 @@ function stallCheckedBody(
   });
 }
 
-/**
- * `promise`, or a rejection: `onStall()`'s error after `timeoutMs`, or the caller's abort
- * reason as soon as it aborts. The timer and listener are always removed.
- */
-async function waitActive<T>(
-  promise: Promise<T>,
-  timeoutMs: number,
-  onStall: () => SourceError,
-  caller: AbortSignal | undefined,
-): Promise<T> {
-  caller?.throwIfAborted();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
-  const interrupted = new Promise<never>((_, reject) => {
-    if (timeoutMs <= LONGEST_TIMER_MS) timer = setTimeout(() => reject(onStall()), timeoutMs);
-    if (caller) {
-      onAbort = () => reject(caller.reason);
-      caller.addEventListener("abort", onAbort, { once: true });
-    }
-  });
-  try {
-    return await Promise.race([promise, interrupted]);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) caller?.removeEventListener("abort", onAbort);
-    // The loser of the race settles later (aborted); nobody awaits it.
-    promise.catch(() => {});
-  }
-}

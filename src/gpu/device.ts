@@ -20,6 +20,7 @@
  * in `failure`; code that awaits the GPU calls `check()` afterwards.
  */
 import { GpuError } from "../errors.ts";
+import { withTimeout } from "../timeout.ts";
 import { GpuAllocator } from "./buffers.ts";
 import { forgetCompiledPipelines, PipelineCache } from "./pipelines.ts";
 
@@ -328,19 +329,6 @@ class DeviceWatch {
     const first = this.failure === null;
     if (first || (error.code === "DEVICE_LOST" && this.failure?.code !== "DEVICE_LOST")) this.failure = error;
     for (const listener of this.#listeners) listener(this.failure!);
-  }
-}
-
-/** `promise`, or the error `onTimeout` makes once `timeoutMs` have passed. */
-async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

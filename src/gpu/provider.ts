@@ -15,6 +15,7 @@
  * `auto` outside a browser, so bundlers and the browser build never pull it in.
  */
 import { GpuError } from "../errors.ts";
+import { withTimeout } from "../timeout.ts";
 import { captureNativeStderr, ensureRuntimeDir } from "./native-quiet.ts";
 
 /** The implementations of WebGPU we can run on. */
@@ -219,7 +220,7 @@ export async function measureRoundTrip(device: GPUDevice, options: RoundTripOpti
       const encoder = device.createCommandEncoder({ label: "roundtrip" });
       encoder.copyBufferToBuffer(source, 0, target, 0, 16);
       device.queue.submit([encoder.finish()]);
-      await bounded(target.mapAsync(GPUMapMode.READ), timeoutMs, "round-trip map");
+      await withTimeout(target.mapAsync(GPUMapMode.READ), timeoutMs, () => new GpuError("GPU_TIMEOUT", `round-trip map did not finish within ${timeoutMs} ms`));
       target.unmap();
       if (i >= 3) times.push((performance.now() - start) * 1000);
     }
@@ -256,15 +257,3 @@ export async function probeWebGpu(kind: WebGpuChoice = "auto", options: RoundTri
   }
 }
 
-/** `promise`, or GPU_TIMEOUT after `timeoutMs`. */
-async function bounded<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new GpuError("GPU_TIMEOUT", `${what} did not finish within ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

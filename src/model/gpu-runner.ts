@@ -29,6 +29,7 @@
  * it does not support is refused with InvalidRequestError `SAMPLER_UNAVAILABLE` before
  * anything runs.
  */
+import { withTimeout } from "../timeout.ts";
 import { yieldToEventLoop } from "../yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
 import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
@@ -482,19 +483,13 @@ export class GpuRunner implements ModelRunner {
 
   async #withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
     const ms = this.#options.timeoutMs ?? 60_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.#ctx.failure ?? new GpuError("GPU_TIMEOUT", `${what}: no answer from the GPU within ${ms} ms`)), ms);
-    });
     try {
-      return await Promise.race([work, timeout]);
+      return await withTimeout(work, ms, () => this.#ctx.failure ?? new GpuError("GPU_TIMEOUT", `${what}: no answer from the GPU within ${ms} ms`));
     } catch (error) {
       // A lost device shows first as failed work; give its `lost` promise one turn of the
       // event loop to resolve, so the error names the loss rather than its symptom.
       await Promise.race([this.#ctx.device.lost, yieldToEventLoop()]);
       throw this.#ctx.failure ?? error;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -7,6 +7,7 @@ import type { Engine } from "../engine/engine.ts";
 import { EngineDisposedError, EngineFailedError, InvalidRequestError, RequestAbortedError } from "../engine/errors.ts";
 import type { FinishReason, GenerationResult } from "../engine/types.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { withTimeout } from "../timeout.ts";
 import { HttpError } from "./errors.ts";
 import {
   detokenizeJson,
@@ -90,17 +91,11 @@ async function readChunk(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   timeoutMs: number,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const stalled = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(bodyTimeoutError(timeoutMs)), timeoutMs);
-  });
   try {
-    return await Promise.race([reader.read(), stalled]);
+    return await withTimeout(reader.read(), timeoutMs, () => bodyTimeoutError(timeoutMs));
   } catch (e) {
     reader.cancel().catch(() => {});
     throw e;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -13,6 +13,7 @@ const SRC = resolve(import.meta.dirname, "../../../src");
 const RANK: Record<string, number> = {
   "errors.ts": 0,
   "yield.ts": 0,
+  "timeout.ts": 0,
   "disposable-types.ts": 0,
   sampling: 1,
   gguf: 1,
