@@ -139,7 +139,25 @@ function fitSubBlock(x: Float32Array, off: number): number {
   }
   if (amax < GROUP_MAX_EPS) return 0;
   // First guess: the largest value on the table's most negative level (its widest end).
-  let inv = fround(1 / fround(-max / LEVELS[0]));
+  let [sumqx, sumq2] = weightedSums(x, off, fround(1 / fround(-max / LEVELS[0])));
+  let d = sumq2 > 0 ? fround(sumqx / sumq2) : 0;
+  let best = fround(d * sumqx);
+  for (let t = -TRIES; t <= TRIES; t++) {
+    [sumqx, sumq2] = weightedSums(x, off, fround((t + LEVELS[0]) / max));
+    // sumqx²/sumq2 is the error reduction of this trial's least-squares scale.
+    if (sumq2 > 0 && fround(sumqx * sumqx) > fround(best * sumq2)) {
+      d = fround(sumqx / sumq2);
+      best = fround(d * sumqx);
+    }
+  }
+  return d;
+}
+
+/**
+ * For the inverse scale `inv`: Σ w·q·x and Σ w·q² over the sub-block at `x[off..]`, with
+ * q the level nearest inv·x and weight w = x², summed in f32 in GGML's order.
+ */
+function weightedSums(x: Float32Array, off: number, inv: number): [number, number] {
   let sumqx = 0;
   let sumq2 = 0;
   for (let j = 0; j < SUB; j++) {
@@ -149,26 +167,7 @@ function fitSubBlock(x: Float32Array, off: number): number {
     sumqx = fround(sumqx + fround(wq * xj));
     sumq2 = fround(sumq2 + fround(wq * q));
   }
-  let d = sumq2 > 0 ? fround(sumqx / sumq2) : 0;
-  let best = fround(d * sumqx);
-  for (let t = -TRIES; t <= TRIES; t++) {
-    inv = fround((t + LEVELS[0]) / max);
-    sumqx = 0;
-    sumq2 = 0;
-    for (let j = 0; j < SUB; j++) {
-      const xj = x[off + j];
-      const q = LEVELS[nearestLevel(fround(inv * xj))];
-      const wq = fround(fround(xj * xj) * q);
-      sumqx = fround(sumqx + fround(wq * xj));
-      sumq2 = fround(sumq2 + fround(wq * q));
-    }
-    // sumqx²/sumq2 is the error reduction of this trial's least-squares scale.
-    if (sumq2 > 0 && fround(sumqx * sumqx) > fround(best * sumq2)) {
-      d = fround(sumqx / sumq2);
-      best = fround(d * sumqx);
-    }
-  }
-  return d;
+  return [sumqx, sumq2];
 }
 
 /** Index of the level nearest to `v` (ties to the upper level), as GGML's `best_index_int8`. */
