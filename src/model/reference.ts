@@ -212,6 +212,11 @@ function grown(old: Float32Array, length: number): Float32Array {
 export interface ForwardOptions {
   /** Return the logits after every token, not only after the last one. */
   readonly allLogits?: boolean;
+  /**
+   * Return the final hidden states (after the output norm, before the LM head) instead of
+   * logits: what an embedding pools.
+   */
+  readonly hidden?: boolean;
 }
 
 /** Scratch buffers for one position, reused across positions. */
@@ -298,7 +303,7 @@ export class ReferenceModel {
     const out: Float32Array[] = [];
     tokens.forEach((token, i) => {
       this.#forwardOne(token, cache);
-      if (options.allLogits || i === tokens.length - 1) out.push(this.#logits());
+      if (options.allLogits || i === tokens.length - 1) out.push(options.hidden ? this.#hidden() : this.#logits());
     });
     return out;
   }
@@ -396,12 +401,17 @@ export class ReferenceModel {
 
   /** Logits of the current residual stream (a fresh array). */
   #logits(): Float32Array {
+    const logits = new Float32Array(this.config.vocabSize);
+    matVec(logits, this.weights.output, this.#hidden());
+    return logits;
+  }
+
+  /** The current residual stream after the output norm (a fresh array). */
+  #hidden(): Float32Array {
     const c = this.config;
     const s = this.#state;
     rmsNorm(s.xb, s.x, this.weights.outputNorm, c.normEps);
-    const logits = new Float32Array(c.vocabSize);
-    matVec(logits, this.weights.output, s.xb);
-    return logits;
+    return s.xb.slice();
   }
 
   /** cos/sin of each rotated pair's angle at `pos`, shared by every head of every layer. */

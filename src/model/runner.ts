@@ -47,6 +47,12 @@ export interface BatchEntry {
   readonly pages: readonly number[];
 }
 
+/**
+ * How an embedding pools the final hidden states of its tokens (llama.cpp's
+ * `<arch>.pooling_type`): their mean, the first token's (CLS) or the last token's.
+ */
+export type Pooling = "mean" | "cls" | "last";
+
 /** The KV cache: one pool of fixed-size pages shared by every sequence (paged attention). */
 export interface KvPool {
   /** Positions per page (a power of two, 16–64; default 32). */
@@ -133,6 +139,15 @@ export interface ModelRunner {
    * `bench --profile`. Only runners on a GPU with timestamp queries have it.
    */
   profileStep?(batch: readonly BatchEntry[], extraSteps: number): Promise<StepProfile>;
+
+  /**
+   * Feeds `tokens` to `slot` from position 0 over the page table `pages` (as in
+   * {@link BatchEntry.pages}) and returns the final hidden state (after the output norm,
+   * before the LM head) pooled over the tokens as `pooling` says: an `nEmbd` vector, not
+   * normalised. Only that vector comes back to the host. The slot's penalty history is
+   * left dirty: the caller holds the slot for the call and resets it before reuse.
+   */
+  embed?(slot: number, tokens: readonly number[], pages: readonly number[], pooling: Pooling): Promise<Float32Array>;
 
   /** GPU buffers this runner made and has not destroyed yet (zeros on the CPU). */
   memory(): RunnerMemory;
