@@ -33,3 +33,34 @@ export async function withTimeout<T>(
     promise.catch(() => {});
   }
 }
+
+/**
+ * Bounds a wait on something that answers in steps (a GPU finishing one submission after
+ * another): settles with `promise`, or rejects with `onTimeout()` once `idleMs` have passed
+ * with no step, that is with `lastProgressAt()` (a `Date.now()` time) no later than
+ * `idleMs` ago. A long but moving job (a 1B model's prefill on a software GPU, a minute
+ * or more) is not a hang; one submission that never finishes is.
+ */
+export async function withIdleTimeout<T>(
+  promise: Promise<T>,
+  idleMs: number,
+  lastProgressAt: () => number,
+  onTimeout: () => Error,
+): Promise<T> {
+  const started = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    const check = (): void => {
+      const quietFor = Date.now() - Math.max(started, lastProgressAt());
+      if (quietFor >= idleMs) reject(onTimeout());
+      else timer = setTimeout(check, idleMs - quietFor);
+    };
+    if (idleMs <= LONGEST_TIMER_MS) timer = setTimeout(check, idleMs);
+  });
+  try {
+    return await Promise.race([promise, idle]);
+  } finally {
+    clearTimeout(timer);
+    promise.catch(() => {});
+  }
+}

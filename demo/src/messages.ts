@@ -39,6 +39,8 @@ export function describeError(error: unknown): FriendlyError {
         return { title: "WebGPU is not available here, so the model cannot run on the GPU.", detail: raw };
       case "GPU_UNSUPPORTED":
         return { title: "Part of this model cannot run on the GPU yet.", detail: raw };
+      case "GPU_TIMEOUT":
+        return { title: "The GPU stopped answering (no work finished for a minute). Load the model again, or try a smaller one.", detail: raw };
       default:
         return { title: "The GPU reported an error.", detail: raw };
     }

@@ -20,7 +20,7 @@
  * in `failure`; code that awaits the GPU calls `check()` afterwards.
  */
 import { GpuError } from "../errors.ts";
-import { withTimeout } from "../timeout.ts";
+import { withIdleTimeout, withTimeout } from "../timeout.ts";
 import { GpuAllocator } from "./buffers.ts";
 import { forgetCompiledPipelines, PipelineCache } from "./pipelines.ts";
 
@@ -96,6 +96,19 @@ export interface GpuContext {
    * (default 30 s) so that a hung submission becomes an error, and with `failure` if set.
    */
   finish(timeoutMs?: number): Promise<void>;
+  /**
+   * Submits `commands` and notes when they are done, so that {@link GpuContext.whileProgressing}
+   * can tell a long queue of finishing submissions from a hung one. Submit through here
+   * whatever a bounded wait may wait on.
+   */
+  submit(commands: readonly GPUCommandBuffer[]): void;
+  /**
+   * Settles with `work`, or rejects with `onTimeout()` once no submission made through
+   * {@link GpuContext.submit} has finished for `idleMs`: the bound on waiting for the GPU is
+   * on its silence, not on the total, which on a software adapter can be minutes of
+   * legitimate work (a 1B model's prefill in Chromium on SwiftShader).
+   */
+  whileProgressing<T>(work: Promise<T>, idleMs: number, onTimeout: () => Error): Promise<T>;
   /**
    * Calls `listener` with `failure` whenever a loss or uncaptured error arrives, until
    * `destroy()`. Subscribe here rather than on the device: a listener on the device would
@@ -205,6 +218,10 @@ function makeContext(device: GPUDevice, adapterInfo: GPUAdapterInfo | undefined,
   const pipelines = new PipelineCache(device);
   const destroyTimeoutMs = options.destroyTimeoutMs ?? DEFAULT_DESTROY_TIMEOUT_MS;
   let destroying: Promise<void> | undefined;
+  let lastDoneAt = Date.now();
+  const noteDone = (): void => {
+    lastDoneAt = Date.now();
+  };
 
   const ctx: GpuContext = {
     device,
@@ -226,6 +243,14 @@ function makeContext(device: GPUDevice, adapterInfo: GPUAdapterInfo | undefined,
     async finish(timeoutMs = 30_000) {
       await withTimeout(device.queue.onSubmittedWorkDone(), timeoutMs, () => new GpuError("GPU_TIMEOUT", `GPU work did not finish within ${timeoutMs} ms`));
       if (watch.failure) throw watch.failure;
+    },
+    submit(commands) {
+      device.queue.submit(commands);
+      // A loss or hang rejects or never settles this; the wait that cares has its own bound.
+      device.queue.onSubmittedWorkDone().then(noteDone, () => {});
+    },
+    whileProgressing(work, idleMs, onTimeout) {
+      return withIdleTimeout(work, idleMs, () => lastDoneAt, onTimeout);
     },
     destroy() {
       destroying ??= releaseDevice(device, ownsDevice, watch, allocator, pipelines, destroyTimeoutMs);

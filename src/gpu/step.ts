@@ -183,7 +183,7 @@ export class GpuStep {
     this.closePass();
     this.profiler?.resolveInto(this.encoder);
     this.arena.flush();
-    this.ctx.device.queue.submit([this.encoder.finish()]);
+    this.ctx.submit([this.encoder.finish()]);
     this.arena.reset();
     this.submitted = true;
   }
