@@ -29,7 +29,6 @@
  * it does not support is refused with InvalidRequestError `SAMPLER_UNAVAILABLE` before
  * anything runs.
  */
-import { withTimeout } from "../timeout.ts";
 import { yieldToEventLoop } from "../yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
 import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
@@ -73,7 +72,11 @@ export interface GpuRunnerOptions extends RunnerSizes {
   readonly maxSubmitWork?: number;
   /** Positions whose logits `logits()` computes per submission (default 64). */
   readonly logitRows?: number;
-  /** Bound on each wait for the GPU, ms (default 60 s): a hang becomes GPU_TIMEOUT. */
+  /**
+   * Bound on the GPU's silence while we wait for it, ms (default 60 s): a wait fails with
+   * GPU_TIMEOUT once no submission has finished for this long. Long prefills are split into
+   * submissions of `maxSubmitWork`, so the bound holds on any adapter however slow.
+   */
   readonly timeoutMs?: number;
   /** Which WebGPU implementation made `gpu` (`dawn`, `deno`, `browser`), for the description. */
   readonly provider?: string;
@@ -243,7 +246,7 @@ export class GpuRunner implements ModelRunner {
       this.#ctx.check();
       const encoder = this.#ctx.device.createCommandEncoder({ label: "KV page copies" });
       this.#forward.recordPageCopies(encoder, list);
-      this.#ctx.device.queue.submit([encoder.finish()]);
+      this.#ctx.submit([encoder.finish()]);
       return Promise.resolve();
     }).catch(() => undefined); // a failure here is the device's: the next step reports it
   }
@@ -484,7 +487,8 @@ export class GpuRunner implements ModelRunner {
   async #withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
     const ms = this.#options.timeoutMs ?? 60_000;
     try {
-      return await withTimeout(work, ms, () => this.#ctx.failure ?? new GpuError("GPU_TIMEOUT", `${what}: no answer from the GPU within ${ms} ms`));
+      return await this.#ctx.whileProgressing(work, ms, () =>
+        this.#ctx.failure ?? new GpuError("GPU_TIMEOUT", `${what}: the GPU finished no work for ${ms} ms`));
     } catch (error) {
       // A lost device shows first as failed work; give its `lost` promise one turn of the
       // event loop to resolve, so the error names the loss rather than its symptom.
