@@ -8,7 +8,11 @@ export {
 } from "./tokenizer.ts";
 export {
   type ChatMessage,
+  chatTemplateCaps,
+  type ChatTemplateCaps,
+  chatTemplateOf,
   type ChatTemplateSource,
+  type ChatToolCall,
   renderChat,
   type RenderChatOptions,
   type TokenizerWithTemplate,
