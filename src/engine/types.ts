@@ -1,10 +1,21 @@
 /** The public shapes of the engine's API: options, chunks, results. */
+import type { JsonSchema } from "../grammar/index.ts";
+import type { ToolCall, ToolCallDelta, ToolChoice, ToolDefinition } from "./tool-calls.ts";
+
+export type { ToolCall, ToolCallDelta, ToolChoice, ToolDefinition } from "./tool-calls.ts";
 
 /** One chat message, rendered through the model's chat template. */
 export interface ChatMessage {
-  /** `system`, `user` or `assistant`; templates may know others (e.g. `tool`). */
+  /** `system`, `user`, `assistant` or `tool`; templates may know others. */
   readonly role: string;
+  /** The text ("" for an assistant message that only called tools). */
   readonly content: string;
+  /** For an assistant message: the tool calls it made (as a result's `toolCalls` gives them). */
+  readonly toolCalls?: readonly { readonly id?: string; readonly name: string; readonly arguments: string }[];
+  /** For a `tool` message: the id of the call it answers. */
+  readonly toolCallId?: string;
+  /** For a `tool` message: the function's name. */
+  readonly name?: string;
 }
 
 /** Token ids fed to the model as they are (BOS not added). */
@@ -20,7 +31,9 @@ export type FinishReason =
   /** An end-of-generation token or a stop string. */
   | "stop"
   /** `maxTokens` reached, or the context is full. */
-  | "length";
+  | "length"
+  /** The model called tools (see {@link GenerateOptions.tools}). */
+  | "tool_calls";
 
 /** Per-request options; every one is honoured, defaults are llama.cpp's where it has one. */
 export interface GenerateOptions {
@@ -62,6 +75,33 @@ export interface GenerateOptions {
    * result lists them all in `choices`.
    */
   readonly n?: number;
+  /**
+   * Constrains the output to a GBNF grammar (llama.cpp's format, start rule `root`): every
+   * step samples only among tokens the grammar allows, an end-of-generation token only
+   * where it may end, and once nothing can follow the generation ends with "stop".
+   * Invalid GBNF throws `GrammarError` naming the line and column. Not with `jsonSchema`.
+   */
+  readonly grammar?: string;
+  /**
+   * Constrains the output to JSON valid under this schema, through `jsonSchemaToGbnf`
+   * (llama.cpp's conventions; `{type: "object"}` is any object, OpenAI's json_object). A
+   * keyword it cannot enforce throws `UnsupportedSchemaError` naming it. Not with `grammar`.
+   */
+  readonly jsonSchema?: JsonSchema;
+  /**
+   * Functions the model may call (chat input only), rendered through the model's chat
+   * template (or described in a system message when it cannot show them). Calls the
+   * model writes, in its template's format, come back as `toolCalls` with finish reason
+   * "tool_calls", not as text.
+   */
+  readonly tools?: readonly ToolDefinition[];
+  /**
+   * `auto` (default): the model decides; `none`: no tools offered; `required` or
+   * `{type: "function", function: {name}}`: a call is forced through constrained decoding,
+   * its arguments valid under the function's `parameters` schema. Not with `grammar` or
+   * `jsonSchema`.
+   */
+  readonly toolChoice?: ToolChoice;
 }
 
 /** A piece of a streamed generation. */
@@ -72,6 +112,8 @@ export interface GenerationChunk {
   readonly tokens: readonly number[];
   /** Text produced since the previous chunk (complete UTF-8 characters only). */
   readonly text: string;
+  /** Pieces of tool calls (OpenAI's `delta.tool_calls`): join `arguments` by `index`. */
+  readonly toolCalls?: readonly ToolCallDelta[];
   /** Set on the last chunk. */
   readonly finishReason?: FinishReason;
 }
@@ -107,6 +149,8 @@ export interface GenerationChoice {
   /** Generated token ids (end-of-generation token excluded). */
   readonly tokens: readonly number[];
   readonly finishReason: FinishReason;
+  /** The tools it called (finish reason "tool_calls"); absent otherwise. */
+  readonly toolCalls?: readonly ToolCall[];
 }
 
 /**
@@ -120,6 +164,8 @@ export interface GenerationResult {
   /** The ids fed to the model, BOS included. */
   readonly promptTokens: readonly number[];
   readonly finishReason: FinishReason;
+  /** Choice 0's tool calls (finish reason "tool_calls"); absent otherwise. */
+  readonly toolCalls?: readonly ToolCall[];
   readonly usage: Usage;
   readonly timings: Timings;
   /** Every choice, in index order (one unless `n` > 1). */

@@ -9,8 +9,8 @@
 import type { GGUFFile } from "../gguf/reader.ts";
 import { ReferenceKvPool, ReferenceModel } from "./reference.ts";
 import type { ModelConfig } from "./config.ts";
-import type { BatchEntry, KvPool, ModelRunner, PageCopy, RunnerMemory } from "./runner.ts";
-import { sampleToken } from "../sampling/sampler.ts";
+import { type BatchEntry, checkLogprobsCount, type KvPool, type ModelRunner, type PageCopy, type RunnerMemory, type SampledLogprobs, type StepIds } from "./runner.ts";
+import { logprobsOf, sampleToken } from "../sampling/sampler.ts";
 import { yieldToEventLoop } from "../yield.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { checkCopies, checkDisjointWrites, checkPageTable, identityPages, pagesFor, resolveContextLength, resolvePageSize } from "./kv-pool.ts";
@@ -92,11 +92,14 @@ export class CpuRunner implements ModelRunner {
     }).catch(() => undefined);
   }
 
-  step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
+  step(batch: readonly BatchEntry[], extraSteps: number): Promise<StepIds> {
     return this.#exclusive(async () => {
       await yieldToEventLoop();
       this.#check(batch, extraSteps);
-      return batch.map((entry) => this.#run(entry, extraSteps));
+      const runs = batch.map((entry) => this.#run(entry, extraSteps));
+      const ids = runs.map((r) => r.ids);
+      if (!batch.some((e) => e.sampling && e.logprobs !== undefined)) return ids;
+      return Object.assign(ids, { logprobs: runs.map((r) => r.logprobs) });
     });
   }
 
@@ -129,6 +132,7 @@ export class CpuRunner implements ModelRunner {
     const { pageSize, pageCount } = this.kvPool;
     const writes = batch.map((e, i) => {
       this.#slot(e.slot);
+      checkLogprobsCount(e, `batch[${i}]`);
       const last = e.pos + Math.max(1, e.tokens.length) - 1 + (e.sampling ? extraSteps : 0);
       if (last >= this.contextLength) {
         throw new InvalidArgumentError(`batch[${i}]`, `positions ${e.pos}..${last} do not fit the context of ${this.contextLength}`);
@@ -139,22 +143,28 @@ export class CpuRunner implements ModelRunner {
     checkDisjointWrites(writes, pageSize);
   }
 
-  /** Feeds one entry and samples (with its lookahead) when it asks to. */
-  #run(entry: BatchEntry, extraSteps: number): Int32Array {
+  /**
+   * Feeds one entry and samples (with its lookahead) when it asks to; with `logprobs`,
+   * also the log-softmax of each sampled row's raw logits.
+   */
+  #run(entry: BatchEntry, extraSteps: number): { ids: Int32Array; logprobs?: SampledLogprobs[] } {
     if (!entry.sampling) {
       this.#feed(entry, entry.pos, this.#tokensOf(entry));
-      return new Int32Array(0);
+      return { ids: new Int32Array(0) };
     }
     const ids = new Int32Array(1 + extraSteps);
+    const logprobs: SampledLogprobs[] | undefined = entry.logprobs === undefined ? undefined : [];
     let logits = this.#feed(entry, entry.pos, this.#tokensOf(entry));
     let pos = entry.pos + Math.max(1, entry.tokens.length);
     for (let k = 0; k <= extraSteps; k++) {
       if (k > 0) logits = this.#feed(entry, pos++, [ids[k - 1]!]);
       const s = this.#slot(entry.slot);
-      ids[k] = sampleToken(logits, entry.sampling, s.history, entry.sampleIndex + k);
-      s.lastSampled = ids[k]!;
+      const id = sampleToken(logits, entry.sampling, s.history, entry.sampleIndex + k);
+      ids[k] = id;
+      s.lastSampled = id;
+      logprobs?.push({ id, ...logprobsOf(logits, id, entry.logprobs!) });
     }
-    return ids;
+    return { ids, logprobs };
   }
 
   #tokensOf(entry: BatchEntry): readonly number[] {

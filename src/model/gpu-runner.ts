@@ -31,12 +31,13 @@
  */
 import { yieldToEventLoop } from "../yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
-import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SamplingParams, type StepProfile } from "./runner.ts";
+import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SampledLogprobs, type SamplingParams, type StepIds, type StepProfile, checkLogprobsCount } from "./runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
 import { HISTORY_CAP, seedHistorySlot } from "../gpu/kernels/history.ts";
 import type { MatrixKernelsOptions } from "../gpu/kernels/matmul.ts";
 import { createDeviceSampler } from "../gpu/kernels/sample.ts";
+import { DeviceLogprobs, LogprobsAroundSampler } from "../gpu/kernels/logprobs.ts";
 import { SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
 import { FROM_LAST_SAMPLED, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
 import { GpuProfiler } from "../gpu/profiler.ts";
@@ -103,6 +104,14 @@ interface SamplingRow {
   readonly nextPos: number;
   /** The entry's page table. */
   readonly pages: readonly number[];
+  /** Alternatives to report with each sampled id (capped at the vocabulary); absent: no logprobs. */
+  readonly logprobs?: number;
+}
+
+/** The logprob kernels and the sampler hook that records them (see kernels/logprobs.ts). */
+interface LogprobParts {
+  readonly kernels: DeviceLogprobs;
+  readonly sampler: LogprobsAroundSampler;
 }
 
 /** A {@link ModelRunner} on WebGPU. */
@@ -127,8 +136,11 @@ export class GpuRunner implements ModelRunner {
   #disposing: Promise<void> | undefined;
   #reportedFailure = false;
 
-  private constructor(ctx: GpuContext, forward: GpuForward, options: GpuRunnerOptions) {
+  readonly #logprobs: LogprobParts;
+
+  private constructor(ctx: GpuContext, forward: GpuForward, options: GpuRunnerOptions, logprobs: LogprobParts) {
     this.#ctx = ctx;
+    this.#logprobs = logprobs;
     this.#forward = forward;
     this.#options = options;
     this.config = forward.config;
@@ -182,7 +194,9 @@ export class GpuRunner implements ModelRunner {
           available: ctx.limits.maxStorageBufferBindingSize,
         });
       }
-      const sampler = await createDeviceSampler(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows });
+      // Logprob kernels ride on the sampler's hook; compiled and sized on first use only.
+      const kernels = new DeviceLogprobs(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows });
+      const sampler = new LogprobsAroundSampler(await createDeviceSampler(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows }), kernels);
       options.signal?.throwIfAborted();
       const pool = planKvPool(ctx, config, {
         type: options.kvCacheType ?? "auto",
@@ -203,7 +217,7 @@ export class GpuRunner implements ModelRunner {
         subSteps: 1 + Math.max(0, Math.floor(options.lookahead ?? 8)),
       }, sampler, options.matrix);
       options.signal?.throwIfAborted();
-      return new GpuRunner(ctx, forward, options);
+      return new GpuRunner(ctx, forward, options, { kernels, sampler });
     } catch (error) {
       await ctx.destroy();
       throw error;
@@ -251,7 +265,7 @@ export class GpuRunner implements ModelRunner {
     }).catch(() => undefined); // a failure here is the device's: the next step reports it
   }
 
-  step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
+  step(batch: readonly BatchEntry[], extraSteps: number): Promise<StepIds> {
     return this.#exclusive(() => this.#step(batch, extraSteps));
   }
 
@@ -303,7 +317,7 @@ export class GpuRunner implements ModelRunner {
     return run;
   }
 
-  async #step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]> {
+  async #step(batch: readonly BatchEntry[], extraSteps: number): Promise<StepIds> {
     this.#ctx.check();
     const f = this.#forward;
     const extra = Math.max(0, Math.floor(extraSteps));
@@ -312,6 +326,8 @@ export class GpuRunner implements ModelRunner {
     const subSteps = samples.length > 0 ? 1 + extra : 1;
     f.ensureSubSteps(subSteps);
     const t = f.tables;
+    const wantsLogprobs = samples.some((s) => s.logprobs !== undefined);
+    if (wantsLogprobs) await this.#logprobs.kernels.prepare(subSteps);
 
     // Tables of every sub-step, uploaded before the first submission.
     const lookahead = subSteps > 1;
@@ -338,9 +354,48 @@ export class GpuRunner implements ModelRunner {
       const view = new DataView(new ArrayBuffer(samples.length * SAMPLE_ROW_BYTES));
       samples.forEach((s, r) => writeSampleRow(view, r * SAMPLE_ROW_BYTES, sampleRowOf(s.sampling, s.slot, s.sampleIndex + k, r * subSteps + k)));
       a.writeBuffer(t.rowParams[k]!, 0, view);
+      if (wantsLogprobs) this.#logprobs.kernels.writeRows(k, samples.map((s) => s.logprobs), subSteps);
     }
 
     const rec = this.#recorder("step");
+    // The logprob kernels are recorded around the sampler of every sub-step, only when asked.
+    const subStepOf = new Map<GPUBuffer, number>(wantsLogprobs ? t.rowParams.slice(0, subSteps).map((b, k) => [b, k]) : []);
+    this.#logprobs.sampler.armedFor(subStepOf, () => this.#recordSubSteps(rec, tokens, rows, samples, subSteps));
+    if (samples.length === 0) {
+      rec.step.submit();
+      this.#ctx.check();
+      return batch.map(() => new Int32Array(0));
+    }
+    const count = samples.length * subSteps;
+    let ids: Int32Array;
+    let logprobs: (SampledLogprobs | undefined)[] | undefined;
+    if (wantsLogprobs) {
+      // Ids and logprob records land in one buffer: still one readback per step.
+      this.#logprobs.kernels.copyForReadback(rec.step, t.outIds, count);
+      rec.step.submit();
+      const topN = samples.flatMap((s) => Array.from({ length: subSteps }, () => s.logprobs));
+      ({ ids, logprobs } = await this.#logprobs.kernels.read(count, topN, (work, what) => this.#withTimeout(work, what)));
+    } else {
+      rec.step.copyBuffer(t.outIds, 0, t.readback, 0, count * 4);
+      rec.step.submit();
+      ids = await this.#map(t.readback, count * 4);
+    }
+    for (const s of samples) this.#hasSampled[s.slot] = true;
+    const results: StepIds = batch.map(() => new Int32Array(0));
+    samples.forEach((s, r) => {
+      results[s.entry] = ids.slice(r * subSteps, (r + 1) * subSteps);
+    });
+    if (!logprobs) return results;
+    const perEntry: (SampledLogprobs[] | undefined)[] = batch.map(() => undefined);
+    samples.forEach((s, r) => {
+      if (s.logprobs !== undefined) perEntry[s.entry] = logprobs.slice(r * subSteps, (r + 1) * subSteps) as SampledLogprobs[];
+    });
+    return Object.assign(results, { logprobs: perEntry });
+  }
+
+  /** Records the step's sub-steps: the batch, then each lookahead decode step. */
+  #recordSubSteps(rec: Recorder, tokens: readonly TokenRecord[], rows: readonly number[], samples: readonly SamplingRow[], subSteps: number): void {
+    const f = this.#forward;
     const qDim2 = 2 * this.config.nHeads * this.config.headDim;
     f.record(rec, 0, tokens.length, rows.length, samples.length > 0, attentionWork(tokens, qDim2), maxKeys(tokens));
     for (let k = 1; k < subSteps; k++) {
@@ -348,21 +403,6 @@ export class GpuRunner implements ModelRunner {
       // Sub-step k feeds position nextPos + k - 1, which attends over nextPos + k positions.
       f.record(rec, k, samples.length, samples.length, true, work, Math.max(...samples.map((s) => s.nextPos + k)));
     }
-    if (samples.length === 0) {
-      rec.step.submit();
-      this.#ctx.check();
-      return batch.map(() => new Int32Array(0));
-    }
-    const bytes = samples.length * subSteps * 4;
-    rec.step.copyBuffer(t.outIds, 0, t.readback, 0, bytes);
-    rec.step.submit();
-    const ids = await this.#map(t.readback, bytes);
-    for (const s of samples) this.#hasSampled[s.slot] = true;
-    const results = batch.map(() => new Int32Array(0));
-    samples.forEach((s, r) => {
-      results[s.entry] = ids.slice(r * subSteps, (r + 1) * subSteps);
-    });
-    return results;
   }
 
   async #logits(slot: number, pos: number, tokens: readonly number[], pages: readonly number[]): Promise<Float32Array[]> {
@@ -415,6 +455,7 @@ export class GpuRunner implements ModelRunner {
       if (seen.has(e.slot)) throw new InvalidArgumentError(where, `slot ${e.slot} appears twice in one step`);
       seen.add(e.slot);
       this.#checkTokens(e.tokens, `${where}.tokens`);
+      checkLogprobsCount(e, where);
       if (e.tokens.length === 0 && !this.#hasSampled[e.slot]) {
         throw new InvalidArgumentError(where, `slot ${e.slot} has no sampled token to feed (empty tokens)`);
       }
@@ -438,7 +479,8 @@ export class GpuRunner implements ModelRunner {
       }
       if (e.sampling) {
         rows.push(tokens.length - 1);
-        samples.push({ entry, slot: e.slot, sampling: e.sampling, sampleIndex: e.sampleIndex, nextPos: e.pos + fed, pages: e.pages });
+        const logprobs = e.logprobs === undefined ? undefined : Math.min(e.logprobs, this.config.vocabSize);
+        samples.push({ entry, slot: e.slot, sampling: e.sampling, sampleIndex: e.sampleIndex, nextPos: e.pos + fed, pages: e.pages, logprobs });
       }
     });
     if (tokens.length > this.maxBatchTokens) {

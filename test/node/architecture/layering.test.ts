@@ -18,6 +18,7 @@ const RANK: Record<string, number> = {
   sampling: 1,
   gguf: 1,
   tokenizer: 1,
+  grammar: 1,
   gpu: 2,
   model: 3,
   engine: 4,
