@@ -16,11 +16,12 @@
  * - Randomness is a pure function of (seed, sampleIndex), so any lookahead, any batch
  *   composition and any runner draw the same tokens.
  */
-import { LlmError } from "../errors.ts";
-import type { SamplingParams } from "../sampling/sampler.ts";
+import { InvalidArgumentError, LlmError } from "../errors.ts";
+import { MAX_TOP_LOGPROBS, type SampledLogprobs, type SamplingParams } from "../sampling/sampler.ts";
 import type { ModelConfig } from "./config.ts";
 
-export type { SamplingParams };
+export { MAX_TOP_LOGPROBS };
+export type { SampledLogprobs, SamplingParams };
 
 /** One sequence's part of a step. */
 export interface BatchEntry {
@@ -45,7 +46,29 @@ export interface BatchEntry {
    * page that either writes.
    */
   readonly pages: readonly number[];
+  /**
+   * For an entry that samples: also report each sampled token's log-probability and the
+   * `logprobs` most likely alternatives (0 … {@link MAX_TOP_LOGPROBS}), in
+   * {@link StepIds.logprobs}. Absent: nothing is computed (and nothing is paid).
+   */
+  readonly logprobs?: number;
 }
+
+/** Throws InvalidArgumentError naming `where` when an entry's `logprobs` is not a count in [0, 20]. */
+export function checkLogprobsCount(entry: BatchEntry, where: string): void {
+  const n = entry.logprobs;
+  if (n === undefined || (Number.isInteger(n) && n >= 0 && n <= MAX_TOP_LOGPROBS)) return;
+  throw new InvalidArgumentError(`${where}.logprobs`, `${n} must be an integer in [0, ${MAX_TOP_LOGPROBS}]`);
+}
+
+/**
+ * What `step()` resolves to: per entry, its sampled ids; and, when some entry asked for
+ * logprobs, `logprobs[i]` with one {@link SampledLogprobs} per id of entry i (undefined
+ * for the entries that did not ask).
+ */
+export type StepIds = Int32Array[] & {
+  readonly logprobs?: readonly (readonly SampledLogprobs[] | undefined)[];
+};
 
 /**
  * How an embedding pools the final hidden states of its tokens (llama.cpp's
@@ -122,9 +145,10 @@ export interface ModelRunner {
    * Runs one step over `batch`, then `extraSteps` decode steps for the entries that
    * sample, each fed with the previous step's sampled id. Resolves to the sampled ids:
    * `result[i]` holds `1 + extraSteps` ids for an entry with `sampling`, none otherwise.
-   * One submission, one readback.
+   * One submission, one readback (the logprobs of entries that ask for them come back
+   * in the same readback as the ids).
    */
-  step(batch: readonly BatchEntry[], extraSteps: number): Promise<Int32Array[]>;
+  step(batch: readonly BatchEntry[], extraSteps: number): Promise<StepIds>;
 
   /**
    * Feeds `tokens` to `slot` from `pos` over the page table `pages` (as in

@@ -39,6 +39,26 @@ export interface SamplingParams {
 }
 
 
+/** Most alternatives reported per sampled token (OpenAI's `top_logprobs` cap). */
+export const MAX_TOP_LOGPROBS = 20;
+
+/**
+ * Log-probabilities of one sampled token. They are a log-softmax of the model's **raw**
+ * logits — before penalties, temperature and the top-k/top-p/min-p filters — which is what
+ * OpenAI's `logprobs` and llama.cpp's `n_probs` (without `post_sampling_probs`) report:
+ * the model's own distribution, whatever the request's sampler then did with it.
+ */
+export interface SampledLogprobs {
+  /** The sampled token. */
+  readonly id: number;
+  /** ln p(id). */
+  readonly logprob: number;
+  /** The most likely ids, most likely first (equal logits: lower id first). */
+  readonly topIds: readonly number[];
+  /** ln p of each of `topIds`. */
+  readonly topLogprobs: readonly number[];
+}
+
 /** Greedy settings: every option off. */
 export const GREEDY: SamplingParams = {
   temperature: 0,
@@ -158,4 +178,51 @@ export function sampleToken(
     if (running > target) return i;
   }
   return last; // only reached through rounding at the very end of the walk
+}
+
+/** What {@link logprobsOf} returns: ln p of one token and of the `topN` most likely. */
+export interface LogprobsOfRow {
+  readonly logprob: number;
+  /** Most likely first; equal logits: lower id first. */
+  readonly topIds: number[];
+  readonly topLogprobs: number[];
+}
+
+/**
+ * The log-softmax of one row of raw logits (before penalties and temperature, as OpenAI
+ * and llama.cpp's `n_probs` report it), at `id` and at the `topN` most likely tokens.
+ * The reference the WebGPU kernel (shaders/logprobs.wgsl) is checked against: max and
+ * log-sum-exp in f64, then ln p(t) = l[t] − (max + ln Σ exp(l − max)).
+ */
+export function logprobsOf(logits: Float32Array, id: number, topN: number): LogprobsOfRow {
+  let max = -Infinity;
+  for (const l of logits) if (l > max) max = l;
+  let sum = 0;
+  for (const l of logits) sum += Math.exp(l - max);
+  const logSumExp = max + Math.log(sum);
+  const topIds = topIndices(logits, topN);
+  return {
+    logprob: logits[id]! - logSumExp,
+    topIds,
+    topLogprobs: topIds.map((t) => logits[t]! - logSumExp),
+  };
+}
+
+/** The `n` indices of the largest values, largest first (ties: lower index first); O(length · n). */
+function topIndices(values: Float32Array, n: number): number[] {
+  const top: number[] = [];
+  if (n <= 0) return top;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (top.length === n && !(v > values[top[n - 1]!]!)) continue;
+    let j = Math.min(top.length, n - 1);
+    if (top.length < n) top.push(i);
+    // Shift smaller values down; an equal value found earlier keeps its place (lower index first).
+    while (j > 0 && values[top[j - 1]!]! < v) {
+      top[j] = top[j - 1]!;
+      j--;
+    }
+    top[j] = i;
+  }
+  return top;
 }
