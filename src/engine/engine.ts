@@ -10,7 +10,8 @@
  */
 import { type GGUFFile, openGGUF } from "../gguf/reader.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { renderChat, type Tokenizer, tokenizerFromMetadata } from "../tokenizer/index.ts";
+import { chatTemplateCaps, chatTemplateOf, renderChat, type Tokenizer, tokenizerFromMetadata } from "../tokenizer/index.ts";
+import { GENERIC_TOOL_INSTRUCTION, type ToolSetup, toolSetupOf } from "./tool-calls.ts";
 import { loadRunner, type ModelSource, type RunnerChoice } from "./backends.ts";
 import { EngineDisposedError, EngineFailedError, InvalidRequestError } from "./errors.ts";
 import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
@@ -21,6 +22,7 @@ import type { BatchEntry, KvPool, ModelRunner, StepProfile } from "../model/runn
 import { GpuError } from "../errors.ts";
 import { GREEDY } from "../sampling/sampler.ts";
 import type {
+  ChatMessage,
   EngineState,
   GenerateInput,
   GenerateOptions,
@@ -581,7 +583,8 @@ export class Engine implements AsyncDisposable {
   #resolve(request: Request): ResolvedRequest {
     const runner = this.#runner!;
     const o = request.options;
-    const promptIds = this.#tokenize(request.input, o);
+    const tools = this.#toolSetup(request.input, o);
+    const promptIds = this.#tokenize(request.input, o, tools);
     if (promptIds.length === 0) throw new InvalidRequestError("prompt", "the prompt is empty");
     if (promptIds.length >= runner.contextLength) {
       throw new InvalidRequestError(
@@ -602,14 +605,29 @@ export class Engine implements AsyncDisposable {
       stop: stopStringsOf(o),
       ignoreEos: o.ignoreEos ?? false,
       lookahead: o.lookahead ?? this.#options.lookahead ?? DEFAULT_LOOKAHEAD,
+      toolFormat: tools?.format,
     };
   }
 
-  #tokenize(input: RequestInput, o: GenerateOptions): number[] {
+  /** The request's tools and the format the model's template calls them in (undefined: none offered). */
+  #toolSetup(input: RequestInput, o: GenerateOptions): ToolSetup | undefined {
+    if (o.tools === undefined && o.toolChoice === undefined) return undefined;
+    if (!Array.isArray(input)) throw new InvalidRequestError("tools", "need chat messages as input (the chat template shows the tools)");
+    const meta = this.#file!.metadata;
+    const template = chatTemplateOf(meta) ?? "";
+    return toolSetupOf(o, template, template === "" ? false : chatTemplateCaps(meta).supportsTools);
+  }
+
+  #tokenize(input: RequestInput, o: GenerateOptions, tools?: ToolSetup): number[] {
     const tokenizer = this.#tokenizer!;
     if (typeof input === "string") return tokenizer.encode(input);
     if (!Array.isArray(input)) return this.#checkedIds((input as TokenPrompt).tokens);
-    const text = renderChat(this.#file!.metadata, input, { addGenerationPrompt: o.addGenerationPrompt ?? true });
+    // llama.cpp's generic format asks for one JSON object, a call or a response, in the system message.
+    const messages = tools?.format === "generic" ? withSystemText(input, GENERIC_TOOL_INSTRUCTION) : input;
+    const text = renderChat(this.#file!.metadata, messages, {
+      addGenerationPrompt: o.addGenerationPrompt ?? true,
+      tools: tools?.tools,
+    });
     const ids = tokenizer.encode(text);
     // Templates that write the BOS themselves would otherwise get a second one.
     if (ids.length > 1 && tokenizer.bos !== undefined && ids[0] === tokenizer.bos && ids[1] === tokenizer.bos) {
@@ -776,6 +794,13 @@ export class Engine implements AsyncDisposable {
     if (this.#state === "failed") return this.#failedError();
     return new InvalidRequestError("engine", "the model is still loading; await engine.ready", "ENGINE_LOADING");
   }
+}
+
+/** `text` added to the leading system message (after a blank line), or as one in front (llama.cpp's add_system). */
+function withSystemText(messages: readonly ChatMessage[], text: string): ChatMessage[] {
+  const [first, ...rest] = messages;
+  if (first?.role === "system") return [{ ...first, content: `${first.content}\n\n${text}` }, ...rest];
+  return [{ role: "system", content: text }, ...messages];
 }
 
 /**

@@ -8,6 +8,7 @@ import type { PageTable } from "./kv-pages.ts";
 import { RequestAbortedError } from "./errors.ts";
 import type { SamplingParams } from "../model/runner.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
+import { type ToolCall, type ToolCallFormat, toolCallDeltas, ToolCallStream } from "./tool-calls.ts";
 import type {
   FinishReason,
   GenerateInput,
@@ -25,6 +26,8 @@ export interface ResolvedRequest {
   readonly stop: readonly string[];
   readonly ignoreEos: boolean;
   readonly lookahead: number;
+  /** The format tool calls are read in, when tools were offered. */
+  readonly toolFormat?: ToolCallFormat;
 }
 
 export type RequestPhase = "queued" | "prefill" | "decode" | "done";
@@ -67,6 +70,8 @@ export class Request implements GenerationStream {
   #tokenizer: Tokenizer | undefined;
   #decoder: StreamDecoder | undefined;
   #stops = new StopStringMatcher([]);
+  #toolStream: ToolCallStream | undefined;
+  #toolCalls: readonly ToolCall[] = [];
   readonly #channel: Channel<GenerationChunk>;
   #text = "";
   #resolve!: (r: GenerationResult) => void;
@@ -112,6 +117,7 @@ export class Request implements GenerationStream {
     this.#tokenizer = tokenizer;
     this.#decoder = tokenizer.createStreamDecoder();
     this.#stops = new StopStringMatcher(settings.stop);
+    this.#toolStream = settings.toolFormat ? new ToolCallStream(settings.toolFormat) : undefined;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
@@ -171,7 +177,7 @@ export class Request implements GenerationStream {
     }
     this.generated.push(id);
     const { emit, stopped } = this.#stops.push(this.#decoder!.push(id));
-    this.#emit([id], emit);
+    this.#emit([id], this.#toolStream ? this.#toolStream.push(emit) : emit);
     if (stopped) this.finish("stop", false);
     else if (this.remaining <= 0 || contextFull) this.finish("length");
     return !this.done;
@@ -184,10 +190,28 @@ export class Request implements GenerationStream {
   finish(reason: FinishReason, releaseHeld = true): void {
     if (this.done) return;
     this.phase = "done";
-    if (releaseHeld) this.#emit([], this.#stops.push(this.#decoder?.flush() ?? "").emit + this.#stops.flush());
+    if (releaseHeld) {
+      const held = this.#stops.push(this.#decoder?.flush() ?? "").emit + this.#stops.flush();
+      this.#emit([], this.#toolStream ? this.#toolStream.push(held) : held);
+    }
+    reason = this.#finishToolCalls(reason);
     this.#channel.push({ index: this.index, tokens: [], text: "", finishReason: reason });
     if (!this.#shared) this.#channel.close();
     this.#resolve(this.#result(reason));
+  }
+
+  /**
+   * Parses the text held back as a possible tool call: its content is streamed, its calls
+   * sent as deltas; with calls the finish reason is "tool_calls".
+   */
+  #finishToolCalls(reason: FinishReason): FinishReason {
+    if (!this.#toolStream) return reason;
+    const { content, calls } = this.#toolStream.finish();
+    this.#emit([], content);
+    if (calls.length === 0) return reason;
+    this.#toolCalls = calls;
+    this.#channel.push({ index: this.index, tokens: [], text: "", toolCalls: toolCallDeltas(calls) });
+    return "tool_calls";
   }
 
   /** Ends the generation with an error (disposal, abort, device failure). */
@@ -218,12 +242,14 @@ export class Request implements GenerationStream {
     const decodeMs = last - first;
     const cachedTokens = this.cachedTokens;
     const tokens = [...this.generated];
+    const toolCalls = this.#toolCalls.length > 0 ? { toolCalls: this.#toolCalls } : {};
     return {
       text: this.#text,
       tokens,
       promptTokens: [...this.settings.promptIds],
       finishReason,
-      choices: [{ index: this.index, text: this.#text, tokens, finishReason }],
+      ...toolCalls,
+      choices: [{ index: this.index, text: this.#text, tokens, finishReason, ...toolCalls }],
       usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens, cachedTokens },
       timings: {
         queuedMs: (t.admitted || first) - t.created,

@@ -396,15 +396,77 @@ export function toolCallDeltas(calls: readonly ToolCall[]): ToolCallDelta[] {
   return calls.map((c, index) => ({ index, id: c.id, name: c.name, arguments: c.arguments }));
 }
 
-/** The tools a `toolChoice` leaves the model, checking that a named one exists. */
-export function chosenTools(tools: readonly ToolDefinition[], choice: ToolChoice | undefined): readonly ToolDefinition[] {
-  if (choice === "none") return [];
-  if (typeof choice === "object") {
-    const named = tools.filter((t) => t.function.name === choice.function.name);
-    if (named.length === 0) {
-      throw new InvalidRequestError("toolChoice", `names the function "${choice.function.name}", which is not among the tools`);
+const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/**
+ * Checks tools and a tool choice for shape (OpenAI's rules); throws InvalidRequestError
+ * naming the field (`tools[1].function.name`, `toolChoice`). `prefix` names the fields the
+ * caller's way (the server says `tool_choice`).
+ */
+export function checkTools(tools: unknown, choice: unknown, names = { tools: "tools", toolChoice: "toolChoice" }): void {
+  if (tools !== undefined) {
+    if (!Array.isArray(tools)) throw new InvalidRequestError(names.tools, "must be an array of tools");
+    tools.forEach((tool: unknown, i) => checkTool(tool, `${names.tools}[${i}]`));
+    const seen = new Set<string>();
+    for (const [i, t] of (tools as ToolDefinition[]).entries()) {
+      if (seen.has(t.function.name)) throw new InvalidRequestError(`${names.tools}[${i}].function.name`, `"${t.function.name}" is defined twice`);
+      seen.add(t.function.name);
     }
-    return named;
   }
-  return tools;
+  if (choice === undefined) return;
+  if (choice === "auto" || choice === "none") return;
+  const list = (tools ?? []) as ToolDefinition[];
+  if (choice === "required") {
+    if (list.length === 0) throw new InvalidRequestError(names.toolChoice, `"required" needs at least one tool in ${names.tools}`);
+    return;
+  }
+  const fn = isObject(choice) && choice.type === "function" && isObject(choice.function) ? choice.function.name : undefined;
+  if (typeof fn !== "string") {
+    throw new InvalidRequestError(names.toolChoice, 'must be "auto", "none", "required" or {"type": "function", "function": {"name": ...}}');
+  }
+  if (!list.some((t) => t.function.name === fn)) {
+    throw new InvalidRequestError(`${names.toolChoice}.function.name`, `"${fn}" is not among the tools`);
+  }
+}
+
+function checkTool(tool: unknown, at: string): void {
+  if (!isObject(tool)) throw new InvalidRequestError(at, "must be an object");
+  if (tool.type !== "function") throw new InvalidRequestError(`${at}.type`, `must be "function", got ${JSON.stringify(tool.type)}`);
+  const fn = tool.function;
+  if (!isObject(fn)) throw new InvalidRequestError(`${at}.function`, "must be an object");
+  if (typeof fn.name !== "string" || !FUNCTION_NAME.test(fn.name)) {
+    throw new InvalidRequestError(`${at}.function.name`, `must be 1 to 64 letters, digits, _ or -, got ${JSON.stringify(fn.name)}`);
+  }
+  if (fn.description !== undefined && typeof fn.description !== "string") {
+    throw new InvalidRequestError(`${at}.function.description`, "must be a string");
+  }
+  if (fn.parameters !== undefined && !isObject(fn.parameters)) {
+    throw new InvalidRequestError(`${at}.function.parameters`, "must be a JSON Schema object");
+  }
+}
+
+/** How a request's tools are offered and read back. */
+export interface ToolSetup {
+  /** The tools offered in the prompt. */
+  readonly tools: readonly ToolDefinition[];
+  readonly format: ToolCallFormat;
+  /** The tools a call is forced among (`required`: all; a named one: it), or none. */
+  readonly forced: readonly ToolDefinition[];
+}
+
+/**
+ * The request's tool set-up, or undefined when it offers none (no tools, or `none`).
+ * `template` and `supportsTools` pick the format ({@link toolCallFormatOf}).
+ */
+export function toolSetupOf(
+  options: { readonly tools?: readonly ToolDefinition[]; readonly toolChoice?: ToolChoice },
+  template: string,
+  supportsTools: boolean,
+): ToolSetup | undefined {
+  checkTools(options.tools, options.toolChoice);
+  const tools = options.tools ?? [];
+  const choice = options.toolChoice ?? "auto";
+  if (tools.length === 0 || choice === "none") return undefined;
+  const forced = choice === "required" ? tools : typeof choice === "object" ? tools.filter((t) => t.function.name === choice.function.name) : [];
+  return { tools, format: toolCallFormatOf(template, supportsTools), forced };
 }
