@@ -13,11 +13,12 @@ import type { ModelConfig } from "../model/config.ts";
 import { chatTemplateCaps, chatTemplateOf, renderChat, type Tokenizer, tokenizerFromMetadata } from "../tokenizer/index.ts";
 import { GENERIC_TOOL_INSTRUCTION, type ToolSetup, toolSetupOf } from "./tool-calls.ts";
 import { loadRunner, type ModelSource, type RunnerChoice } from "./backends.ts";
-import { EngineDisposedError, EngineFailedError, InvalidRequestError } from "./errors.ts";
+import { EngineDisposedError, EngineFailedError, InvalidRequestError, RequestAbortedError } from "./errors.ts";
 import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
 import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
 import { KvPages, type PageCopy, type PageTable } from "./kv-pages.ts";
 import { ChoiceGroup } from "./choices.ts";
+import { checkDimensions, type EmbeddingResult, type EmbedInput, embedInputsOf, type EmbedOptions, finishEmbedding, poolingOf } from "./embed.ts";
 import type { BatchEntry, KvPool, ModelRunner, StepProfile } from "../model/runner.ts";
 import { GpuError } from "../errors.ts";
 import { GREEDY } from "../sampling/sampler.ts";
@@ -137,6 +138,19 @@ class Wakeup {
   }
 }
 
+/** A slot and fresh KV pages lent to one embedding (see `Engine.embed`). */
+interface SlotLease {
+  readonly slot: number;
+  readonly table: PageTable;
+}
+
+/** An embedding waiting for a slot and `positions` positions of pages. */
+interface LeaseWaiter {
+  readonly positions: number;
+  readonly grant: (lease: SlotLease) => void;
+  readonly refuse: (error: unknown) => void;
+}
+
 /** One scheduled step: the entries, and the request behind each. */
 interface ScheduledStep {
   readonly entries: BatchEntry[];
@@ -163,6 +177,10 @@ export class Engine implements AsyncDisposable {
   /** `logits()` calls in progress: they borrow slot 0, so no request is admitted meanwhile. */
   #borrowed = 0;
   #pages: KvPages | undefined;
+  /** Embeddings waiting for a slot and pages, oldest first; the loop grants them before admitting requests. */
+  readonly #leaseWaiters: LeaseWaiter[] = [];
+  /** Slots lent to embeddings now. */
+  #leases = 0;
   readonly #counters = { prefilledTokens: 0, cachedTokens: 0, preemptions: 0 };
 
   /** Use {@link createEngine}. */
@@ -273,6 +291,110 @@ export class Engine implements AsyncDisposable {
   }
 
   /**
+   * Embeds texts (tokenized with the model's BOS/EOS rules) or token-id lists: the final
+   * hidden state (after the output norm, before the LM head) pooled as the file's
+   * `<arch>.pooling_type` says (mean, CLS or last; last when unspecified), truncated to
+   * `dimensions` and L2-normalised unless `normalize: false`. Each input runs on a slot
+   * and KV pages lent by the loop beside running generations (which it leaves unchanged)
+   * and given back after. Errors: InvalidRequestError naming `input[i]` (empty, bad token
+   * id, longer than the context: `PROMPT_TOO_LONG`, raise `--context`), `dimensions`,
+   * or the pooling key; RequestAbortedError on `signal`.
+   */
+  async embed(input: EmbedInput, options: EmbedOptions = {}): Promise<EmbeddingResult> {
+    const items = embedInputsOf(input);
+    await this.#ready;
+    const runner = this.#loaded();
+    if (!runner.embed) throw new InvalidRequestError("input", `${runner.description}: this runner computes no embeddings`, "EMBEDDINGS_UNSUPPORTED");
+    const pooling = poolingOf(this.#file!.metadata);
+    const dimensions = checkDimensions(options.dimensions, runner.config.nEmbd);
+    const tokenLists = items.map(({ param, value }) => this.#embeddingTokens(param, value));
+    const embeddings: Float32Array[] = [];
+    for (const tokens of tokenLists) {
+      options.signal?.throwIfAborted();
+      const lease = await this.#lease(tokens.length, options.signal);
+      try {
+        const pooled = await runner.embed(lease.slot, tokens, lease.table.pages, pooling);
+        embeddings.push(finishEmbedding(pooled, dimensions, options.normalize ?? true));
+      } finally {
+        this.#returnLease(lease);
+      }
+    }
+    return { embeddings, promptTokens: tokenLists.reduce((n, t) => n + t.length, 0), pooling };
+  }
+
+  /** The ids of one embedding input, checked against the vocabulary, the context and the pool. */
+  #embeddingTokens(param: string, value: string | readonly number[]): number[] {
+    const runner = this.#runner!;
+    const tokens = typeof value === "string" ? this.#tokenizer!.encode(value) : [...value];
+    if (tokens.length === 0) throw new InvalidRequestError(param, "gives no tokens");
+    const bad = tokens.findIndex((t) => t >= runner.config.vocabSize);
+    if (bad >= 0) throw new InvalidRequestError(`${param}[${bad}]`, `${tokens[bad]} is not a token id of this model (0 ≤ id < ${runner.config.vocabSize})`);
+    if (tokens.length > runner.contextLength) {
+      throw new InvalidRequestError(
+        param,
+        `${tokens.length} tokens exceed the context of ${runner.contextLength} (raise --context / contextLength, up to the model's ${runner.config.contextLength})`,
+        "PROMPT_TOO_LONG",
+      );
+    }
+    if (this.#pages!.pagesFor(tokens.length) > this.#pages!.pageCount) {
+      throw new InvalidRequestError(param, this.#poolTooSmall(tokens.length), "KV_POOL_TOO_SMALL");
+    }
+    return tokens;
+  }
+
+  /** Waits until the loop lends a free slot with fresh pages for `positions` positions. */
+  #lease(positions: number, signal: AbortSignal | undefined): Promise<SlotLease> {
+    return new Promise<SlotLease>((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.#leaseWaiters.indexOf(waiter);
+        if (i >= 0) this.#leaseWaiters.splice(i, 1);
+        reject(new RequestAbortedError(signal?.reason));
+      };
+      const waiter: LeaseWaiter = {
+        positions,
+        grant: (lease) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(lease);
+        },
+        refuse: (error) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      };
+      if (this.#state !== "ready") return reject(this.#notReadyError());
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#leaseWaiters.push(waiter);
+      this.#wakeup.notify();
+    });
+  }
+
+  /** Lends slots and pages to waiting embeddings, oldest first, while they fit. */
+  #grantLeases(): void {
+    if (this.#borrowed > 0) return;
+    const pages = this.#pages!;
+    while (this.#leaseWaiters.length > 0 && this.#freeSlots.length > 0) {
+      const waiter = this.#leaseWaiters[0]!;
+      const table = pages.match([]).table;
+      if (!pages.ensure(table, waiter.positions)) {
+        pages.release(table);
+        return;
+      }
+      this.#leaseWaiters.shift();
+      this.#leases++;
+      waiter.grant({ slot: this.#freeSlots.pop()!, table });
+    }
+  }
+
+  #returnLease(lease: SlotLease): void {
+    this.#leases--;
+    if (this.#state === "disposed") return;
+    // The slot's penalty history holds the embedded tokens: whoever takes it next resets it.
+    this.#pages!.release(lease.table);
+    this.#freeSlots.push(lease.slot);
+    this.#wakeup.notify();
+  }
+
+  /**
    * Full-vocabulary logits at every position of `ids` (fed as given, BOS included if
    * wanted), on slot 0 while no request runs. For perplexity and checks.
    */
@@ -328,7 +450,7 @@ export class Engine implements AsyncDisposable {
   ): Promise<T> {
     await this.#ready;
     const runner = this.#loaded();
-    if (this.#active.length > 0 || this.#queue.length > 0) {
+    if (this.#active.length > 0 || this.#queue.length > 0 || this.#leases > 0 || this.#leaseWaiters.length > 0) {
       throw new InvalidRequestError(param, "the engine is busy with requests", "ENGINE_BUSY");
     }
     if (positions > runner.contextLength) {
@@ -447,6 +569,7 @@ export class Engine implements AsyncDisposable {
     const runner = this.#runner!;
     while (!this.#controller.signal.aborted && this.#state === "ready") {
       this.#releaseFinished();
+      this.#grantLeases();
       this.#admit();
       const step = this.#schedule();
       if (!step) {
@@ -776,6 +899,7 @@ export class Engine implements AsyncDisposable {
   #failAll(error: unknown): void {
     for (const r of [...this.#queue, ...this.#active]) r.fail(error);
     this.#queue.length = 0;
+    for (const waiter of this.#leaseWaiters.splice(0)) waiter.refuse(error);
   }
 
   #failedError(): EngineFailedError {

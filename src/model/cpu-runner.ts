@@ -9,7 +9,7 @@
 import type { GGUFFile } from "../gguf/reader.ts";
 import { ReferenceKvPool, ReferenceModel } from "./reference.ts";
 import type { ModelConfig } from "./config.ts";
-import { type BatchEntry, checkLogprobsCount, type KvPool, type ModelRunner, type PageCopy, type RunnerMemory, type SampledLogprobs, type StepIds } from "./runner.ts";
+import { type BatchEntry, checkLogprobsCount, type KvPool, type ModelRunner, type PageCopy, type Pooling, type RunnerMemory, type SampledLogprobs, type StepIds } from "./runner.ts";
 import { logprobsOf, sampleToken } from "../sampling/sampler.ts";
 import { yieldToEventLoop } from "../yield.ts";
 import { InvalidArgumentError } from "../errors.ts";
@@ -113,6 +113,17 @@ export class CpuRunner implements ModelRunner {
     });
   }
 
+  embed(slot: number, tokens: readonly number[], pages: readonly number[], pooling: Pooling): Promise<Float32Array> {
+    return this.#exclusive(() => {
+      this.#slot(slot);
+      // Causal attention: the first token's state depends on it alone, so CLS feeds only it.
+      const fed = pooling === "cls" ? tokens.slice(0, 1) : tokens;
+      checkPageTable(pages, fed.length - 1, this.kvPool.pageSize, this.kvPool.pageCount, "embed");
+      const states = this.#model.forward(fed, this.#pool.view(pages, 0), { hidden: true, allLogits: pooling === "mean" });
+      return Promise.resolve(pooling === "mean" ? meanOf(states) : states[states.length - 1]!);
+    });
+  }
+
   memory(): RunnerMemory {
     return { liveBuffers: 0, liveBytes: 0, peakBytes: 0 };
   }
@@ -183,4 +194,11 @@ export class CpuRunner implements ModelRunner {
     if (!s) throw new RangeError(`slot ${slot} is outside [0, ${this.maxSlots})`);
     return s;
   }
+}
+
+/** The element-wise mean of equal-length vectors (summed in f64). */
+function meanOf(rows: readonly Float32Array[]): Float32Array {
+  const sum = new Float64Array(rows[0]!.length);
+  for (const row of rows) row.forEach((v, i) => (sum[i] += v));
+  return Float32Array.from(sum, (v) => v / rows.length);
 }

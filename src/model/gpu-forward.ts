@@ -381,9 +381,19 @@ export class GpuForward {
    * `tables.rowParams[k]`. `attentionMacs` is one layer's attention work (Σ over tokens of
    * (pos + 1)·qDim·2), counted with the layers' work against the recorder's budget;
    * `maxKeys` is the most positions a token attends over (its pos + 1), which decides how
-   * attention splits its work.
+   * attention splits its work. With `head` "hidden" the rows stop after the output norm,
+   * in `act.xo` (what an embedding pools): no logits, no sampling.
    */
-  record(rec: Recorder, k: number, nTokens: number, nRows: number, sample: boolean, attentionMacs: number, maxKeys: number): void {
+  record(
+    rec: Recorder,
+    k: number,
+    nTokens: number,
+    nRows: number,
+    sample: boolean,
+    attentionMacs: number,
+    maxKeys: number,
+    head: "logits" | "hidden" = "logits",
+  ): void {
     const g = this.#groupsFor(k);
     const a = this.act;
     const m = this.matrix;
@@ -409,6 +419,7 @@ export class GpuForward {
     });
     if (nRows === 0) return;
     this.finalNorm.record(rec.step, g.final, nRows);
+    if (head === "hidden") return;
     m.matmul(rec.step, this.weights.output, a.xo, a.logits, nRows);
     if (sample) {
       const t = this.#tables;

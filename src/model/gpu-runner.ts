@@ -31,7 +31,7 @@
  */
 import { yieldToEventLoop } from "../yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
-import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SampledLogprobs, type SamplingParams, type StepIds, type StepProfile, checkLogprobsCount } from "./runner.ts";
+import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, type Pooling, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SampledLogprobs, type SamplingParams, type StepIds, type StepProfile, checkLogprobsCount } from "./runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
 import { HISTORY_CAP, seedHistorySlot } from "../gpu/kernels/history.ts";
@@ -39,7 +39,8 @@ import type { MatrixKernelsOptions } from "../gpu/kernels/matmul.ts";
 import { createDeviceSampler } from "../gpu/kernels/sample.ts";
 import { DeviceLogprobs, LogprobsAroundSampler } from "../gpu/kernels/logprobs.ts";
 import { SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
-import { FROM_LAST_SAMPLED, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
+import { FROM_LAST_SAMPLED, stepInfoBinding, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
+import { PoolSumKernel } from "../gpu/kernels/pool.ts";
 import { GpuProfiler } from "../gpu/profiler.ts";
 import type { KvPoolLayout } from "../gpu/kernels/kv-pool.ts";
 import { GpuStep } from "../gpu/step.ts";
@@ -135,6 +136,8 @@ export class GpuRunner implements ModelRunner {
   #disposed = false;
   #disposing: Promise<void> | undefined;
   #reportedFailure = false;
+  /** Mean pooling's kernel and sum row (see `#meanPool`); destroyed with the context. */
+  #pool: { kernel: PoolSumKernel; sum: GPUBuffer } | undefined;
 
   readonly #logprobs: LogprobParts;
 
@@ -284,6 +287,10 @@ export class GpuRunner implements ModelRunner {
         profiler.destroy();
       }
     });
+  }
+
+  embed(slot: number, tokens: readonly number[], pages: readonly number[], pooling: Pooling): Promise<Float32Array> {
+    return this.#exclusive(() => this.#embed(slot, tokens, pages, pooling));
   }
 
   logits(slot: number, pos: number, tokens: readonly number[], pages?: readonly number[]): Promise<Float32Array[]> {
@@ -440,6 +447,70 @@ export class GpuRunner implements ModelRunner {
       for (let i = 0; i < chunk.length; i++) out.push(data.slice(i * vocab, (i + 1) * vocab));
     }
     return out;
+  }
+
+  /**
+   * The forward pass over `tokens` in chunks, stopping each at the output norm; only the
+   * pooled row comes back. Last (and CLS, which feeds only the first token: attention is
+   * causal) gathers one row of the final chunk; mean adds every chunk's rows into a sum
+   * on the device (kernels/pool.ts) and divides here.
+   */
+  async #embed(slot: number, tokens: readonly number[], pages: readonly number[], pooling: Pooling): Promise<Float32Array> {
+    this.#ctx.check();
+    this.#checkSlot(slot);
+    this.#checkTokens(tokens, "tokens");
+    const fed = pooling === "cls" ? tokens.slice(0, 1) : tokens;
+    if (fed.length === 0 || fed.length > this.contextLength) {
+      throw new InvalidArgumentError("tokens", `${fed.length} tokens do not fit a context of 1..${this.contextLength}`);
+    }
+    checkPageTable(pages, fed.length - 1, this.kvPool.pageSize, this.kvPool.pageCount, "embed");
+    this.#uploadPageTable(slot, pages, fed.length - 1);
+    const f = this.#forward;
+    const width = this.config.nEmbd;
+    const a = this.#ctx.allocator;
+    const mean = pooling === "mean" ? await this.#meanPool() : undefined;
+    if (mean) a.writeBuffer(mean.sum, 0, new Float32Array(width));
+    const chunkSize = Math.min(this.maxBatchTokens, f.sizes.logitRows);
+    for (let start = 0; start < fed.length; start += chunkSize) {
+      const chunk = fed.slice(start, start + chunkSize);
+      const isLast = start + chunk.length === fed.length;
+      const records: TokenRecord[] = chunk.map((id, i) => {
+        const p = start + i;
+        return { id, slot, pos: p, seq: i, last: i === chunk.length - 1, kvRow: this.#kvRow(pages, p) };
+      });
+      const rows = mean ? chunk.map((_, i) => i) : isLast ? [chunk.length - 1] : [];
+      const view = new DataView(new ArrayBuffer(chunk.length * TOKEN_RECORD_BYTES));
+      records.forEach((r, i) => writeTokenRecord(view, i, r));
+      a.writeBuffer(f.tables.tokens, 0, view);
+      if (rows.length > 0) a.writeBuffer(f.tables.rows, 0, Uint32Array.from(rows));
+      const info = new DataView(new ArrayBuffer(16));
+      writeStepInfo(info, 0, { nTokens: chunk.length, tokenBase: 0, nRows: rows.length, rowBase: 0 });
+      a.writeBuffer(f.tables.info, 0, info);
+      const rec = this.#recorder("embed");
+      f.record(rec, 0, chunk.length, rows.length, false, attentionWork(records, 2 * this.config.nHeads * this.config.headDim), maxKeys(records), "hidden");
+      if (mean) mean.kernel.record(rec.step, mean.kernel.bind({ rows: f.act.xo, sum: mean.sum, step: stepInfoBinding(f.tables.info, 0, f.infoOffset(1)) }));
+      rec.step.submit();
+    }
+    const source = mean ? mean.sum : f.act.xo;
+    const row = new Float32Array(await this.#withTimeout(a.readBuffer(source, 0, width * 4), "reading the embedding"));
+    this.#ctx.check();
+    if (mean) for (let i = 0; i < width; i++) row[i] = row[i]! / fed.length;
+    return row;
+  }
+
+  /** The mean-pooling kernel and its running-sum row, made on the first mean-pooled embedding. */
+  async #meanPool(): Promise<{ kernel: PoolSumKernel; sum: GPUBuffer }> {
+    if (!this.#pool) {
+      const kernel = new PoolSumKernel(this.#ctx, { width: this.config.nEmbd });
+      await kernel.prepare();
+      const sum = this.#ctx.allocator.createBuffer({
+        label: "embedding sum",
+        size: this.config.nEmbd * 4,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+      this.#pool = { kernel, sum };
+    }
+    return this.#pool;
   }
 
   /** Checks a batch and lays out its first sub-step: token records, logit rows, sampling rows. */

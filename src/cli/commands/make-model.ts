@@ -1,5 +1,5 @@
 /**
- * `deno task cli make-model --arch A --preset P --quant Q --out FILE [--seed N]`: writes a
+ * `deno task cli make-model --arch A --preset P --quant Q --out FILE [--seed N] [--pooling mean|cls|last]`: writes a
  * synthetic GGUF model (random weights, real names, shapes and metadata), streaming one
  * tensor at a time so the 1B presets fit in memory. On a terminal, a bar on stderr counts
  * the tensors and bytes written.
@@ -9,7 +9,8 @@ import { InvalidArgumentError } from "../../errors.ts";
 import { isQuantMix, QUANT_MIXES } from "../../gguf/quant-mix.ts";
 import type { Architecture } from "../../model/config.ts";
 import { tensorByteLength } from "../../gguf/ggml-type.ts";
-import { type TensorSpec, writeGGUFFile } from "../../gguf/writer.ts";
+import { meta, type TensorSpec, writeGGUFFile } from "../../gguf/writer.ts";
+import { isPooling, poolingTypeCode } from "../../engine/embed.ts";
 import {
   presetArchitecture,
   SYNTHETIC_ARCHS,
@@ -49,6 +50,11 @@ const SPEC = {
       default: 1,
       placeholder: "n",
       description: "seed of the weights",
+    },
+    pooling: {
+      type: "string",
+      placeholder: "mean|cls|last",
+      description: "write <arch>.pooling_type, how embeddings pool the hidden states (default: none written, which embeds with last)",
     },
     distinctRows: {
       type: "number",
@@ -114,6 +120,10 @@ export const makeModelCommand: CliCommand = defineCommand(
         `"${arch}" is not one of ${SYNTHETIC_ARCHS.join(", ")}`,
       );
     }
+    if (f.pooling !== undefined && !isPooling(f.pooling)) {
+      throw new InvalidArgumentError("--pooling", `"${f.pooling}" is not one of mean, cls, last`);
+    }
+    const pooling = f.pooling === undefined ? [] : [[`${arch}.pooling_type`, meta.u32(poolingTypeCode(f.pooling))] as const];
     const config = syntheticModelConfig(arch, f.preset);
     const spec: SyntheticModelSpec = { arch, preset: f.preset, quant: f.quant, seed: f.seed, distinctRows: f.distinctRows };
     const started = performance.now();
@@ -121,7 +131,7 @@ export const makeModelCommand: CliCommand = defineCommand(
     try {
       // What writeSyntheticModel writes, with each tensor counted as it is made.
       await writeGGUFFile(f.out, {
-        metadata: syntheticMetadata(config, f.quant),
+        metadata: [...syntheticMetadata(config, f.quant), ...pooling],
         tensors: withProgress(syntheticTensorSpecs(spec), bar),
       });
     } finally {
