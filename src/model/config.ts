@@ -6,9 +6,18 @@
 import { ModelConfigError } from "../errors.ts";
 import { getArray, getNumber, getString, hasKey, type Metadata } from "../gguf/metadata.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
+import {
+  type Architecture,
+  architecture,
+  type ArchitectureDef,
+  GLOBAL_TENSOR_NAMES,
+  LAYER_TENSOR_SUFFIX,
+  type LayerTensorKey,
+  modelTensors,
+  ROPE_FREQS_TENSOR_NAME,
+} from "./arch/index.ts";
 
-/** Architectures the runtime runs. */
-export type Architecture = "llama" | "qwen2" | "qwen3";
+export { type Architecture, GLOBAL_TENSOR_NAMES, ROPE_FREQS_TENSOR_NAME };
 
 /** RoPE pairing: `normal` rotates adjacent pairs (2i, 2i+1); `neox` rotates (i, i + d/2). */
 export type RopeLayout = "normal" | "neox";
@@ -68,41 +77,10 @@ export interface ModelConfig {
   readonly tiedEmbeddings: boolean;
 }
 
-/** GGUF tensor names of one layer, as llama.cpp writes them. */
-export function layerTensorNames(layer: number) {
-  const p = `blk.${layer}.`;
-  return {
-    attnNorm: `${p}attn_norm.weight`,
-    q: `${p}attn_q.weight`,
-    k: `${p}attn_k.weight`,
-    v: `${p}attn_v.weight`,
-    qBias: `${p}attn_q.bias`,
-    kBias: `${p}attn_k.bias`,
-    vBias: `${p}attn_v.bias`,
-    qNorm: `${p}attn_q_norm.weight`,
-    kNorm: `${p}attn_k_norm.weight`,
-    o: `${p}attn_output.weight`,
-    ffnNorm: `${p}ffn_norm.weight`,
-    gate: `${p}ffn_gate.weight`,
-    up: `${p}ffn_up.weight`,
-    down: `${p}ffn_down.weight`,
-  } as const;
-}
-
-/** GGUF tensor names outside the layers. */
-export const GLOBAL_TENSOR_NAMES = {
-  embedding: "token_embd.weight",
-  outputNorm: "output_norm.weight",
-  output: "output.weight",
-} as const;
-
-/** The tensor holding precomputed RoPE frequency divisors (Llama 3 scaling), when present. */
-export const ROPE_FREQS_TENSOR_NAME = "rope_freqs.weight";
-
-const ARCHITECTURES: readonly Architecture[] = ["llama", "qwen2", "qwen3"];
-
-function isArchitecture(s: string): s is Architecture {
-  return ARCHITECTURES.some((a) => a === s);
+/** GGUF tensor names of one layer, as llama.cpp writes them (every key any architecture has). */
+export function layerTensorNames(layer: number): Readonly<Record<LayerTensorKey, string>> {
+  const entries = Object.entries(LAYER_TENSOR_SUFFIX).map(([key, suffix]) => [key, `blk.${layer}.${suffix}`]);
+  return Object.fromEntries(entries) as Record<LayerTensorKey, string>;
 }
 
 /**
@@ -110,16 +88,14 @@ function isArchitecture(s: string): s is Architecture {
  * against itself and against the shapes of every tensor the forward pass uses. Throws
  * `ModelConfigError` naming the metadata key or tensor that is missing or inconsistent.
  *
- * Beyond the architecture's defaults: `qkvBias` is also set for a `llama` file that has
- * `attn_q.bias` tensors (llama.cpp loads them when present), and `ropeFreqFactors` names
- * `rope_freqs.weight` when the file has it.
+ * The architecture's file (src/model/arch/) decides its flags (`qkvBias` is also set for a
+ * `llama` file that has `attn_q.bias` tensors, as llama.cpp loads them when present) and
+ * its tensors; `ropeFreqFactors` names `rope_freqs.weight` when the file has it.
  */
 export function modelConfigFromGGUF(file: GGUFFile): ModelConfig {
   const m = file.metadata;
-  const arch = getString(m, "general.architecture");
-  if (!isArchitecture(arch)) {
-    throw new ModelConfigError("general.architecture", `"${arch}" is not supported (${ARCHITECTURES.join(", ")})`);
-  }
+  const def = architecture(getString(m, "general.architecture"));
+  const arch = def.name as Architecture;
   const key = (suffix: string) => `${arch}.${suffix}`;
   const count = (suffix: string, fallback?: number) => positiveInteger(m, key(suffix), fallback);
 
@@ -144,7 +120,7 @@ export function modelConfigFromGGUF(file: GGUFFile): ModelConfig {
   if (valueLength !== headDim) {
     throw new ModelConfigError(key("attention.value_length"), `${valueLength} differs from key_length ${headDim}`);
   }
-  const rope = ropeConfig(m, arch, headDim);
+  const rope = ropeConfig(m, def, headDim);
   const vocabSize = vocabularySize(file, key("vocab_size"));
   const config: ModelConfig = {
     arch,
@@ -159,12 +135,11 @@ export function modelConfigFromGGUF(file: GGUFFile): ModelConfig {
     contextLength: count("context_length"),
     normEps: positiveNumber(m, key("attention.layer_norm_rms_epsilon")),
     rope,
-    qkvBias: arch === "qwen2" || file.tensor(layerTensorNames(0).qBias) !== undefined,
-    qkNorm: arch === "qwen3",
+    ...def.features(file),
     tiedEmbeddings: file.tensor(GLOBAL_TENSOR_NAMES.output) === undefined,
     ...(file.tensor(ROPE_FREQS_TENSOR_NAME) ? { ropeFreqFactors: ROPE_FREQS_TENSOR_NAME } : {}),
   };
-  checkTensorShapes(file, config);
+  checkTensorShapes(file, def, config);
   return config;
 }
 
@@ -185,22 +160,21 @@ function baseName(name: string): string {
   return last.replace(/\.gguf$/i, "") || name;
 }
 
-function ropeConfig(m: Metadata, arch: Architecture, headDim: number): RopeConfig {
-  const key = (suffix: string) => `${arch}.rope.${suffix}`;
+function ropeConfig(m: Metadata, def: ArchitectureDef, headDim: number): RopeConfig {
+  const key = (suffix: string) => `${def.name}.rope.${suffix}`;
   const dims = positiveInteger(m, key("dimension_count"), headDim);
   if (dims % 2 !== 0 || dims > headDim) {
     throw new ModelConfigError(key("dimension_count"), `${dims} must be even and at most the head size ${headDim}`);
   }
   return {
-    // llama.cpp's rope type per architecture: LLAMA_ROPE_TYPE_NORM for llama, NEOX for qwen.
-    layout: arch === "llama" ? "normal" : "neox",
-    base: positiveNumber(m, key("freq_base"), 10000),
+    layout: def.ropeLayout,
+    base: positiveNumber(m, key("freq_base"), def.ropeBaseDefault),
     dims,
-    scaling: ropeScaling(m, arch),
+    scaling: ropeScaling(m, def.name),
   };
 }
 
-function ropeScaling(m: Metadata, arch: Architecture): RopeScaling {
+function ropeScaling(m: Metadata, arch: string): RopeScaling {
   const typeKey = `${arch}.rope.scaling.type`;
   const type = getString(m, typeKey, "none");
   if (type === "linear") return { type: "linear", factor: positiveNumber(m, `${arch}.rope.scaling.factor`) };
@@ -232,40 +206,6 @@ function vocabularySize(file: GGUFFile, vocabKey: string): number {
   return fromTensor;
 }
 
-/** Every tensor the forward pass reads, with the shape (`ne`, innermost first) the config implies. */
-function expectedShapes(c: ModelConfig): Map<string, readonly number[]> {
-  const q = c.nHeads * c.headDim;
-  const kv = c.nKvHeads * c.headDim;
-  const shapes = new Map<string, readonly number[]>([
-    [GLOBAL_TENSOR_NAMES.embedding, [c.nEmbd, c.vocabSize]],
-    [GLOBAL_TENSOR_NAMES.outputNorm, [c.nEmbd]],
-  ]);
-  if (!c.tiedEmbeddings) shapes.set(GLOBAL_TENSOR_NAMES.output, [c.nEmbd, c.vocabSize]);
-  if (c.ropeFreqFactors) shapes.set(c.ropeFreqFactors, [c.rope.dims / 2]);
-  for (let l = 0; l < c.nLayers; l++) {
-    const n = layerTensorNames(l);
-    shapes.set(n.attnNorm, [c.nEmbd]);
-    shapes.set(n.q, [c.nEmbd, q]);
-    shapes.set(n.k, [c.nEmbd, kv]);
-    shapes.set(n.v, [c.nEmbd, kv]);
-    shapes.set(n.o, [q, c.nEmbd]);
-    shapes.set(n.ffnNorm, [c.nEmbd]);
-    shapes.set(n.gate, [c.nEmbd, c.nFf]);
-    shapes.set(n.up, [c.nEmbd, c.nFf]);
-    shapes.set(n.down, [c.nFf, c.nEmbd]);
-    if (c.qkvBias) {
-      shapes.set(n.qBias, [q]);
-      shapes.set(n.kBias, [kv]);
-      shapes.set(n.vBias, [kv]);
-    }
-    if (c.qkNorm) {
-      shapes.set(n.qNorm, [c.headDim]);
-      shapes.set(n.kNorm, [c.headDim]);
-    }
-  }
-  return shapes;
-}
-
 /** Drops trailing 1s: `[n]` and `[n, 1]` describe the same vector. */
 function squeeze(shape: readonly number[]): string {
   const s = [...shape];
@@ -273,9 +213,10 @@ function squeeze(shape: readonly number[]): string {
   return s.join(", ");
 }
 
-function checkTensorShapes(file: GGUFFile, c: ModelConfig): void {
+/** Checks every tensor the architecture's table lists for `c` against the file. */
+function checkTensorShapes(file: GGUFFile, def: ArchitectureDef, c: ModelConfig): void {
   const dims = `n_embd=${c.nEmbd}, heads=${c.nHeads}, kv_heads=${c.nKvHeads}, head_dim=${c.headDim}, n_ff=${c.nFf}, vocab=${c.vocabSize}`;
-  for (const [name, expected] of expectedShapes(c)) {
+  for (const { name, shape: expected } of modelTensors(def, c)) {
     const t = file.tensor(name);
     if (!t) throw new ModelConfigError(name, `tensor is missing (required by ${c.arch} with ${c.nLayers} layers)`);
     if (squeeze(t.shape) !== squeeze(expected)) {

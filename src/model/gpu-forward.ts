@@ -3,7 +3,8 @@
  * per-step tables), its kernels, their bind groups, and the recording of one "sub-step"
  * (every layer over a set of tokens, then logits and sampling for some rows).
  *
- * One sub-step, for n tokens of any mix of slots and positions:
+ * One sub-step, for n tokens of any mix of slots and positions (each layer is its
+ * architecture's op list, src/model/arch/, recorded as kernels by {@link gpuLayerSteps}):
  *   x = embed(tokens)                        ids FROM_LAST_SAMPLED resolved on the device
  *   history ring += tokens
  *   per layer:
@@ -20,7 +21,7 @@
  * reused by every step; only the matrix products take their parameters from the step's
  * arena (kernels/matmul.ts).
  */
-import { GpuError } from "../errors.ts";
+import { GpuError, ModelConfigError } from "../errors.ts";
 import { type GpuContext, isLavapipe } from "../gpu/device.ts";
 import { type AttentionGroups, AttentionKernel } from "../gpu/kernels/attention.ts";
 import { type KvPoolLayout, MAX_KV_BINDINGS } from "../gpu/kernels/kv-pool.ts";
@@ -33,8 +34,9 @@ import { RopeKernel, ropeFreqTable } from "../gpu/kernels/rope.ts";
 import { type DeviceSampler, SAMPLE_ROW_BYTES } from "../gpu/kernels/sampling-hook.ts";
 import { STEP_INFO_BYTES, stepInfoBinding, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
 import { type GpuStep, ParamArena } from "../gpu/step.ts";
+import { architecture, type LayerOp, type LayerTensorKey } from "./arch/index.ts";
 import type { ModelConfig } from "./config.ts";
-import type { GpuModelWeights } from "./gpu-weights.ts";
+import { type GpuLayerWeights, type GpuModelWeights, layerMatrix, layerVector } from "./gpu-weights.ts";
 import { ropeFrequencies } from "./reference-rope.ts";
 
 /** Element type of the KV cache. */
@@ -86,13 +88,90 @@ interface StepTables {
   readonly readback: GPUBuffer; // MAP_READ copy of outIds
 }
 
-interface LayerGroups {
-  readonly attnNorm: GPUBindGroup;
-  readonly rope: GPUBindGroup;
-  readonly attention: AttentionGroups;
-  readonly ffnNorm: GPUBindGroup;
-  readonly swiglu: GPUBindGroup;
+/**
+ * One kernel step of a layer: an op of the architecture's list, or two adjacent ones fused
+ * (a residual add into the norm after it, a per-head Q/K norm into RoPE).
+ */
+export type GpuLayerStep =
+  /** [x += h,] xb = rmsnorm(x) · weight */
+  | { readonly kind: "norm"; readonly weight: LayerTensorKey; readonly residual: boolean }
+  /** q, k, v = xb·Wᵀ (+ bias) */
+  | { readonly kind: "qkv"; readonly bias: boolean }
+  /** q, k = rope([per-head norm of] q, k); K and V written to the pool */
+  | { readonly kind: "rope"; readonly qkNorm: boolean }
+  | { readonly kind: "attention" }
+  /** h = att·Woᵀ */
+  | { readonly kind: "output" }
+  /** h = (silu(xb·Wgateᵀ) ⊙ xb·Wupᵀ)·Wdownᵀ */
+  | { readonly kind: "gatedFfn" };
+
+/** The kernel steps of every layer (the last layer's residual add goes into the output norm). */
+export interface GpuLayerPlan {
+  readonly layers: readonly (readonly GpuLayerStep[])[];
 }
+
+/**
+ * Turns each layer's op list into kernel steps. A residual add waits for the next norm
+ * (the fused add-and-norm kernel), across layers and into the output norm; a per-head Q/K
+ * norm joins the RoPE after it. An op order these fusions do not cover is refused with
+ * ModelConfigError naming the layer and op, rather than run wrongly.
+ */
+export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
+  const arch = architecture(c.arch);
+  let residualPending = false;
+  const refuse = (layer: number, op: LayerOp, why: string): never => {
+    throw new ModelConfigError(`${c.arch} layer ${layer} op ${op.op}`, `not supported on the GPU: ${why}`);
+  };
+  const layers = Array.from({ length: c.nLayers }, (_, layer) => {
+    const steps: GpuLayerStep[] = [];
+    let qkNormPending = false;
+    for (const op of arch.layerOps(c, layer)) {
+      if (residualPending && op.op !== "norm") refuse(layer, op, "a residual add must be followed by a norm");
+      if (qkNormPending && op.op !== "rope") refuse(layer, op, "a per-head Q/K norm must be followed by RoPE");
+      switch (op.op) {
+        case "residual":
+          residualPending = true;
+          break;
+        case "norm":
+          steps.push({ kind: "norm", weight: op.weight, residual: residualPending });
+          residualPending = false;
+          break;
+        case "qkNorm":
+          if (!c.qkNorm) refuse(layer, op, "the config has no per-head Q/K norms");
+          qkNormPending = true;
+          break;
+        case "rope":
+          steps.push({ kind: "rope", qkNorm: qkNormPending });
+          qkNormPending = false;
+          break;
+        case "qkv":
+          steps.push({ kind: "qkv", bias: op.bias });
+          break;
+        case "attention":
+        case "output":
+          steps.push({ kind: op.op });
+          break;
+        case "gatedFfn":
+          steps.push({ kind: "gatedFfn" });
+          break;
+      }
+    }
+    return steps;
+  });
+  if (!residualPending) {
+    throw new ModelConfigError(`${c.arch} layer ${c.nLayers - 1}`, "not supported on the GPU: the last layer must end with a residual add");
+  }
+  return { layers };
+}
+
+/** Bind groups of one layer step (null for steps that are only matrix products). */
+type StepGroup =
+  | { readonly kind: "norm" | "rope" | "gatedFfn"; readonly group: GPUBindGroup }
+  | { readonly kind: "attention"; readonly group: AttentionGroups }
+  | null;
+
+/** A layer's bind groups, one per step of its plan. */
+type LayerGroups = readonly StepGroup[];
 
 /** Bind groups of one sub-step index. */
 interface SubStepGroups {
@@ -135,6 +214,8 @@ export class GpuForward {
   readonly ctx: GpuContext;
   readonly config: ModelConfig;
   readonly weights: GpuModelWeights;
+  /** Each layer's kernel steps, from its architecture's op list. */
+  readonly plan: GpuLayerPlan;
   readonly sizes: GpuForwardSizes;
   readonly sampler: DeviceSampler;
   readonly arena: ParamArena;
@@ -238,8 +319,8 @@ export class GpuForward {
     a.writeBuffer(this.#freqs, 0, freqTable);
     this.#tables = this.#createTables(sizes.subSteps);
 
-    const l0 = weights.layers[0]!;
-    const matrices = [l0.q, l0.k, l0.v, l0.o, l0.gate, l0.up, l0.down];
+    this.plan = gpuLayerSteps(c);
+    const matrices = Object.values(weights.layers[0]!.matrices);
     this.#layerMacs = matrices.reduce((s, w) => s + w.rows * w.cols, 0);
     this.#layerBytes = matrices.reduce((s, w) => s + w.byteLength, 0);
 
@@ -304,8 +385,9 @@ export class GpuForward {
       });
     }
     const layers = weights.layers;
-    const qkv = layers.flatMap((l) => [l.q, l.k, l.v]);
-    const rest = [...layers.flatMap((l) => [l.o, l.gate, l.up, l.down]), weights.output];
+    const isQkv = (key: string) => key === "q" || key === "k" || key === "v";
+    const qkv = layers.flatMap((l) => Object.entries(l.matrices).filter(([key]) => isQkv(key)).map(([, w]) => w));
+    const rest = [...layers.flatMap((l) => Object.entries(l.matrices).filter(([key]) => !isQkv(key)).map(([, w]) => w)), weights.output];
     await Promise.all([
       f.matrix.prepare(qkv, { bias: config.qkvBias }),
       f.matrix.prepare(rest),
@@ -401,20 +483,8 @@ export class GpuForward {
     this.embed.record(rec.step, g.embed, nTokens);
     this.historyKernel.record(rec.step, g.history);
     this.weights.layers.forEach((w, l) => {
-      const lg = g.layers[l]!;
-      const step = rec.step;
-      (l === 0 ? this.norm : this.addNorm).record(step, lg.attnNorm, nTokens);
-      m.matmul(step, w.q, a.xb, a.q, nTokens, { bias: w.qBias ?? undefined });
-      m.matmul(step, w.k, a.xb, a.k, nTokens, { bias: w.kBias ?? undefined });
-      m.matmul(step, w.v, a.xb, a.v, nTokens, { bias: w.vBias ?? undefined });
-      this.rope.record(step, lg.rope, nTokens);
-      this.attention.record(step, lg.attention, nTokens, maxKeys);
-      m.matmul(step, w.o, a.att, a.h, nTokens);
-      this.addNorm.record(step, lg.ffnNorm, nTokens);
-      m.matmul(step, w.gate, a.xb, a.gate, nTokens);
-      m.matmul(step, w.up, a.xb, a.up, nTokens);
-      this.swiglu.record(step, lg.swiglu, nTokens);
-      m.matmul(step, w.down, a.gate, a.h, nTokens);
+      const groups = g.layers[l]!;
+      this.plan.layers[l]!.forEach((s, i) => this.#recordStep(rec.step, s, groups[i] ?? null, w, l, nTokens, maxKeys));
       rec.account(layerWork);
     });
     if (nRows === 0) return;
@@ -434,6 +504,72 @@ export class GpuForward {
     }
     const out = this.weights.output;
     rec.account(nRows * out.rows * out.cols + out.byteLength * 16);
+  }
+
+  /** Records one kernel step of layer `l` (see {@link gpuLayerSteps}). */
+  #recordStep(step: GpuStep, s: GpuLayerStep, group: StepGroup, w: GpuLayerWeights, l: number, nTokens: number, maxKeys: number): void {
+    const a = this.act;
+    const m = this.matrix;
+    const bindGroup = (): GPUBindGroup => {
+      if (group?.kind !== s.kind || group.kind === "attention") throw new GpuError("GPU_VALIDATION", `no bind group for blk.${l} ${s.kind}`, { label: s.kind });
+      return group.group;
+    };
+    switch (s.kind) {
+      case "norm":
+        return (s.residual ? this.addNorm : this.norm).record(step, bindGroup(), nTokens);
+      case "qkv": {
+        const bias = (key: LayerTensorKey) => (s.bias ? { bias: layerVector(w, key, l) } : {});
+        m.matmul(step, layerMatrix(w, "q", l), a.xb, a.q, nTokens, bias("qBias"));
+        m.matmul(step, layerMatrix(w, "k", l), a.xb, a.k, nTokens, bias("kBias"));
+        m.matmul(step, layerMatrix(w, "v", l), a.xb, a.v, nTokens, bias("vBias"));
+        return;
+      }
+      case "rope":
+        return this.rope.record(step, bindGroup(), nTokens);
+      case "attention":
+        if (group?.kind !== "attention") throw new GpuError("GPU_VALIDATION", `no bind group for blk.${l} attention`, { label: "attention" });
+        return this.attention.record(step, group.group, nTokens, maxKeys);
+      case "output":
+        return m.matmul(step, layerMatrix(w, "o", l), a.att, a.h, nTokens);
+      case "gatedFfn":
+        m.matmul(step, layerMatrix(w, "gate", l), a.xb, a.gate, nTokens);
+        m.matmul(step, layerMatrix(w, "up", l), a.xb, a.up, nTokens);
+        this.swiglu.record(step, bindGroup(), nTokens);
+        m.matmul(step, layerMatrix(w, "down", l), a.gate, a.h, nTokens);
+        return;
+    }
+  }
+
+  /** Bind groups of layer `l`'s steps for one sub-step. */
+  #layerGroups(l: number, lw: GpuLayerWeights, step: GPUBufferBinding, tokens: GPUBuffer, label: (what: string) => string): LayerGroups {
+    const a = this.act;
+    return this.plan.layers[l]!.map((s): StepGroup => {
+      switch (s.kind) {
+        case "norm": {
+          const weight = layerVector(lw, s.weight, l);
+          const name = label(`blk.${l} ${s.weight} norm`);
+          const group = s.residual
+            ? this.addNorm.bind({ x: a.x, h: a.h, weight, y: a.xb, step }, name)
+            : this.norm.bind({ x: a.x, weight, y: a.xb, step }, name);
+          return { kind: "norm", group };
+        }
+        case "rope": {
+          const resources = { q: a.q, k: a.k, v: a.v, kPool: this.kPool[l]!, vPool: this.vPool[l]!, freqs: this.#freqs, tokens, step };
+          const norms = s.qkNorm ? (lw.qkNorm ?? undefined) : undefined;
+          return { kind: "rope", group: this.rope.bind({ ...resources, norms }, label(`blk.${l} rope`)) };
+        }
+        case "attention": {
+          const resources = { q: a.q, kPool: this.kPool[l]!, vPool: this.vPool[l]!, pageTable: this.pageTable, out: a.att, tokens, step };
+          const scratch = this.#attentionScratch ?? undefined;
+          return { kind: "attention", group: this.attention.bind({ ...resources, scratch }, label(`blk.${l} attention`)) };
+        }
+        case "gatedFfn":
+          return { kind: "gatedFfn", group: this.swiglu.bind({ a: a.gate, b: a.up, step }, label(`blk.${l} swiglu`)) };
+        case "qkv":
+        case "output":
+          return null;
+      }
+    });
   }
 
   /** Destroys the per-kernel uniforms and the arena (the context's destroy frees the rest). */
@@ -489,41 +625,7 @@ export class GpuForward {
     const groups: SubStepGroups = {
       embed: this.embed.bind({ tokens: t.tokens, lastSampled: this.lastSampled, x: a.x, step }, label("embed")),
       history: this.historyKernel.bind({ tokens: t.tokens, lastSampled: this.lastSampled, history: this.history, step }, label("history")),
-      layers: w.layers.map((lw, l) => ({
-        attnNorm:
-          l === 0
-            ? this.norm.bind({ x: a.x, weight: lw.attnNorm, y: a.xb, step }, label(`blk.${l} attn norm`))
-            : this.addNorm.bind({ x: a.x, h: a.h, weight: lw.attnNorm, y: a.xb, step }, label(`blk.${l} attn norm`)),
-        rope: this.rope.bind(
-          {
-            q: a.q,
-            k: a.k,
-            v: a.v,
-            kPool: this.kPool[l]!,
-            vPool: this.vPool[l]!,
-            freqs: this.#freqs,
-            tokens: t.tokens,
-            step,
-            norms: lw.qkNorm ?? undefined,
-          },
-          label(`blk.${l} rope`),
-        ),
-        attention: this.attention.bind(
-          {
-            q: a.q,
-            kPool: this.kPool[l]!,
-            vPool: this.vPool[l]!,
-            pageTable: this.pageTable,
-            out: a.att,
-            tokens: t.tokens,
-            step,
-            scratch: this.#attentionScratch ?? undefined,
-          },
-          label(`blk.${l} attention`),
-        ),
-        ffnNorm: this.addNorm.bind({ x: a.x, h: a.h, weight: lw.ffnNorm, y: a.xb, step }, label(`blk.${l} ffn norm`)),
-        swiglu: this.swiglu.bind({ a: a.gate, b: a.up, step }, label(`blk.${l} swiglu`)),
-      })),
+      layers: w.layers.map((lw, l) => this.#layerGroups(l, lw, step, t.tokens, label)),
       final: this.finalNorm.bind({ x: a.x, h: a.h, weight: w.outputNorm, y: a.xo, step, rows: t.rows }, label("output norm")),
     };
     this.#groups.set(k, groups);

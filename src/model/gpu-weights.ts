@@ -14,25 +14,33 @@ import type { GGUFFile, GGUFTensorInfo } from "../gguf/reader.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import { GPU_WEIGHT_LAYOUTS, type GpuWeight, uploadWeight } from "../gpu/weights.ts";
 import type { LoadProgress } from "./runner.ts";
-import { GLOBAL_TENSOR_NAMES, layerTensorNames, type ModelConfig } from "./config.ts";
+import { architecture, type LayerTensorKey, layerTensorName, layerTensors, modelTensors } from "./arch/index.ts";
+import { GLOBAL_TENSOR_NAMES, type ModelConfig } from "./config.ts";
 
-/** Weights of one layer. Shapes as (rows, cols) = (out, in). */
+/**
+ * Weights of one layer, by role: the matrices in their GGUF type, the vectors (norms,
+ * biases) as f32, each present when the architecture's table lists it for the config.
+ * Shapes as (rows, cols) = (out, in), as in reference.ts's ReferenceLayerWeights.
+ */
 export interface GpuLayerWeights {
-  readonly attnNorm: GPUBuffer; // (nEmbd) f32
-  readonly q: GpuWeight; // (nHeads·headDim, nEmbd)
-  readonly k: GpuWeight; // (nKvHeads·headDim, nEmbd)
-  readonly v: GpuWeight; // (nKvHeads·headDim, nEmbd)
-  /** qwen2: Q/K/V biases, f32. */
-  readonly qBias: GPUBuffer | null; // (nHeads·headDim)
-  readonly kBias: GPUBuffer | null; // (nKvHeads·headDim)
-  readonly vBias: GPUBuffer | null; // (nKvHeads·headDim)
-  /** qwen3: the Q norm's weights followed by the K norm's, f32. */
+  readonly matrices: Readonly<Partial<Record<LayerTensorKey, GpuWeight>>>;
+  readonly vectors: Readonly<Partial<Record<LayerTensorKey, GPUBuffer>>>;
+  /** Per-head Q/K norms: the Q norm's weights followed by the K norm's, f32 (the rope kernel reads both). */
   readonly qkNorm: GPUBuffer | null; // (2·headDim)
-  readonly o: GpuWeight; // (nEmbd, nHeads·headDim)
-  readonly ffnNorm: GPUBuffer; // (nEmbd) f32
-  readonly gate: GpuWeight; // (nFf, nEmbd)
-  readonly up: GpuWeight; // (nFf, nEmbd)
-  readonly down: GpuWeight; // (nEmbd, nFf)
+}
+
+/** Matrix `key` of layer `l`; TENSOR_MISSING when the architecture's ops need one it lacks. */
+export function layerMatrix(w: GpuLayerWeights, key: LayerTensorKey, l: number): GpuWeight {
+  const m = w.matrices[key];
+  if (!m) throw new GGUFError("TENSOR_MISSING", `tensor "${layerTensorName(l, key)}" was not loaded`, { field: layerTensorName(l, key) });
+  return m;
+}
+
+/** Vector `key` of layer `l`; TENSOR_MISSING when the architecture's ops need one it lacks. */
+export function layerVector(w: GpuLayerWeights, key: LayerTensorKey, l: number): GPUBuffer {
+  const v = w.vectors[key];
+  if (!v) throw new GGUFError("TENSOR_MISSING", `tensor "${layerTensorName(l, key)}" was not loaded`, { field: layerTensorName(l, key) });
+  return v;
 }
 
 /** Every weight of a model on the GPU. */
@@ -57,23 +65,10 @@ export interface LoadGpuWeightsOptions {
 /** How a tensor goes to the GPU. */
 type TensorRole = "matrix" | "vector" | "host";
 
-/** The tensors the forward pass reads, each with its role. */
+/** The tensors the forward pass reads (the architecture's table), each with its role. */
 function tensorPlan(c: ModelConfig): Map<string, TensorRole> {
-  const plan = new Map<string, TensorRole>([[GLOBAL_TENSOR_NAMES.embedding, "matrix"]]);
-  for (let l = 0; l < c.nLayers; l++) {
-    const n = layerTensorNames(l);
-    plan.set(n.attnNorm, "vector");
-    for (const m of [n.q, n.k, n.v]) plan.set(m, "matrix");
-    if (c.qkvBias) for (const b of [n.qBias, n.kBias, n.vBias]) plan.set(b, "vector");
-    if (c.qkNorm) for (const b of [n.qNorm, n.kNorm]) plan.set(b, "vector");
-    for (const m of [n.o]) plan.set(m, "matrix");
-    plan.set(n.ffnNorm, "vector");
-    for (const m of [n.gate, n.up, n.down]) plan.set(m, "matrix");
-  }
-  plan.set(GLOBAL_TENSOR_NAMES.outputNorm, "vector");
-  if (!c.tiedEmbeddings) plan.set(GLOBAL_TENSOR_NAMES.output, "matrix");
-  if (c.ropeFreqFactors !== undefined) plan.set(c.ropeFreqFactors, "host");
-  return plan;
+  const role = (kind: string): TensorRole => (kind === "matrix" ? "matrix" : kind === "host" ? "host" : "vector");
+  return new Map(modelTensors(architecture(c.arch), c).map((t) => [t.name, role(t.kind)]));
 }
 
 /**
@@ -154,31 +149,25 @@ async function assemble(
     made.push(buffer);
     return buffer;
   };
+  const arch = architecture(c.arch);
   const layers: GpuLayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
-    const n = layerTensorNames(l);
+    const matrices: Partial<Record<LayerTensorKey, GpuWeight>> = {};
+    const vectorBuffers: Partial<Record<LayerTensorKey, GPUBuffer>> = {};
+    for (const t of layerTensors(arch, c, l)) {
+      const key = t.layer!.def.key;
+      if (t.kind === "matrix") matrices[key] = matrix(t.name);
+      // Per-head Q/K norms go up packed, below, as the rope kernel reads them.
+      else if (!(c.qkNorm && (key === "qNorm" || key === "kNorm"))) vectorBuffers[key] = await upload(t.name, values(t.name));
+    }
     let qkNorm: GPUBuffer | null = null;
     if (c.qkNorm) {
       const both = new Float32Array(2 * c.headDim);
-      both.set(values(n.qNorm), 0);
-      both.set(values(n.kNorm), c.headDim);
+      both.set(values(layerTensorName(l, "qNorm")), 0);
+      both.set(values(layerTensorName(l, "kNorm")), c.headDim);
       qkNorm = await upload(`blk.${l}.attn_qk_norm (q then k)`, both);
     }
-    layers.push({
-      attnNorm: await upload(n.attnNorm, values(n.attnNorm)),
-      q: matrix(n.q),
-      k: matrix(n.k),
-      v: matrix(n.v),
-      qBias: c.qkvBias ? await upload(n.qBias, values(n.qBias)) : null,
-      kBias: c.qkvBias ? await upload(n.kBias, values(n.kBias)) : null,
-      vBias: c.qkvBias ? await upload(n.vBias, values(n.vBias)) : null,
-      qkNorm,
-      o: matrix(n.o),
-      ffnNorm: await upload(n.ffnNorm, values(n.ffnNorm)),
-      gate: matrix(n.gate),
-      up: matrix(n.up),
-      down: matrix(n.down),
-    });
+    layers.push({ matrices, vectors: vectorBuffers, qkNorm });
   }
   const tokenEmbd = matrix(GLOBAL_TENSOR_NAMES.embedding);
   return {

@@ -8,47 +8,33 @@
  * parts, each buffer with its shape beside it. Shapes are written row-major as
  * `(rows, cols)`; a GGUF matrix with `ne = [in, out]` is `(out, in)` here.
  *
- * One layer (llama, qwen2, qwen3):
- *   xb = rmsnorm(x) * attn_norm
- *   q, k, v = Wq·xb (+bq), Wk·xb (+bk), Wv·xb (+bv)      qwen2 adds the biases
- *   q, k = rmsnorm_per_head(q) * q_norm, ... * k_norm      qwen3 only
- *   q, k = rope(q, pos), rope(k, pos)
- *   x += Wo · softmax(q·kᵀ / √headDim) v                  grouped-query, causal
- *   xb = rmsnorm(x) * ffn_norm
- *   x += Wdown · (silu(Wgate·xb) ⊙ (Wup·xb))
+ * A layer is the op list of its architecture's file (src/model/arch/), run in order; for
+ * llama, qwen2 and qwen3:
+ *   xb = rmsnorm(x) * attn_norm                           norm
+ *   q, k, v = Wq·xb (+bq), Wk·xb (+bk), Wv·xb (+bv)      qkv         qwen2 adds the biases
+ *   q, k = rmsnorm_per_head(q) * q_norm, ... * k_norm      qkNorm      qwen3 only
+ *   q, k = rope(q, pos), rope(k, pos)                      rope
+ *   att = softmax(q·kᵀ / √headDim) v                       attention   grouped-query, causal
+ *   h = Wo · att;  x += h                                  output, residual
+ *   xb = rmsnorm(x) * ffn_norm                             norm
+ *   h = Wdown · (silu(Wgate·xb) ⊙ (Wup·xb));  x += h       gatedFfn, residual
  * and at the end: logits = Wout · (rmsnorm(x) * output_norm).
  */
 import { GGUFError, InvalidArgumentError, ModelConfigError } from "../errors.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { dequantize } from "../gguf/quant/index.ts";
-import {
-  type ModelConfig,
-  GLOBAL_TENSOR_NAMES,
-  layerTensorNames,
-  modelConfigFromGGUF,
-  ROPE_FREQS_TENSOR_NAME,
-} from "./config.ts";
+import { type ArchitectureDef, architecture, type LayerOp, type LayerTensorKey, layerTensors } from "./arch/index.ts";
+import { type ModelConfig, GLOBAL_TENSOR_NAMES, modelConfigFromGGUF, ROPE_FREQS_TENSOR_NAME } from "./config.ts";
 import { ropeFrequencies } from "./reference-rope.ts";
 
-/** Weights of one transformer layer, all f32. */
-export interface ReferenceLayerWeights {
-  readonly attnNorm: Float32Array; // (nEmbd)
-  readonly wq: Float32Array; // (nHeads * headDim, nEmbd)
-  readonly wk: Float32Array; // (nKvHeads * headDim, nEmbd)
-  readonly wv: Float32Array; // (nKvHeads * headDim, nEmbd)
-  /** qwen2 only. */
-  readonly bq: Float32Array | null; // (nHeads * headDim)
-  readonly bk: Float32Array | null; // (nKvHeads * headDim)
-  readonly bv: Float32Array | null; // (nKvHeads * headDim)
-  /** qwen3 only: shared by every head. */
-  readonly qNorm: Float32Array | null; // (headDim)
-  readonly kNorm: Float32Array | null; // (headDim)
-  readonly wo: Float32Array; // (nEmbd, nHeads * headDim)
-  readonly ffnNorm: Float32Array; // (nEmbd)
-  readonly wGate: Float32Array; // (nFf, nEmbd)
-  readonly wUp: Float32Array; // (nFf, nEmbd)
-  readonly wDown: Float32Array; // (nEmbd, nFf)
-}
+/**
+ * Weights of one transformer layer, all f32, by role: those its architecture's table lists
+ * for the config (for example `qBias` only with Q/K/V biases). Shapes (rows, cols):
+ *   attnNorm, ffnNorm (nEmbd); q (nHeads·headDim, nEmbd); k, v (nKvHeads·headDim, nEmbd);
+ *   qBias (nHeads·headDim); kBias, vBias (nKvHeads·headDim); qNorm, kNorm (headDim), shared
+ *   by every head; o (nEmbd, nHeads·headDim); gate, up (nFf, nEmbd); down (nEmbd, nFf).
+ */
+export type ReferenceLayerWeights = Readonly<Partial<Record<LayerTensorKey, Float32Array>>>;
 
 /** Every weight of a model, dequantized to f32. */
 export interface ReferenceWeights {
@@ -256,13 +242,15 @@ class RunState {
 export class ReferenceModel {
   readonly config: ModelConfig;
   readonly weights: ReferenceWeights;
+  readonly #arch: ArchitectureDef;
   /** Angular frequency of each rotated pair, scaling already applied. */
   readonly #ropeFreqs: Float64Array; // (ropeDims / 2)
   readonly #state: RunState;
 
   /** Wraps weights already in f32; shapes are checked against `config`. */
   constructor(config: ModelConfig, weights: ReferenceWeights) {
-    checkWeightShapes(config, weights);
+    this.#arch = architecture(config.arch);
+    checkWeightShapes(this.#arch, config, weights);
     this.config = config;
     this.weights = weights;
     this.#ropeFreqs = ropeFrequencies(config.rope, weights.ropeFreqDivisors);
@@ -330,32 +318,51 @@ export class ReferenceModel {
     this.#prepareRope(pos);
     for (let t = 0; t <= pos; t++) s.rows[t] = cache.rowOffset(t);
     this.weights.layers.forEach((w, layer) => {
-      this.#attention(w, layer, pos, cache);
-      this.#feedForward(w);
+      for (const op of this.#arch.layerOps(c, layer)) this.#run(op, w, layer, pos, cache);
     });
     cache.length = pos + 1;
   }
 
-  /** x += attention block(x), storing this position's key and value in the cache. */
-  #attention(w: ReferenceLayerWeights, layer: number, pos: number, cache: KvStore): void {
+  /** One op of a layer (see arch/types.ts for what each does). */
+  #run(op: LayerOp, w: ReferenceLayerWeights, layer: number, pos: number, cache: KvStore): void {
     const c = this.config;
     const s = this.#state;
-    rmsNorm(s.xb, s.x, w.attnNorm, c.normEps);
-    matVec(s.q, w.wq, s.xb);
-    matVec(s.k, w.wk, s.xb);
-    matVec(s.v, w.wv, s.xb);
-    if (w.bq && w.bk && w.bv) {
-      addInPlace(s.q, w.bq);
-      addInPlace(s.k, w.bk);
-      addInPlace(s.v, w.bv);
+    switch (op.op) {
+      case "norm":
+        return rmsNorm(s.xb, s.x, need(w, op.weight, layer), c.normEps);
+      case "qkv":
+        matVec(s.q, need(w, "q", layer), s.xb);
+        matVec(s.k, need(w, "k", layer), s.xb);
+        matVec(s.v, need(w, "v", layer), s.xb);
+        if (op.bias) {
+          addInPlace(s.q, need(w, "qBias", layer));
+          addInPlace(s.k, need(w, "kBias", layer));
+          addInPlace(s.v, need(w, "vBias", layer));
+        }
+        return;
+      case "qkNorm":
+        rmsNormPerHead(s.q, c.nHeads, c.headDim, need(w, "qNorm", layer), c.normEps);
+        rmsNormPerHead(s.k, c.nKvHeads, c.headDim, need(w, "kNorm", layer), c.normEps);
+        return;
+      case "rope":
+        this.#applyRope(s.q, c.nHeads);
+        this.#applyRope(s.k, c.nKvHeads);
+        return;
+      case "attention":
+        return this.#attention(layer, pos, cache);
+      case "output":
+        return matVec(s.hb, need(w, "o", layer), s.attnOut);
+      case "residual":
+        return addInPlace(s.x, s.hb);
+      case "gatedFfn":
+        return this.#gatedFfn(w, layer);
     }
-    if (w.qNorm && w.kNorm) {
-      rmsNormPerHead(s.q, c.nHeads, c.headDim, w.qNorm, c.normEps);
-      rmsNormPerHead(s.k, c.nKvHeads, c.headDim, w.kNorm, c.normEps);
-    }
-    this.#applyRope(s.q, c.nHeads);
-    this.#applyRope(s.k, c.nKvHeads);
+  }
 
+  /** Stores this position's key and value in the cache; attnOut = attention over 0..pos. */
+  #attention(layer: number, pos: number, cache: KvStore): void {
+    const c = this.config;
+    const s = this.#state;
     cache.keys(layer).set(s.k, s.rows[pos]!);
     cache.values(layer).set(s.v, s.rows[pos]!);
 
@@ -380,23 +387,19 @@ export class ReferenceModel {
         s.attnOut[qOff + i] = acc;
       }
     }
-    matVec(s.hb, w.wo, s.attnOut);
-    addInPlace(s.x, s.hb);
   }
 
-  /** x += SwiGLU feed-forward block(x). */
-  #feedForward(w: ReferenceLayerWeights): void {
+  /** hb = SwiGLU feed-forward of xb. */
+  #gatedFfn(w: ReferenceLayerWeights, layer: number): void {
     const c = this.config;
     const s = this.#state;
-    rmsNorm(s.xb, s.x, w.ffnNorm, c.normEps);
-    matVec(s.gate, w.wGate, s.xb);
-    matVec(s.up, w.wUp, s.xb);
+    matVec(s.gate, need(w, "gate", layer), s.xb);
+    matVec(s.up, need(w, "up", layer), s.xb);
     for (let i = 0; i < c.nFf; i++) {
       const g = s.gate[i]!;
       s.gate[i] = (g / (1 + Math.exp(-g))) * s.up[i]!; // silu(g) * up
     }
-    matVec(s.hb, w.wDown, s.gate);
-    addInPlace(s.x, s.hb);
+    matVec(s.hb, need(w, "down", layer), s.gate);
   }
 
   /** Logits of the current residual stream (a fresh array). */
@@ -491,6 +494,13 @@ export function softmax(x: Float32Array, n: number = x.length): void {
   for (let i = 0; i < n; i++) x[i] = x[i]! / sum;
 }
 
+/** The weight `key` of a layer; ModelConfigError when the architecture's op needs one the layer lacks. */
+function need(w: ReferenceLayerWeights, key: LayerTensorKey, layer: number): Float32Array {
+  const array = w[key];
+  if (!array) throw new ModelConfigError(`blk.${layer}.${key}`, "weight is missing (an op of the layer reads it)");
+  return array;
+}
+
 function addInPlace(x: Float32Array, y: Float32Array): void {
   for (let i = 0; i < x.length; i++) x[i] = x[i]! + y[i]!;
 }
@@ -505,28 +515,15 @@ export function argmax(x: Float32Array): number {
 // ---------------------------------------------------------------------------------------
 // Loading.
 
-/** Reads and dequantizes every tensor the forward pass uses. */
+/** Reads and dequantizes every tensor the forward pass uses (the architecture's table). */
 async function loadWeights(file: GGUFFile, c: ModelConfig): Promise<ReferenceWeights> {
   const read = (name: string) => readF32(file, name);
+  const arch = architecture(c.arch);
   const layers: ReferenceLayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
-    const n = layerTensorNames(l);
-    layers.push({
-      attnNorm: await read(n.attnNorm),
-      wq: await read(n.q),
-      wk: await read(n.k),
-      wv: await read(n.v),
-      bq: c.qkvBias ? await read(n.qBias) : null,
-      bk: c.qkvBias ? await read(n.kBias) : null,
-      bv: c.qkvBias ? await read(n.vBias) : null,
-      qNorm: c.qkNorm ? await read(n.qNorm) : null,
-      kNorm: c.qkNorm ? await read(n.kNorm) : null,
-      wo: await read(n.o),
-      ffnNorm: await read(n.ffnNorm),
-      wGate: await read(n.gate),
-      wUp: await read(n.up),
-      wDown: await read(n.down),
-    });
+    const layer: Partial<Record<LayerTensorKey, Float32Array>> = {};
+    for (const t of layerTensors(arch, c, l)) layer[t.layer!.def.key] = await read(t.name);
+    layers.push(layer);
   }
   const tokenEmbd = await read(GLOBAL_TENSOR_NAMES.embedding);
   return {
@@ -546,9 +543,7 @@ async function readF32(file: GGUFFile, name: string): Promise<Float32Array> {
 }
 
 /** Throws ModelConfigError when a weight's length disagrees with the config. */
-function checkWeightShapes(c: ModelConfig, w: ReferenceWeights): void {
-  const qDim = c.nHeads * c.headDim;
-  const kvDim = c.nKvHeads * c.headDim;
+function checkWeightShapes(arch: ArchitectureDef, c: ModelConfig, w: ReferenceWeights): void {
   const expect = (name: string, array: Float32Array | null, length: number) => {
     if (!array) throw new ModelConfigError(name, "weight is missing");
     if (array.length !== length) {
@@ -569,24 +564,8 @@ function checkWeightShapes(c: ModelConfig, w: ReferenceWeights): void {
     throw new ModelConfigError("nLayers", `config says ${c.nLayers} layers, weights hold ${w.layers.length}`);
   }
   w.layers.forEach((l, i) => {
-    const n = layerTensorNames(i);
-    expect(n.attnNorm, l.attnNorm, c.nEmbd);
-    expect(n.q, l.wq, qDim * c.nEmbd);
-    expect(n.k, l.wk, kvDim * c.nEmbd);
-    expect(n.v, l.wv, kvDim * c.nEmbd);
-    if (c.qkvBias) {
-      expect(n.qBias, l.bq, qDim);
-      expect(n.kBias, l.bk, kvDim);
-      expect(n.vBias, l.bv, kvDim);
+    for (const t of layerTensors(arch, c, i)) {
+      expect(t.name, l[t.layer!.def.key] ?? null, t.shape.reduce((a, b) => a * b, 1));
     }
-    if (c.qkNorm) {
-      expect(n.qNorm, l.qNorm, c.headDim);
-      expect(n.kNorm, l.kNorm, c.headDim);
-    }
-    expect(n.o, l.wo, c.nEmbd * qDim);
-    expect(n.ffnNorm, l.ffnNorm, c.nEmbd);
-    expect(n.gate, l.wGate, c.nFf * c.nEmbd);
-    expect(n.up, l.wUp, c.nFf * c.nEmbd);
-    expect(n.down, l.wDown, c.nEmbd * c.nFf);
   });
 }

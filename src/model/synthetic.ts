@@ -18,13 +18,8 @@ import { quantize } from "../gguf/quant/index.ts";
 import { fileTypeOfMix, type QuantMix, tensorTypeForMix } from "../gguf/quant-mix.ts";
 import { type MetaEntry, meta, type TensorSpec, writeGGUFFile } from "../gguf/writer.ts";
 import { syntheticTokenizerMetadata } from "../tokenizer/synthetic.ts";
-import {
-  type Architecture,
-  GLOBAL_TENSOR_NAMES,
-  layerTensorNames,
-  type ModelConfig,
-  ROPE_FREQS_TENSOR_NAME,
-} from "./config.ts";
+import { ARCHITECTURE_NAMES, architecture, layerTensors } from "./arch/index.ts";
+import { type Architecture, GLOBAL_TENSOR_NAMES, type ModelConfig, ROPE_FREQS_TENSOR_NAME } from "./config.ts";
 import { llama3RopeDivisors } from "./reference-rope.ts";
 
 /** Model shapes a synthetic file can take. */
@@ -33,7 +28,7 @@ export const SYNTHETIC_PRESETS = ["tiny", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3
 export type SyntheticPreset = (typeof SYNTHETIC_PRESETS)[number];
 
 /** Architectures a synthetic file can have. */
-export const SYNTHETIC_ARCHS: readonly Architecture[] = ["llama", "qwen2", "qwen3"];
+export const SYNTHETIC_ARCHS: readonly Architecture[] = ARCHITECTURE_NAMES;
 
 /** What to write. */
 export interface SyntheticModelSpec {
@@ -282,26 +277,14 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
     const scaling = c.rope.scaling;
     add(ROPE_FREQS_TENSOR_NAME, [c.rope.dims / 2], () => llama3RopeDivisors(scaling, c.rope.base, c.rope.dims));
   }
+  const arch = architecture(c.arch);
   for (let l = 0; l < c.nLayers; l++) {
-    const n = layerTensorNames(l);
-    norm(n.attnNorm, c.nEmbd);
-    matrix(n.q, c.nEmbd, qDim);
-    matrix(n.k, c.nEmbd, kvDim);
-    matrix(n.v, c.nEmbd, kvDim);
-    if (c.qkvBias) {
-      bias(n.qBias, qDim);
-      bias(n.kBias, kvDim);
-      bias(n.vBias, kvDim);
+    for (const t of layerTensors(arch, c, l)) {
+      const [nIn = 1, nOut = 1] = t.shape;
+      if (t.kind === "norm") norm(t.name, nIn);
+      else if (t.kind === "bias") bias(t.name, nIn);
+      else matrix(t.name, nIn, nOut, t.layer?.def.writesResidual ? residualGain : 1);
     }
-    if (c.qkNorm) {
-      norm(n.qNorm, c.headDim);
-      norm(n.kNorm, c.headDim);
-    }
-    matrix(n.o, qDim, c.nEmbd, residualGain);
-    norm(n.ffnNorm, c.nEmbd);
-    matrix(n.gate, c.nEmbd, c.nFf);
-    matrix(n.up, c.nEmbd, c.nFf);
-    matrix(n.down, c.nFf, c.nEmbd, residualGain);
   }
   // logit = output row · (rmsnorm(x) * gain); rmsnorm(x) has norm √nEmbd, so rows of
   // standard deviation s give logits of standard deviation s · gain · √nEmbd.
@@ -365,8 +348,8 @@ export function syntheticMetadata(c: ModelConfig, quant: QuantMix): [string, Met
   // Llama 3 scaling has no metadata in llama.cpp's files (its `rope.scaling.type` would be
   // refused): the `rope_freqs.weight` tensor carries it.
 
-  // Both families use byte-level BPE; they differ in the pre-tokenizer.
-  entries.push(...syntheticTokenizerMetadata("gpt2", c.vocabSize, { pre: a === "llama" ? "llama-bpe" : "qwen2" }));
+  // Every family uses byte-level BPE; they differ in the pre-tokenizer.
+  entries.push(...syntheticTokenizerMetadata("gpt2", c.vocabSize, { pre: architecture(a).tokenizerPre }));
   return entries;
 }
 
