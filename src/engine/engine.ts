@@ -19,7 +19,7 @@ import { Request, type RequestInput, type ResolvedRequest } from "./request.ts";
 import { KvPages, type PageCopy, type PageTable } from "./kv-pages.ts";
 import { ChoiceGroup } from "./choices.ts";
 import { checkDimensions, type EmbeddingResult, type EmbedInput, embedInputsOf, type EmbedOptions, finishEmbedding, poolingOf } from "./embed.ts";
-import type { BatchEntry, KvPool, ModelRunner, StepProfile } from "../model/runner.ts";
+import type { BatchEntry, KvPool, ModelRunner, StepIds, StepProfile } from "../model/runner.ts";
 import { GpuError } from "../errors.ts";
 import { GREEDY } from "../sampling/sampler.ts";
 import type {
@@ -576,7 +576,7 @@ export class Engine implements AsyncDisposable {
         await this.#wakeup.wait();
         continue;
       }
-      let ids: Int32Array[];
+      let ids: StepIds;
       try {
         ids = await runner.step(step.entries, step.extraSteps);
       } catch (e) {
@@ -728,6 +728,7 @@ export class Engine implements AsyncDisposable {
       stop: stopStringsOf(o),
       ignoreEos: o.ignoreEos ?? false,
       lookahead: o.lookahead ?? this.#options.lookahead ?? DEFAULT_LOOKAHEAD,
+      logprobs: o.logprobs ? o.topLogprobs ?? 0 : undefined,
       toolFormat: tools?.format,
     };
   }
@@ -806,6 +807,7 @@ export class Engine implements AsyncDisposable {
         sampling: samples ? r.settings.sampling : undefined,
         sampleIndex: r.generated.length,
         pages: [...r.table!.pages],
+        ...(samples && r.settings.logprobs !== undefined ? { logprobs: r.settings.logprobs } : {}),
       };
     });
     return { entries, requests, extraSteps };
@@ -865,7 +867,7 @@ export class Engine implements AsyncDisposable {
     return Math.max(0, Math.min(extra, wanted));
   }
 
-  #deliver(step: ScheduledStep, ids: readonly Int32Array[]): void {
+  #deliver(step: ScheduledStep, ids: StepIds): void {
     const contextLength = this.#maxPositions;
     step.entries.forEach((entry, i) => {
       const r = step.requests[i]!;
@@ -883,7 +885,7 @@ export class Engine implements AsyncDisposable {
       r.pos = entry.pos + fed + (sampled.length - 1);
       for (let k = 0; k < sampled.length; k++) {
         // The k-th id would be fed at entry.pos + fed + k: past the context, it is the last.
-        if (!r.accept(sampled[k]!, entry.pos + fed + k >= contextLength)) break;
+        if (!r.accept(sampled[k]!, entry.pos + fed + k >= contextLength, ids.logprobs?.[i]?.[k])) break;
       }
     });
   }

@@ -1,6 +1,6 @@
 /** Validation and defaults of request options, shared by every door (library, CLI, server). */
 import { InvalidRequestError } from "./errors.ts";
-import type { SamplingParams } from "../model/runner.ts";
+import { MAX_TOP_LOGPROBS, type SamplingParams } from "../model/runner.ts";
 import type { GenerateOptions } from "./types.ts";
 
 /** Defaults follow llama.cpp's sampling defaults. */
@@ -50,6 +50,10 @@ export function validateGenerateOptions(o: GenerateOptions): void {
   );
   intAtLeast(o.lookahead, "lookahead", 1);
   intAtLeast(o.n, "n", 1);
+  check(o.logprobs === undefined || typeof o.logprobs === "boolean", "logprobs", `must be a boolean, got ${o.logprobs}`);
+  intAtLeast(o.topLogprobs, "topLogprobs", 0);
+  check((o.topLogprobs ?? 0) <= MAX_TOP_LOGPROBS, "topLogprobs", `must be at most ${MAX_TOP_LOGPROBS}, got ${o.topLogprobs}`);
+  check(!o.topLogprobs || o.logprobs === true, "topLogprobs", "needs logprobs: true");
   check(o.n === undefined || o.n <= MAX_CHOICES, "n", `must be at most ${MAX_CHOICES}, got ${o.n}`);
   const stops = o.stop === undefined ? [] : typeof o.stop === "string" ? [o.stop] : o.stop;
   check(

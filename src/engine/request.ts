@@ -6,7 +6,7 @@ import type { StreamDecoder, Tokenizer } from "../tokenizer/index.ts";
 import { Channel } from "./channel.ts";
 import type { PageTable } from "./kv-pages.ts";
 import { RequestAbortedError } from "./errors.ts";
-import type { SamplingParams } from "../model/runner.ts";
+import type { SampledLogprobs, SamplingParams } from "../model/runner.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
 import { type ToolCall, type ToolCallFormat, toolCallDeltas, ToolCallStream } from "./tool-calls.ts";
 import type {
@@ -16,6 +16,8 @@ import type {
   GenerationChunk,
   GenerationResult,
   GenerationStream,
+  TokenLogprob,
+  TokenLogprobCandidate,
 } from "./types.ts";
 
 /** A request's options after validation and defaults. */
@@ -26,6 +28,8 @@ export interface ResolvedRequest {
   readonly stop: readonly string[];
   readonly ignoreEos: boolean;
   readonly lookahead: number;
+  /** Alternatives to report with each token's logprob; absent: no logprobs. */
+  readonly logprobs?: number;
   /** The format tool calls are read in, when tools were offered. */
   readonly toolFormat?: ToolCallFormat;
 }
@@ -73,6 +77,8 @@ export class Request implements GenerationStream {
   #toolStream: ToolCallStream | undefined;
   #toolCalls: readonly ToolCall[] = [];
   readonly #channel: Channel<GenerationChunk>;
+  /** With `logprobs`: one per generated token. */
+  readonly #logprobs: TokenLogprob[] = [];
   #text = "";
   #resolve!: (r: GenerationResult) => void;
   #reject!: (e: unknown) => void;
@@ -167,7 +173,7 @@ export class Request implements GenerationStream {
    * Takes the next sampled id. Returns false once the request has finished (the id may
    * have been dropped: an end-of-generation token, or one sampled past a stop).
    */
-  accept(id: number, contextFull: boolean): boolean {
+  accept(id: number, contextFull: boolean, logprobs?: SampledLogprobs): boolean {
     if (this.done) return false;
     if (this.generated.length === 0) this.#t.firstToken = performance.now();
     this.#t.last = performance.now();
@@ -176,8 +182,10 @@ export class Request implements GenerationStream {
       return false;
     }
     this.generated.push(id);
+    const logprob = logprobs && this.#tokenLogprob(logprobs);
+    if (logprob) this.#logprobs.push(logprob);
     const { emit, stopped } = this.#stops.push(this.#decoder!.push(id));
-    this.#emit([id], this.#toolStream ? this.#toolStream.push(emit) : emit);
+    this.#emit([id], this.#toolStream ? this.#toolStream.push(emit) : emit, logprob);
     if (stopped) this.finish("stop", false);
     else if (this.remaining <= 0 || contextFull) this.finish("length");
     return !this.done;
@@ -227,10 +235,21 @@ export class Request implements GenerationStream {
     this.fail(new RequestAbortedError(this.options.signal?.reason));
   }
 
-  #emit(tokens: number[], text: string): void {
+  #emit(tokens: number[], text: string, logprob?: TokenLogprob): void {
     this.#text += text;
-    if (tokens.length > 0 || text.length > 0) this.#channel.push({ index: this.index, tokens, text });
+    const logprobs = logprob ? { logprobs: [logprob] } : {};
+    if (tokens.length > 0 || text.length > 0) this.#channel.push({ index: this.index, tokens, text, ...logprobs });
   }
+
+  /** A sampled token's logprobs with each id's text and bytes. */
+  #tokenLogprob(l: SampledLogprobs): TokenLogprob {
+    const candidate = (token: number, logprob: number): TokenLogprobCandidate => {
+      const bytes = this.#tokenizer!.pieceBytes(token);
+      return { token, text: new TextDecoder().decode(bytes), bytes: [...bytes], logprob };
+    };
+    return { ...candidate(l.id, l.logprob), top: l.topIds.map((t, j) => candidate(t, l.topLogprobs[j]!)) };
+  }
+
 
   #result(finishReason: FinishReason): GenerationResult {
     const t = this.#t;
@@ -243,13 +262,15 @@ export class Request implements GenerationStream {
     const cachedTokens = this.cachedTokens;
     const tokens = [...this.generated];
     const toolCalls = this.#toolCalls.length > 0 ? { toolCalls: this.#toolCalls } : {};
+    const logprobs = this.settings.logprobs !== undefined ? { logprobs: [...this.#logprobs] } : {};
     return {
       text: this.#text,
       tokens,
       promptTokens: [...this.settings.promptIds],
       finishReason,
       ...toolCalls,
-      choices: [{ index: this.index, text: this.#text, tokens, finishReason, ...toolCalls }],
+      ...logprobs,
+      choices: [{ index: this.index, text: this.#text, tokens, finishReason, ...toolCalls, ...logprobs }],
       usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens, cachedTokens },
       timings: {
         queuedMs: (t.admitted || first) - t.created,

@@ -76,6 +76,16 @@ export interface GenerateOptions {
    */
   readonly n?: number;
   /**
+   * Report each generated token's log-probability in the chunks and the result (default
+   * false). Log-probabilities are a log-softmax of the model's raw logits, before
+   * penalties, temperature and top-k/top-p/min-p, as OpenAI's `logprobs` and llama.cpp's
+   * `n_probs` report them: the model's distribution, not the sampler's. On WebGPU they are
+   * computed on the device beside the sampled id and come back in the same readback.
+   */
+  readonly logprobs?: boolean;
+  /** With `logprobs`: also the N most likely tokens at each position, 0–20 (default 0). */
+  readonly topLogprobs?: number;
+  /**
    * Constrains the output to a GBNF grammar (llama.cpp's format, start rule `root`): every
    * step samples only among tokens the grammar allows, an end-of-generation token only
    * where it may end, and once nothing can follow the generation ends with "stop".
@@ -104,6 +114,24 @@ export interface GenerateOptions {
   readonly toolChoice?: ToolChoice;
 }
 
+/** One candidate token at a position, with its log-probability (see {@link GenerateOptions.logprobs}). */
+export interface TokenLogprobCandidate {
+  /** Token id. */
+  readonly token: number;
+  /** The token's text (a lone byte of a multi-byte character shows as U+FFFD: use `bytes`). */
+  readonly text: string;
+  /** The token's UTF-8 bytes (llama.cpp's `token_to_piece`). */
+  readonly bytes: readonly number[];
+  /** ln p of the token, ≤ 0. */
+  readonly logprob: number;
+}
+
+/** A generated token's log-probability and the most likely alternatives at its position. */
+export interface TokenLogprob extends TokenLogprobCandidate {
+  /** The `topLogprobs` most likely tokens, most likely first (equal: lower id first). */
+  readonly top: readonly TokenLogprobCandidate[];
+}
+
 /** A piece of a streamed generation. */
 export interface GenerationChunk {
   /** The choice it belongs to (0 unless `n` > 1). */
@@ -112,6 +140,8 @@ export interface GenerationChunk {
   readonly tokens: readonly number[];
   /** Text produced since the previous chunk (complete UTF-8 characters only). */
   readonly text: string;
+  /** With `logprobs`: one entry per id of `tokens`. */
+  readonly logprobs?: readonly TokenLogprob[];
   /** Pieces of tool calls (OpenAI's `delta.tool_calls`): join `arguments` by `index`. */
   readonly toolCalls?: readonly ToolCallDelta[];
   /** Set on the last chunk. */
@@ -151,6 +181,8 @@ export interface GenerationChoice {
   readonly finishReason: FinishReason;
   /** The tools it called (finish reason "tool_calls"); absent otherwise. */
   readonly toolCalls?: readonly ToolCall[];
+  /** With `logprobs`: one entry per id of `tokens`. */
+  readonly logprobs?: readonly TokenLogprob[];
 }
 
 /**
@@ -166,6 +198,8 @@ export interface GenerationResult {
   readonly finishReason: FinishReason;
   /** Choice 0's tool calls (finish reason "tool_calls"); absent otherwise. */
   readonly toolCalls?: readonly ToolCall[];
+  /** With `logprobs`: choice 0's, one entry per id of `tokens`. */
+  readonly logprobs?: readonly TokenLogprob[];
   readonly usage: Usage;
   readonly timings: Timings;
   /** Every choice, in index order (one unless `n` > 1). */
