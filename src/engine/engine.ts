@@ -11,7 +11,7 @@
 import { type GGUFFile, openGGUF } from "../gguf/reader.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { chatTemplateCaps, chatTemplateOf, renderChat, type Tokenizer, tokenizerFromMetadata } from "../tokenizer/index.ts";
-import { GENERIC_TOOL_INSTRUCTION, type ToolSetup, toolSetupOf } from "./tool-calls.ts";
+import { GENERIC_TOOL_INSTRUCTION, type ToolSetup, toolSetupOf, withForcedToolCall } from "./tool-calls.ts";
 import { loadRunner, type ModelSource, type RunnerChoice } from "./backends.ts";
 import { EngineDisposedError, EngineFailedError, InvalidRequestError, RequestAbortedError } from "./errors.ts";
 import { samplingParamsOf, stopStringsOf, validateGenerateOptions } from "./options.ts";
@@ -22,6 +22,7 @@ import { checkDimensions, type EmbeddingResult, type EmbedInput, embedInputsOf, 
 import type { BatchEntry, KvPool, ModelRunner, StepIds, StepProfile } from "../model/runner.ts";
 import { GpuError } from "../errors.ts";
 import { GREEDY } from "../sampling/sampler.ts";
+import { grammarVocabulary, jsonSchemaToGbnf, TokenGrammar } from "../grammar/index.ts";
 import type {
   ChatMessage,
   EngineState,
@@ -170,6 +171,10 @@ export class Engine implements AsyncDisposable {
   #file: GGUFFile | undefined;
   #runner: ModelRunner | undefined;
   #tokenizer: Tokenizer | undefined;
+  /** Compiled grammars by GBNF text: requests with the same schema share one automaton and mask cache. */
+  readonly #grammars = new Map<string, TokenGrammar>();
+  /** While constrained and unconstrained requests decode together, whose turn it is (see #schedule). */
+  #constrainedTurn = false;
   #loopRunning = true;
   readonly #loop: Promise<void>;
   readonly #ready: Promise<void>;
@@ -705,8 +710,9 @@ export class Engine implements AsyncDisposable {
   /** Tokenizes a request's input and fills in its settings. */
   #resolve(request: Request): ResolvedRequest {
     const runner = this.#runner!;
-    const o = request.options;
-    const tools = this.#toolSetup(request.input, o);
+    const tools = this.#toolSetup(request.input, request.options);
+    // A forced call (tool_choice required or named) is a grammar like any other from here on.
+    const o = withForcedToolCall(request.options, tools);
     const promptIds = this.#tokenize(request.input, o, tools);
     if (promptIds.length === 0) throw new InvalidRequestError("prompt", "the prompt is empty");
     if (promptIds.length >= runner.contextLength) {
@@ -730,7 +736,31 @@ export class Engine implements AsyncDisposable {
       lookahead: o.lookahead ?? this.#options.lookahead ?? DEFAULT_LOOKAHEAD,
       logprobs: o.logprobs ? o.topLogprobs ?? 0 : undefined,
       toolFormat: tools?.format,
+      grammar: this.#grammarOf(o),
     };
+  }
+
+  /**
+   * The request's grammar compiled for this model's vocabulary (cached by its text), or
+   * undefined when it has none. Throws GrammarError / UnsupportedSchemaError for a bad one.
+   */
+  #grammarOf(o: GenerateOptions): TokenGrammar | undefined {
+    if (o.grammar === undefined && o.jsonSchema === undefined) return undefined;
+    if (o.grammar !== undefined && o.jsonSchema !== undefined) {
+      throw new InvalidRequestError("grammar", "give either grammar or jsonSchema, not both");
+    }
+    const runner = this.#runner!;
+    if (!runner.masksTokens) {
+      throw new InvalidRequestError("grammar", `the ${runner.description} runner cannot apply token masks yet; use the cpu backend (--backend cpu)`, "GRAMMAR_UNSUPPORTED");
+    }
+    const gbnf = o.grammar ?? jsonSchemaToGbnf(o.jsonSchema!);
+    let grammar = this.#grammars.get(gbnf);
+    if (!grammar) {
+      grammar = TokenGrammar.fromGbnf(gbnf, grammarVocabulary(this.#tokenizer!));
+      if (this.#grammars.size >= GRAMMAR_CACHE_SIZE) this.#grammars.delete(this.#grammars.keys().next().value!);
+      this.#grammars.set(gbnf, grammar);
+    }
+    return grammar;
   }
 
   /** The request's tools and the format the model's template calls them in (undefined: none offered). */
@@ -777,7 +807,7 @@ export class Engine implements AsyncDisposable {
    */
   #schedule(): ScheduledStep | undefined {
     const runner = this.#runner!;
-    const decoding = this.#decodersWithPages();
+    const decoding = this.#takingTurns(this.#decodersWithPages());
     const requests: Request[] = [];
     const chunks: (readonly number[])[] = [];
     let budget = runner.maxBatchTokens;
@@ -796,11 +826,15 @@ export class Engine implements AsyncDisposable {
       prefilling = true;
     }
     if (requests.length === 0) return undefined;
-    const extraSteps = prefilling ? 0 : this.#pagesAhead(requests, this.#extraSteps(requests));
+    // A mask covers one sample: a step with a constrained sample reads its id back at once.
+    const masked = requests.some((r, i) => r.constrained && (r.phase === "decode" || r.fed + chunks[i]!.length === r.feedIds.length));
+    const extraSteps = prefilling || masked ? 0 : this.#pagesAhead(requests, this.#extraSteps(requests));
     const entries = requests.map((r, i): BatchEntry => {
       const tokens = chunks[i]!;
       const samples = r.phase === "decode" || r.fed + tokens.length === r.feedIds.length;
+      const tokenMask = samples ? r.nextTokenMask() : undefined;
       return {
+        ...(tokenMask ? { tokenMask } : {}),
         slot: r.slot,
         pos: r.pos,
         tokens,
@@ -811,6 +845,19 @@ export class Engine implements AsyncDisposable {
       };
     });
     return { entries, requests, extraSteps };
+  }
+
+  /**
+   * Constrained requests need each token back before their next mask, so they cannot ride
+   * a lookahead window. When both kinds decode, steps alternate: the unconstrained ones at
+   * full lookahead, then the constrained ones together for one token. With only one kind,
+   * all of them run (unconstrained traffic alone is scheduled exactly as before).
+   */
+  #takingTurns(decoding: Request[]): Request[] {
+    const constrained = decoding.filter((r) => r.constrained);
+    if (constrained.length === 0 || constrained.length === decoding.length) return decoding;
+    this.#constrainedTurn = !this.#constrainedTurn;
+    return this.#constrainedTurn ? constrained : decoding.filter((r) => !r.constrained);
   }
 
   /**
@@ -939,6 +986,9 @@ export function createEngine(source: ModelSource, options: EngineOptions = {}): 
 }
 
 /** {@link createEngine}, resolved once the model is loaded (rejects, after cleaning up, if it cannot be). */
+/** Compiled grammars an engine keeps (each holds its automaton and up to 512 masks). */
+const GRAMMAR_CACHE_SIZE = 8;
+
 export async function loadEngine(source: ModelSource, options: EngineOptions = {}): Promise<Engine> {
   const engine = createEngine(source, options);
   try {

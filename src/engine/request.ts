@@ -8,6 +8,7 @@ import type { PageTable } from "./kv-pages.ts";
 import { RequestAbortedError } from "./errors.ts";
 import type { SampledLogprobs, SamplingParams } from "../model/runner.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
+import type { GrammarMatcher, TokenGrammar } from "../grammar/index.ts";
 import { type ToolCall, type ToolCallFormat, toolCallDeltas, ToolCallStream } from "./tool-calls.ts";
 import type {
   FinishReason,
@@ -30,6 +31,8 @@ export interface ResolvedRequest {
   readonly lookahead: number;
   /** Alternatives to report with each token's logprob; absent: no logprobs. */
   readonly logprobs?: number;
+  /** The grammar the output must match (from `grammar` or `jsonSchema`), compiled for the model's vocabulary. */
+  readonly grammar?: TokenGrammar;
   /** The format tool calls are read in, when tools were offered. */
   readonly toolFormat?: ToolCallFormat;
 }
@@ -75,6 +78,8 @@ export class Request implements GenerationStream {
   #decoder: StreamDecoder | undefined;
   #stops = new StopStringMatcher([]);
   #toolStream: ToolCallStream | undefined;
+  #matcher: GrammarMatcher | undefined;
+  #mask: Uint32Array | undefined;
   #toolCalls: readonly ToolCall[] = [];
   readonly #channel: Channel<GenerationChunk>;
   /** With `logprobs`: one per generated token. */
@@ -123,11 +128,26 @@ export class Request implements GenerationStream {
     this.#tokenizer = tokenizer;
     this.#decoder = tokenizer.createStreamDecoder();
     this.#stops = new StopStringMatcher(settings.stop);
+    this.#matcher = settings.grammar?.matcher();
     this.#toolStream = settings.toolFormat ? new ToolCallStream(settings.toolFormat) : undefined;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
     return this.#channel[Symbol.asyncIterator]();
+  }
+
+  /** Whether a grammar constrains the output: each sample then needs {@link nextTokenMask} first. */
+  get constrained(): boolean {
+    return this.#matcher !== undefined;
+  }
+
+  /** The tokens the grammar allows next (a bitmask reused between steps), or undefined when unconstrained. */
+  nextTokenMask(): Uint32Array | undefined {
+    const matcher = this.#matcher;
+    if (!matcher) return undefined;
+    this.#mask ??= new Uint32Array(matcher.grammar.maskWords);
+    matcher.fillNextTokenMask(this.#mask);
+    return this.#mask;
   }
 
   get done(): boolean {
@@ -181,12 +201,19 @@ export class Request implements GenerationStream {
       this.finish("stop");
       return false;
     }
+    // The mask let through only what the grammar accepts; a refusal here means an id
+    // sampled without its mask, which must not reach the output.
+    if (this.#matcher && !this.#matcher.acceptToken(id)) {
+      this.fail(new Error(`internal: token ${id} was sampled outside the grammar's mask`));
+      return false;
+    }
     this.generated.push(id);
     const logprob = logprobs && this.#tokenLogprob(logprobs);
     if (logprob) this.#logprobs.push(logprob);
     const { emit, stopped } = this.#stops.push(this.#decoder!.push(id));
     this.#emit([id], this.#toolStream ? this.#toolStream.push(emit) : emit, logprob);
     if (stopped) this.finish("stop", false);
+    else if (this.#matcher?.isTerminated()) this.finish("stop");
     else if (this.remaining <= 0 || contextFull) this.finish("length");
     return !this.done;
   }

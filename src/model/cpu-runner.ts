@@ -46,6 +46,7 @@ export class CpuRunner implements ModelRunner {
   readonly contextLength: number;
   readonly maxBatchTokens: number;
   readonly description = "cpu (reference)";
+  readonly masksTokens = true;
   readonly #model: ReferenceModel;
   readonly #pool: ReferenceKvPool;
   readonly #slots: Slot[];
@@ -166,6 +167,7 @@ export class CpuRunner implements ModelRunner {
     const ids = new Int32Array(1 + extraSteps);
     const logprobs: SampledLogprobs[] | undefined = entry.logprobs === undefined ? undefined : [];
     let logits = this.#feed(entry, entry.pos, this.#tokensOf(entry));
+    if (entry.tokenMask) applyTokenMask(logits, entry.tokenMask);
     let pos = entry.pos + Math.max(1, entry.tokens.length);
     for (let k = 0; k <= extraSteps; k++) {
       if (k > 0) logits = this.#feed(entry, pos++, [ids[k - 1]!]);
@@ -201,4 +203,11 @@ function meanOf(rows: readonly Float32Array[]): Float32Array {
   const sum = new Float64Array(rows[0]!.length);
   for (const row of rows) row.forEach((v, i) => (sum[i] += v));
   return Float32Array.from(sum, (v) => v / rows.length);
+}
+
+/** Sets the logit of every token whose bit in `mask` is clear to -inf (constrained decoding). */
+export function applyTokenMask(logits: Float32Array, mask: Uint32Array): void {
+  for (let i = 0; i < logits.length; i++) {
+    if (((mask[i >> 5] ?? 0) >>> (i & 31) & 1) === 0) logits[i] = -Infinity;
+  }
 }

@@ -52,6 +52,14 @@ export interface BatchEntry {
    * {@link StepIds.logprobs}. Absent: nothing is computed (and nothing is paid).
    */
   readonly logprobs?: number;
+  /**
+   * Tokens the first sampled id may be (constrained decoding): bit `i & 31` of word
+   * `i >> 5` set = token i allowed, ceil(vocabSize / 32) words. Every other logit is -inf
+   * before the sampler (penalties and logprobs included). It covers the first sample
+   * only, so a step with a masked entry runs no `extraSteps`. Absent: nothing is paid.
+   * Only runners with {@link ModelRunner.masksTokens} accept it.
+   */
+  readonly tokenMask?: Uint32Array;
 }
 
 /** Throws InvalidArgumentError naming `where` when an entry's `logprobs` is not a count in [0, 20]. */
@@ -126,6 +134,8 @@ export interface ModelRunner {
   readonly maxBatchTokens: number;
   /** A short description for logs and `bench`: backend, provider, adapter. */
   readonly description: string;
+  /** Whether `step()` applies {@link BatchEntry.tokenMask} (constrained decoding). */
+  readonly masksTokens?: boolean;
 
   /**
    * Clears a slot's penalty history before a new sequence uses it, seeding it with the
