@@ -22,10 +22,19 @@
 // computed once per key (by its thread) into work-group memory, and every thread adds the
 // weighted values of its output dimensions.
 //
+// Sliding window (WINDOW, gemma2/gemma3's local layers): a token at pos sees only the
+// WINDOW positions pos - WINDOW + 1 .. pos (llama.cpp's LLAMA_SWA_TYPE_STANDARD masks key p0
+// for query p1 when p1 - p0 ≥ n_swa). The walk starts at the window's first position, so
+// older positions (and the pages that hold only them) are never read, in the split path too.
+//
+// Scores: q·k · SCALE (1/√HEAD_DIM unless SCALE is given: gemma's 1/√query_pre_attn_scalar),
+// then with SOFTCAP (gemma2's attn_logit_softcapping) CAP · tanh(score / CAP), as llama.cpp
+// caps kq after the scale and before the mask and softmax.
+//
 // Defines: HEAD_DIM, N_HEADS, N_KV_HEADS, MAX_PAGES (page-table entries per slot), GB,
-//   WG (threads = tile), the pool's (kv-pool.wgsl: KV_F16, PAGE_SIZE, ROWS_PER_BINDING,
-//   KV_B2..KV_B4), SPLIT (with MAX_SPLITS and SPLIT_TOKENS: partials
-//   for at most SPLIT_TOKENS tokens). Output O[t, h·HEAD_DIM + d], like Q.
+//   WG (threads = tile), SCALE (optional), SOFTCAP with CAP, WINDOW (0 = no window), the
+//   pool's (kv-pool.wgsl: KV_F16, PAGE_SIZE, ROWS_PER_BINDING, KV_B2..KV_B4), SPLIT (with
+//   MAX_SPLITS and SPLIT_TOKENS: partials for at most SPLIT_TOKENS tokens). Output O[t, h·HEAD_DIM + d], like Q.
 #include "tokens.wgsl"
 #include "kv-pool.wgsl"
 
@@ -39,6 +48,12 @@ const GROUP: u32 = N_HEADS / N_KV_HEADS;
 const Q_DIM: u32 = N_HEADS * HEAD_DIM;
 const KV_DIM: u32 = N_KV_HEADS * HEAD_DIM;
 const DPT: u32 = (HEAD_DIM + WG - 1u) / WG;   // output dims per thread
+#if WINDOW
+const WINDOW: u32 = {{WINDOW}}u;
+#endif
+#if SOFTCAP
+const CAP: f32 = {{CAP}};
+#endif
 
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
 @group(0) @binding(1) var<storage, read> KC0: array<KvWord>;
@@ -99,7 +114,11 @@ fn main(
   }
   let h0 = wid.y * GB;              // first query head of this work-group
   let kvh = h0 / GROUP;
+#if SCALE
+  let scale = {{SCALE}};
+#else
   let scale = 1.0 / sqrt(f32(HEAD_DIM));
+#endif
   for (var i = lid; i < GB * HEAD_DIM; i += WG) {
     qs[i] = Q[t * Q_DIM + h0 * HEAD_DIM + i] * scale;
   }
@@ -111,11 +130,17 @@ fn main(
   // Loop bounds must be uniform across the work-group for the barriers inside.
   let pos = workgroupUniformLoad(&last_pos);
   let table = workgroupUniformLoad(&table_base);
-  // This work-group's positions [start, end): all of 0..pos, or one of nwg.z spans.
-  let n_keys = pos + 1u;
+  // This work-group's positions [start, end): all of first..pos, or one of nwg.z spans.
+  let end_all = pos + 1u;
+#if WINDOW
+  let first_key = select(0u, end_all - WINDOW, end_all > WINDOW);
+#else
+  let first_key = 0u;
+#endif
+  let n_keys = end_all - first_key;
   let span = (n_keys + nwg.z - 1u) / nwg.z;
-  let start = min(wid.z * span, n_keys);
-  let end = min(start + span, n_keys);
+  let start = first_key + min(wid.z * span, n_keys);
+  let end = min(start + span, end_all);
 
   var m: array<f32, GB>;
   var l: array<f32, GB>;
@@ -146,7 +171,12 @@ fn main(
         }
       }
       for (var g = 0u; g < GB; g++) {
+#if SOFTCAP
+        // tanh's argument clamped where f32 tanh is already ±1 (see elementwise.wgsl).
+        scores[g * WG + lid] = CAP * tanh(clamp(s[g] / CAP, -10.0, 10.0));
+#else
         scores[g * WG + lid] = s[g];
+#endif
       }
     }
     workgroupBarrier();

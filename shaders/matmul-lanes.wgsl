@@ -92,10 +92,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let xs = P.x_stride >> 2u;
   let x0 = (P.x_offset >> 2u) + m0 * xs;
   // Rows past the end repeat the last row; their sums are never stored.
-  let r0 = wrow(min(first, P.rows - 1u));
-  let r1 = wrow(min(first + WG, P.rows - 1u));
-  let r2 = wrow(min(first + 2u * WG, P.rows - 1u));
-  let r3 = wrow(min(first + 3u * WG, P.rows - 1u));
+  let r0 = wrow(min(first, P.rows - 1u) + P.row_base);
+  let r1 = wrow(min(first + WG, P.rows - 1u) + P.row_base);
+  let r2 = wrow(min(first + 2u * WG, P.rows - 1u) + P.row_base);
+  let r3 = wrow(min(first + 3u * WG, P.rows - 1u) + P.row_base);
   var a0 = mat2x4<f32>();
   var a1 = mat2x4<f32>();
   var a2 = mat2x4<f32>();

@@ -22,6 +22,7 @@ struct Params {
   y_offset: u32,       // f32 index of Y[0, this part's first row]
   y_stride: u32,
   bias_offset: u32,
+  row_base: u32,       // the part's row 0 is row row_base of its buffer (a row range of a fused weight)
 }
 
 const TM: u32 = 64u;   // X rows per tile
@@ -60,7 +61,7 @@ fn main(
       let c = kt * 2u + half;
       var w = mat4x4<f32>();
       if (c < P.chunks) {
-        w = dq16(wrow(min(n0 + rr, P.rows - 1u)), c);
+        w = dq16(wrow(min(n0 + rr, P.rows - 1u) + P.row_base), c);
       }
       for (var i = 0u; i < 4u; i++) {
         for (var k = 0u; k < 4u; k++) {

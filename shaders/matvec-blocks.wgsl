@@ -303,7 +303,7 @@ fn main(
   var rows: array<u32, R>;
   for (var r = 0u; r < R; r++) {
     // Rows past the end repeat the last row; their sums are never written.
-    rows[r] = min(row0 + r, P.rows - 1u);
+    rows[r] = min(row0 + r, P.rows - 1u) + P.row_base;
   }
   var acc: array<f32, R>;
   let units = P.cols / 64u;

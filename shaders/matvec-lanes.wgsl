@@ -426,7 +426,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var rows: array<u32, RL>;
   for (var k = 0u; k < RL; k++) {
     // Rows past the end repeat the last row; their sums are never written.
-    rows[k] = min(first + k * WG, P.rows - 1u);
+    rows[k] = min(first + k * WG, P.rows - 1u) + P.row_base;
   }
   var acc: array<f32, OUT>;
   row_sums(&acc, rows, m0);

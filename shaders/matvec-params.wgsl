@@ -17,4 +17,5 @@ struct Params {
   x_stride: u32,       // f32 elements between input rows
   y_stride: u32,       // f32 elements between output rows
   x_vec4: u32,         // 1 when every input row starts at a multiple of 4 f32 (X4 may be read)
+  row_base: u32,       // the part's row 0 is row row_base of its buffer (a row range of a fused weight)
 }

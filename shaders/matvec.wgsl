@@ -92,7 +92,7 @@ fn main(
   var rows: array<WRow, R>;
   for (var r = 0u; r < R; r++) {
     // Rows past the end repeat the last row; their sums are never written.
-    rows[r] = wrow(min(row0 + r, P.rows - 1u));
+    rows[r] = wrow(min(row0 + r, P.rows - 1u) + P.row_base);
   }
 
   var acc: array<f32, OUT>;

@@ -5,6 +5,8 @@
 // Defines: HEAD_DIM, N_HEADS, N_KV_HEADS, ROPE_DIMS (rotated leading dims of a head), WG, NEOX (pairs (i, i + ROPE_DIMS/2); else
 //   adjacent pairs (2i, 2i+1)), QK_NORM (qwen3: RMSNorm each head first, with EPS and the
 //   weights NORM[0..HEAD_DIM) for Q and NORM[HEAD_DIM..2·HEAD_DIM) for K),
+//   ATTN_FACTOR (optional: multiplies cos and sin of the rotated pairs, as ggml's rope
+//   `attn_factor`/mscale does for LongRoPE; the dims past ROPE_DIMS are left as they are),
 //   and the pool's (kv-pool.wgsl: KV_F16, PAGE_SIZE, ROWS_PER_BINDING, KV_B2..KV_B4).
 //
 // Angles: FREQ[i] = (f, fract(256·f)) where f is pair i's frequency in turns per position
@@ -94,8 +96,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let f = FREQ[i];
     let turns = fract(fract(a_pos * f.y) + fract(b_pos * f.x));
     let angle = TAU * (turns - round(turns));
+#if ATTN_FACTOR
+    let c = cos(angle) * {{ATTN_FACTOR}};
+    let s = sin(angle) * {{ATTN_FACTOR}};
+#else
     let c = cos(angle);
     let s = sin(angle);
+#endif
 #if NEOX
     let ia = i;
     let ib = i + ROPE_HALF;

@@ -10,6 +10,7 @@
  * and llama.cpp's generic JSON (`{"tool_call": ...}` / `{"response": ...}`) for templates
  * that cannot show tools.
  */
+import { gbnfLiteral, jsonSchemaToGbnf } from "../grammar/index.ts";
 import { InvalidRequestError } from "./errors.ts";
 
 /** A function the model may call, in OpenAI's shape. */
@@ -391,9 +392,12 @@ function longestMarkerPrefix(text: string, markers: readonly string[]): number {
   return best;
 }
 
-/** The calls as stream deltas, one per call (id, name and the whole arguments). */
+/**
+ * The calls as stream deltas, OpenAI's way: a call's first piece carries its id and name
+ * (empty arguments), the next its arguments.
+ */
 export function toolCallDeltas(calls: readonly ToolCall[]): ToolCallDelta[] {
-  return calls.map((c, index) => ({ index, id: c.id, name: c.name, arguments: c.arguments }));
+  return calls.flatMap((c, index) => [{ index, id: c.id, name: c.name, arguments: "" }, { index, arguments: c.arguments }]);
 }
 
 const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
@@ -469,4 +473,91 @@ export function toolSetupOf(
   if (tools.length === 0 || choice === "none") return undefined;
   const forced = choice === "required" ? tools : typeof choice === "object" ? tools.filter((t) => t.function.name === choice.function.name) : [];
   return { tools, format: toolCallFormatOf(template, supportsTools), forced };
+}
+
+/**
+ * `options` with the grammar of a forced call (`required` or a named function) as its
+ * `grammar`; unchanged when no call is forced. A forced call with its own `grammar` or
+ * `jsonSchema` is refused: only one grammar can constrain the output.
+ */
+export function withForcedToolCall<O extends { readonly grammar?: string; readonly jsonSchema?: unknown }>(
+  options: O,
+  setup: ToolSetup | undefined,
+): O {
+  if (!setup || setup.forced.length === 0) return options;
+  if (options.grammar !== undefined || options.jsonSchema !== undefined) {
+    throw new InvalidRequestError("toolChoice", "a forced tool call (required or a named function) cannot be combined with grammar or jsonSchema");
+  }
+  return { ...options, grammar: forcedToolCallGrammar(setup) };
+}
+
+/** The literal text around a forced call, per format (the call object between). */
+const CALL_WRAPPERS: Record<ToolCallFormat, readonly [string, string]> = {
+  generic: ['{"tool_call": ', "}"],
+  hermes: ["<tool_call>\n", "\n</tool_call>"],
+  llama3: ["", ""],
+  mistral: ["[TOOL_CALLS][", "]"],
+  phi4: ["<|tool_call|>[", "]<|/tool_call|>"],
+  gemma4: ["<|tool_call>", "<tool_call|>"],
+};
+
+/**
+ * The GBNF grammar of one forced call among `setup.forced`, in the format's own text: its
+ * wrapper around `{"name": "<fn>", "arguments": <the function's parameters schema>}`
+ * (Llama 3.x says `parameters`; Gemma 4 writes `call:<fn>` before the arguments). Each
+ * function's arguments grammar comes from `jsonSchemaToGbnf` with its rules renamed
+ * apart; `required` alternates over the functions. A parameters schema the converter
+ * cannot enforce throws its `UnsupportedSchemaError` naming the keyword.
+ */
+export function forcedToolCallGrammar(setup: ToolSetup): string {
+  const [open, close] = CALL_WRAPPERS[setup.format];
+  const rules: string[] = [];
+  const alternatives = setup.forced.map((tool, i) => {
+    const name = tool.function.name;
+    const args = renameRules(jsonSchemaToGbnf(tool.function.parameters ?? { type: "object" }, { whitespace: "compact" }), `t${i}-`);
+    rules.push(args);
+    if (setup.format === "gemma4") return `${gbnfLiteral(`call:${name}`)} t${i}-root`;
+    const key = setup.format === "llama3" ? "parameters" : "arguments";
+    return `${gbnfLiteral(`{"name": ${JSON.stringify(name)}, "${key}": `)} t${i}-root ${gbnfLiteral("}")}`;
+  });
+  const root = `root ::= ${open ? `${gbnfLiteral(open)} ` : ""}(${alternatives.join(" | ")})${close ? ` ${gbnfLiteral(close)}` : ""}`;
+  return [root, ...rules].join("\n");
+}
+
+/**
+ * `gbnf` with every rule name prefixed, references included; quoted literals and
+ * character classes are left as they are.
+ */
+export function renameRules(gbnf: string, prefix: string): string {
+  const names = new Set([...gbnf.matchAll(/^([a-zA-Z0-9_-]+)\s*::=/gm)].map((m) => m[1]!));
+  let out = "";
+  let i = 0;
+  while (i < gbnf.length) {
+    const c = gbnf[i]!;
+    if (c === '"' || c === "[") {
+      const end = literalEnd(gbnf, i, c === '"' ? '"' : "]");
+      out += gbnf.slice(i, end);
+      i = end;
+    } else if (c === "#") {
+      const end = gbnf.indexOf("\n", i);
+      i = end < 0 ? gbnf.length : end;
+    } else if (/[a-zA-Z0-9_-]/.test(c)) {
+      let end = i;
+      while (end < gbnf.length && /[a-zA-Z0-9_-]/.test(gbnf[end]!)) end++;
+      const word = gbnf.slice(i, end);
+      out += names.has(word) ? prefix + word : word;
+      i = end;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return out;
+}
+
+/** Just past the `"…"` literal or `[…]` class starting at `start` (backslash escapes skipped). */
+function literalEnd(text: string, start: number, closing: string): number {
+  let i = start + 1;
+  while (i < text.length && text[i] !== closing) i += text[i] === "\\" ? 2 : 1;
+  return Math.min(i + 1, text.length);
 }

@@ -85,6 +85,11 @@ export interface GpuWeightPart {
   readonly scaleWord: number;
   /** Bytes of `buffer`. */
   readonly byteLength: number;
+  /**
+   * Row of `buffer` that holds this part's first row (default 0): a row range of a fused
+   * weight (phi3's `attn_qkv`) reads its rows where they lie, without a copy.
+   */
+  readonly rowBase?: number;
 }
 
 /** A matrix (or vector, `rows` = 1) on the GPU. */

@@ -17,6 +17,7 @@ import {
   tokenizeJson,
 } from "./llamacpp-api.ts";
 import { ServerMetrics } from "./metrics.ts";
+import { embeddingsResponse } from "./embeddings.ts";
 import { chunkJson, completionId, completionJson, parseCompletionRequest, usageJson } from "./openai.ts";
 
 /** How the handler behaves. */
@@ -161,6 +162,7 @@ const KNOWN_PATHS = [
   "/tokenize",
   "/detokenize",
   "/props",
+  "/v1/embeddings",
 ];
 
 /** Maps an engine error to the HTTP error a client should see. */
@@ -300,7 +302,7 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     const events = stream[Symbol.asyncIterator]();
     const first = await events.next();
     const sse = sseEncoder();
-    const chunkOf = (delta: { role?: string; text?: string }, finish: FinishReason | null, index: number) =>
+    const chunkOf = (delta: Parameters<typeof chunkJson>[4], finish: FinishReason | null, index: number) =>
       sse(chunkJson(kind, id, options.modelId, created, delta, finish, index));
     const choices = parsed.options.n ?? 1;
     const body = new ReadableStream<Uint8Array>({
@@ -309,9 +311,17 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
           for (let i = 0; kind === "chat" && i < choices; i++) {
             controller.enqueue(chunkOf({ role: "assistant", text: "" }, null, i));
           }
+          // Completions' text_offset counts from the start of each choice's text.
+          const textOffsets = new Map<number, number>();
           for (let next = first; !next.done; next = await events.next()) {
             const chunk = next.value;
-            if (chunk.text.length > 0) controller.enqueue(chunkOf({ text: chunk.text }, null, chunk.index));
+            if (chunk.logprobs) {
+              // A token whose text is held back (a partial character, a possible stop) still brings its logprobs.
+              const textOffset = textOffsets.get(chunk.index) ?? 0;
+              controller.enqueue(chunkOf({ text: chunk.text, logprobs: chunk.logprobs, textOffset }, null, chunk.index));
+              textOffsets.set(chunk.index, textOffset + chunk.logprobs.reduce((n, l) => n + l.text.length, 0));
+            } else if (chunk.text.length > 0) controller.enqueue(chunkOf({ text: chunk.text }, null, chunk.index));
+            if (chunk.toolCalls) controller.enqueue(chunkOf({ toolCalls: chunk.toolCalls }, null, chunk.index));
             if (chunk.finishReason) controller.enqueue(chunkOf({}, chunk.finishReason, chunk.index));
           }
           const result = await stream.result;
@@ -415,6 +425,10 @@ export function createHandler(engine: Engine, options: ServerOptions): ServerHan
     }
     if (path === "/v1/chat/completions" && method === "POST") return await completions(request, "chat");
     if (path === "/v1/completions" && method === "POST") return await completions(request, "text");
+    if (path === "/v1/embeddings" && method === "POST") {
+      const body = await readJsonBody(request, maxBody, bodyTimeoutMs);
+      return json(200, await embeddingsResponse(await loadedEngine(), body, options.modelId, request.signal));
+    }
     const llamaCpp = await llamaCppRoute(request, path);
     if (llamaCpp) return llamaCpp;
     if (KNOWN_PATHS.includes(path)) {

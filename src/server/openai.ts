@@ -2,8 +2,10 @@
  * OpenAI request bodies → engine options, and engine results → OpenAI response bodies.
  * Every field is checked for type and range; a wrong one is a 400 naming it.
  */
-import type { ChatMessage, FinishReason, GenerateOptions, GenerationResult } from "../engine/types.ts";
+import type { ChatMessage, FinishReason, GenerateOptions, GenerationResult, TokenLogprob, ToolCallDelta } from "../engine/types.ts";
+import { checkTools, type ToolChoice, type ToolDefinition } from "../engine/tool-calls.ts";
 import { MAX_CHOICES } from "../engine/options.ts";
+import { MAX_TOP_LOGPROBS } from "../model/runner.ts";
 import { badRequest, HttpError } from "./errors.ts";
 
 type Json = Record<string, unknown>;
@@ -80,14 +82,59 @@ function parseMessages(body: Json): ChatMessage[] {
   return messages.map((m, i) => {
     if (typeof m !== "object" || m === null) throw badRequest(`messages[${i}]`, "must be an object", "invalid_type");
     const role = (m as Json).role;
-    if (typeof role !== "string" || !["system", "developer", "user", "assistant"].includes(role)) {
+    if (typeof role !== "string" || !["system", "developer", "user", "assistant", "tool"].includes(role)) {
       throw badRequest(
         `messages[${i}].role`,
-        `must be system, developer, user or assistant, got ${JSON.stringify(role)}`,
+        `must be system, developer, user, assistant or tool, got ${JSON.stringify(role)}`,
       );
     }
-    return { role: role === "developer" ? "system" : role, content: parseContent((m as Json).content, i) };
+    if (role === "tool") return parseToolMessage(m as Json, i);
+    const toolCalls = role === "assistant" ? parseToolCalls((m as Json).tool_calls, i) : undefined;
+    // An assistant message that only called tools has null (or no) content.
+    const content = toolCalls && ((m as Json).content ?? null) === null ? "" : parseContent((m as Json).content, i);
+    return { role: role === "developer" ? "system" : role, content, ...(toolCalls ? { toolCalls } : {}) };
   });
+}
+
+/** A `role: "tool"` message: the answer to the call `tool_call_id`. */
+function parseToolMessage(m: Json, i: number): ChatMessage {
+  const id = m.tool_call_id;
+  if (typeof id !== "string" || id === "") {
+    throw badRequest(`messages[${i}].tool_call_id`, "must be the id of the tool call this message answers", id === undefined ? "missing_required_parameter" : "invalid_type");
+  }
+  const name = m.name;
+  if (name !== undefined && typeof name !== "string") throw badRequest(`messages[${i}].name`, "must be a string", "invalid_type");
+  return { role: "tool", content: parseContent(m.content, i), toolCallId: id, ...(name ? { name } : {}) };
+}
+
+/** An assistant message's `tool_calls` (undefined when absent or empty). */
+function parseToolCalls(raw: unknown, i: number): ChatMessage["toolCalls"] {
+  if (raw === undefined || raw === null) return undefined;
+  if (!Array.isArray(raw)) throw badRequest(`messages[${i}].tool_calls`, "must be an array", "invalid_type");
+  if (raw.length === 0) return undefined;
+  return raw.map((c: unknown, j) => {
+    const at = `messages[${i}].tool_calls[${j}]`;
+    const call = c as Json;
+    if (typeof c !== "object" || c === null) throw badRequest(at, "must be an object", "invalid_type");
+    if (call.type !== undefined && call.type !== "function") throw badRequest(`${at}.type`, 'must be "function"');
+    const fn = call.function as Json;
+    if (typeof fn !== "object" || fn === null) throw badRequest(`${at}.function`, "must be an object", "invalid_type");
+    if (typeof fn.name !== "string" || fn.name === "") throw badRequest(`${at}.function.name`, "must be a non-empty string", "invalid_type");
+    if (typeof fn.arguments !== "string") throw badRequest(`${at}.function.arguments`, "must be a string of JSON", "invalid_type");
+    if (call.id !== undefined && typeof call.id !== "string") throw badRequest(`${at}.id`, "must be a string", "invalid_type");
+    return { name: fn.name, arguments: fn.arguments, ...(typeof call.id === "string" ? { id: call.id } : {}) };
+  });
+}
+
+/** `tools` and `tool_choice` of a chat request, checked (400 naming the field). */
+function parseToolOptions(body: Json): { tools?: ToolDefinition[]; toolChoice?: ToolChoice } {
+  const tools = body.tools ?? undefined;
+  const toolChoice = body.tool_choice ?? undefined;
+  checkTools(tools, toolChoice, { tools: "tools", toolChoice: "tool_choice" });
+  return {
+    ...(tools !== undefined ? { tools: tools as ToolDefinition[] } : {}),
+    ...(toolChoice !== undefined ? { toolChoice: toolChoice as ToolChoice } : {}),
+  };
 }
 
 function parsePrompt(body: Json): string {
@@ -109,8 +156,6 @@ const isEmptyObject = (v: unknown) =>
  */
 const UNSUPPORTED_PARAMETERS: ReadonlyArray<readonly [string, (v: unknown) => boolean]> = [
   ["best_of", (v) => v === 1],
-  ["logprobs", (v) => v === false],
-  ["top_logprobs", (v) => v === 0],
   ["echo", (v) => v === false],
   ["suffix", (v) => v === ""],
   ["logit_bias", isEmptyObject],
@@ -121,15 +166,37 @@ const UNSUPPORTED_PARAMETERS: ReadonlyArray<readonly [string, (v: unknown) => bo
   ["function_call", (v) => v === "none"],
 ];
 
+/** Supported for chat completions (tools are rendered through the chat template); refused for text. */
+const CHAT_TOOL_PARAMETERS = new Set(["tools", "tool_choice"]);
+
 /** Throws a 400 `unsupported_parameter` naming the first parameter asked for that this server lacks. */
-function refuseUnsupported(body: Json): void {
+function refuseUnsupported(body: Json, kind: "chat" | "text"): void {
   for (const [param, isDefault] of UNSUPPORTED_PARAMETERS) {
+    if (kind === "chat" && CHAT_TOOL_PARAMETERS.has(param)) continue;
     const v = body[param];
     if (v === undefined || v === null || isDefault(v)) continue;
     const shown = JSON.stringify(v);
     const brief = shown.length > 60 ? `${shown.slice(0, 57)}...` : shown;
     throw badRequest(param, `${brief} is not supported by this server`, "unsupported_parameter");
   }
+}
+
+/**
+ * `logprobs` and `top_logprobs`. Chat: `logprobs` a boolean, `top_logprobs` 0–20 (it needs
+ * `logprobs: true`). Completions (legacy): `logprobs` the number of alternatives, 0–20
+ * (OpenAI allows 5; llama.cpp, like us, 20). They are ln p under the model's raw logits.
+ */
+function parseLogprobs(kind: "chat" | "text", body: Json): Pick<GenerateOptions, "logprobs" | "topLogprobs"> {
+  if (kind === "text") {
+    const n = optionalInteger(body, "logprobs", 0, MAX_TOP_LOGPROBS);
+    return n === undefined ? {} : { logprobs: true, topLogprobs: n };
+  }
+  const logprobs = optionalBoolean(body, "logprobs");
+  const topLogprobs = optionalInteger(body, "top_logprobs", 0, MAX_TOP_LOGPROBS);
+  if (topLogprobs !== undefined && topLogprobs > 0 && logprobs !== true) {
+    throw badRequest("top_logprobs", "needs logprobs: true");
+  }
+  return logprobs ? { logprobs, topLogprobs } : {};
 }
 
 /** Parses and checks a `/v1/chat/completions` or `/v1/completions` body. */
@@ -140,7 +207,7 @@ export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): Par
   const body = raw as Json;
   const model = body.model;
   if (model !== undefined && typeof model !== "string") throw badRequest("model", "must be a string", "invalid_type");
-  refuseUnsupported(body);
+  refuseUnsupported(body, kind);
   const streamOptions = body.stream_options;
   if (
     streamOptions !== undefined && streamOptions !== null &&
@@ -166,6 +233,8 @@ export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): Par
     ignoreEos: optionalBoolean(body, "ignore_eos"),
     // Choices share the prompt's KV pages; each samples from its own seed (see choiceSeed).
     n: optionalInteger(body, "n", 1, MAX_CHOICES),
+    ...parseLogprobs(kind, body),
+    ...(kind === "chat" ? parseToolOptions(body) : {}),
   };
   return {
     kind,
@@ -203,8 +272,8 @@ export function completionJson(
 ): Json {
   const choices = r.choices.map((c) =>
     kind === "chat"
-      ? { index: c.index, message: { role: "assistant", content: c.text }, logprobs: null, finish_reason: c.finishReason }
-      : { index: c.index, text: c.text, logprobs: null, finish_reason: c.finishReason }
+      ? { index: c.index, message: chatMessageJson(c.text, c.toolCalls), logprobs: logprobsJson(kind, c.logprobs), finish_reason: c.finishReason }
+      : { index: c.index, text: c.text, logprobs: logprobsJson(kind, c.logprobs), finish_reason: c.finishReason }
   );
   return {
     id,
@@ -216,32 +285,79 @@ export function completionJson(
   };
 }
 
+/** The assistant's message: its content (null when it only called tools) and `tool_calls`. */
+function chatMessageJson(text: string, toolCalls: GenerationResult["toolCalls"]): Json {
+  if (!toolCalls || toolCalls.length === 0) return { role: "assistant", content: text };
+  return {
+    role: "assistant",
+    content: text === "" ? null : text,
+    tool_calls: toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })),
+  };
+}
+
+/** OpenAI's `delta.tool_calls` entries: id, type and name only on a call's first piece. */
+function toolCallDeltasJson(deltas: readonly ToolCallDelta[]): Json[] {
+  return deltas.map((d) => ({
+    index: d.index,
+    ...(d.id !== undefined ? { id: d.id, type: "function" } : {}),
+    function: { ...(d.name !== undefined ? { name: d.name } : {}), arguments: d.arguments },
+  }));
+}
+
 /** One streamed chunk's body, for the choice `index`. */
 export function chunkJson(
   kind: "chat" | "text",
   id: string,
   model: string,
   created: number,
-  delta: { role?: string; text?: string },
+  delta: { role?: string; text?: string; toolCalls?: readonly ToolCallDelta[]; logprobs?: readonly TokenLogprob[]; textOffset?: number },
   finishReason: FinishReason | null,
   index = 0,
 ): Json {
+  const logprobs = logprobsJson(kind, delta.logprobs, delta.textOffset);
   const choice = kind === "chat"
     ? {
       index,
       delta: {
         ...(delta.role ? { role: delta.role } : {}),
         ...(delta.text !== undefined ? { content: delta.text } : {}),
+        ...(delta.toolCalls ? { tool_calls: toolCallDeltasJson(delta.toolCalls) } : {}),
       },
-      logprobs: null,
+      logprobs,
       finish_reason: finishReason,
     }
-    : { index, text: delta.text ?? "", logprobs: null, finish_reason: finishReason };
+    : { index, text: delta.text ?? "", logprobs, finish_reason: finishReason };
   return {
     id,
     object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
     created,
     model,
     choices: [choice],
+  };
+}
+
+/**
+ * OpenAI's logprobs object (null without logprobs). Chat: `{content: [{token, logprob,
+ * bytes, top_logprobs: [{token, logprob, bytes}]}]}`. Completions: `{tokens,
+ * token_logprobs, top_logprobs: [{piece: logprob}], text_offset}`, the offsets counted in
+ * UTF-16 units from `textOffset` (the completion's text before these tokens).
+ */
+export function logprobsJson(kind: "chat" | "text", logprobs: readonly TokenLogprob[] | undefined, textOffset = 0): Json | null {
+  if (!logprobs) return null;
+  if (kind === "chat") {
+    const entry = (c: { text: string; logprob: number; bytes: readonly number[] }) => ({ token: c.text, logprob: c.logprob, bytes: [...c.bytes] });
+    return { content: logprobs.map((l) => ({ ...entry(l), top_logprobs: l.top.map(entry) })), refusal: null };
+  }
+  let offset = textOffset;
+  const textOffsets = logprobs.map((l) => {
+    const at = offset;
+    offset += l.text.length;
+    return at;
+  });
+  return {
+    tokens: logprobs.map((l) => l.text),
+    token_logprobs: logprobs.map((l) => l.logprob),
+    top_logprobs: logprobs.map((l) => Object.fromEntries(l.top.map((c) => [c.text, c.logprob]))),
+    text_offset: textOffsets,
   };
 }

@@ -12,6 +12,11 @@
  * const groups = attn.bind({ q, kPool: [k0], vPool: [v0], pageTable, out, tokens, step: info, scratch });
  * attn.record(step, groups, nTokens, maxKeys);   // maxKeys: most positions a token attends over
  * ```
+ *
+ * Families vary the scores through the key: `scale` (gemma: 1/√query_pre_attn_scalar
+ * instead of 1/√headDim), `softcap` (gemma2: cap·tanh(score/cap) before the softmax) and
+ * `window` (sliding-window layers: a token at pos reads only positions pos − window + 1 … pos,
+ * so the pages holding only older positions are never read).
  */
 import { InvalidArgumentError } from "../../errors.ts";
 import type { GpuContext } from "../device.ts";
@@ -19,6 +24,7 @@ import type { KernelVariant } from "../pipelines.ts";
 import type { GpuStep } from "../step.ts";
 import { type BindingInput, ModelKernel } from "./kernel.ts";
 import { type KvPoolLayout, kvPoolBindings, kvPoolDefines, kvPoolName } from "./kv-pool.ts";
+import { wgslFloat } from "./tokens.ts";
 
 /** Typed key of an attention variant. */
 export interface AttentionKey {
@@ -30,6 +36,12 @@ export interface AttentionKey {
   /** How the pool's rows are spread over bindings. */
   readonly pool: KvPoolLayout;
   readonly kvF16: boolean;
+  /** Multiplies q·k; default 1/√headDim. */
+  readonly scale?: number;
+  /** Soft-caps each scaled score to cap·tanh(score/cap) (gemma2); absent = no cap. */
+  readonly softcap?: number;
+  /** Sliding window: positions a token sees, itself included; absent = all before it. */
+  readonly window?: number;
 }
 
 /** Threads per work-group = positions per tile. */
@@ -44,11 +56,35 @@ export function headsPerWorkgroup(key: AttentionKey): number {
   return 1;
 }
 
+/** Checks the optional score parameters of a key (each a finite number in its range). */
+function checkScoreOptions(key: AttentionKey): void {
+  const positive = (name: string, v: number | undefined) => {
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new InvalidArgumentError(name, `attention ${name} must be a finite number > 0, got ${v}`);
+  };
+  positive("scale", key.scale);
+  positive("softcap", key.softcap);
+  if (key.window !== undefined && !(Number.isInteger(key.window) && key.window >= 1)) {
+    throw new InvalidArgumentError("window", `attention window must be a whole number ≥ 1, got ${key.window}`);
+  }
+}
+
+/** The part of a variant name (and the defines) for the optional score parameters. */
+function scoreOptions(key: AttentionKey): { name: string; defines: Record<string, string | number | boolean> } {
+  checkScoreOptions(key);
+  const scale = key.scale === undefined ? "" : wgslFloat(key.scale);
+  const cap = key.softcap === undefined ? "" : wgslFloat(key.softcap);
+  return {
+    name: `${scale ? `_scale${scale}` : ""}${cap ? `_cap${cap}` : ""}${key.window ? `_swa${key.window}` : ""}`,
+    defines: { SCALE: scale, SOFTCAP: cap !== "", ...(cap ? { CAP: cap } : {}), WINDOW: key.window ?? 0 },
+  };
+}
+
 /** The variant of a key. */
 export function attentionVariant(key: AttentionKey): KernelVariant {
   const gb = headsPerWorkgroup(key);
+  const score = scoreOptions(key);
   return {
-    name: `attention_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_pages${key.maxPages}_${kvPoolName(key.pool)}_gb${gb}${key.kvF16 ? "_f16" : "_f32"}`,
+    name: `attention_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_pages${key.maxPages}_${kvPoolName(key.pool)}_gb${gb}${key.kvF16 ? "_f16" : "_f32"}${score.name}`,
     file: "attention.wgsl",
     defines: {
       HEAD_DIM: key.headDim,
@@ -58,6 +94,7 @@ export function attentionVariant(key: AttentionKey): KernelVariant {
       GB: gb,
       WG,
       ...kvPoolDefines(key.pool, key.kvF16, "read"),
+      ...score.defines,
     },
   };
 }
@@ -169,10 +206,14 @@ export class AttentionKernel extends ModelKernel {
     };
   }
 
-  /** Work-groups each token's positions are split over, for `nTokens` tokens attending over at most `maxKeys` positions. */
+  /**
+   * Work-groups each token's positions are split over, for `nTokens` tokens attending over
+   * at most `maxKeys` positions (at most the window, where the key has one).
+   */
   splitCount(nTokens: number, maxKeys: number): number {
     if (this.splitTokens === 0 || nTokens > this.splitTokens) return 1;
-    return Math.max(1, Math.min(this.maxSplits, Math.ceil(maxKeys / this.minSpan)));
+    const keys = Math.min(maxKeys, this.key.window ?? Infinity);
+    return Math.max(1, Math.min(this.maxSplits, Math.ceil(keys / this.minSpan)));
   }
 
   /**

@@ -1,35 +1,56 @@
 /**
- * Element-wise ops over the sub-step's token rows (shaders/elementwise.wgsl): SwiGLU's
- * `gate = silu(gate) · up` and the residual add `x = x + h`, both in place.
+ * Element-wise ops over the sub-step's rows (shaders/elementwise.wgsl), all in place:
+ * the gated feed-forwards' `gate = silu(gate) · up` (SwiGLU) and `gate = gelu_tanh(gate) · up`
+ * (GeGLU, gemma), the residual add `x = x + h`, and the logit soft-cap
+ * `logits = cap · tanh(logits / cap)` (gemma2) over the rows that get logits.
  *
  * ```ts
  * const swiglu = new ElementwiseKernel(ctx, { op: "swiglu", width: nFf });
  * swiglu.record(step, swiglu.bind({ a: gate, b: up, step: info }), nTokens);
+ * const cap = new ElementwiseKernel(ctx, { op: "softcap", width: vocab, cap: 30 });
+ * cap.record(step, cap.bind({ a: logits, step: info }), nRows);
  * ```
  */
+import { InvalidArgumentError } from "../../errors.ts";
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import { splitWorkgroups, type GpuStep } from "../step.ts";
-import { ModelKernel } from "./kernel.ts";
+import { ModelKernel, required } from "./kernel.ts";
+import { wgslFloat } from "./tokens.ts";
 
-/** The element-wise ops. */
-export type ElementwiseOp = "swiglu" | "add";
+/** The element-wise ops: binary ones read B, `softcap` does not. */
+export type ElementwiseOp = "swiglu" | "geglu" | "add" | "softcap";
 
 /** Typed key of an element-wise variant. */
 export interface ElementwiseKey {
   readonly op: ElementwiseOp;
-  /** Values per token row. */
+  /** Values per row. */
   readonly width: number;
+  /** `softcap` only: the cap (> 0). */
+  readonly cap?: number;
 }
 
 const WG = 256;
 
 /** The variant of a key. */
 export function elementwiseVariant(key: ElementwiseKey): KernelVariant {
+  const softcap = key.op === "softcap";
+  if (softcap && !(key.cap !== undefined && key.cap > 0 && Number.isFinite(key.cap))) {
+    throw new InvalidArgumentError("cap", `softcap needs a finite cap > 0, got ${key.cap}`);
+  }
+  const cap = softcap ? wgslFloat(key.cap!) : "";
   return {
-    name: `${key.op}_w${key.width}`,
+    name: `${key.op}_w${key.width}${softcap ? `_cap${cap}` : ""}`,
     file: "elementwise.wgsl",
-    defines: { WIDTH: key.width, WG, SWIGLU: key.op === "swiglu", ADD: key.op === "add" },
+    defines: {
+      WIDTH: key.width,
+      WG,
+      SWIGLU: key.op === "swiglu",
+      GEGLU: key.op === "geglu",
+      ADD: key.op === "add",
+      SOFTCAP: softcap,
+      ...(softcap ? { CAP: cap } : {}),
+    },
   };
 }
 
@@ -37,7 +58,8 @@ export function elementwiseVariant(key: ElementwiseKey): KernelVariant {
 export interface ElementwiseBindings {
   /** Updated in place. */
   readonly a: GPUBuffer;
-  readonly b: GPUBuffer;
+  /** The second operand of the binary ops (unused by `softcap`). */
+  readonly b?: GPUBuffer;
   readonly step: GPUBufferBinding;
 }
 
@@ -52,12 +74,16 @@ export class ElementwiseKernel extends ModelKernel {
 
   /** A reusable bind group. */
   bind(b: ElementwiseBindings, label: string = this.key.op): GPUBindGroup {
-    return this.bindGroup(label, [b.a, b.b, b.step]);
+    const second = this.key.op === "softcap" ? null : required(b.b, "b", this.variant);
+    return this.bindGroup(label, [b.a, second, b.step]);
   }
 
-  /** Records the op over `nTokens` rows. */
-  record(step: GpuStep, group: GPUBindGroup, nTokens: number): void {
-    const groups = Math.ceil((nTokens * this.key.width) / WG);
+  /**
+   * Records the op over `rows` rows: the sub-step's tokens for the binary ops, its logit
+   * rows for `softcap` (the shader bounds them by the StepInfo's count either way).
+   */
+  record(step: GpuStep, group: GPUBindGroup, rows: number): void {
+    const groups = Math.ceil((rows * this.key.width) / WG);
     this.dispatch(step, group, splitWorkgroups(groups, this.ctx.limits.maxComputeWorkgroupsPerDimension));
   }
 }

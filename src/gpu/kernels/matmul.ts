@@ -12,7 +12,8 @@
  * ```
  *
  * Buffers hold f32. Offsets and strides count f32 elements; by default X rows are `cols`
- * apart and Y rows `rows` apart. A weight split into parts (weights.ts) becomes one dispatch
+ * apart and Y rows `rows` apart. `weightRows(w, first, count)` is a row range of a weight
+ * that products read in place (a fused `attn_qkv` as Q, K and V). A weight split into parts (weights.ts) becomes one dispatch
  * per part, each writing its own row range of Y. A buffer larger than the device's storage
  * binding limit is bound through a window around the elements a dispatch touches.
  *
@@ -38,7 +39,7 @@ import { BindGroupCache } from "../bind-cache.ts";
 import { type GpuContext, isLavapipe } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import { splitWorkgroups, type GpuStep } from "../step.ts";
-import { CHUNK_VALUES, type GpuWeight } from "../weights.ts";
+import { CHUNK_VALUES, type GpuWeight, type GpuWeightPart } from "../weights.ts";
 
 /** The products of this module: one input row (`matvec`), or several (`matmul`). */
 export type MatrixFamily = "matvec" | "matmul";
@@ -219,6 +220,35 @@ export interface MatmulOptions extends MatrixOptions {
   xStride?: number;
   /** Elements between rows of Y; default `weight.rows`. */
   yStride?: number;
+}
+
+/**
+ * Rows [first, first + count) of `weight` as a weight of their own, reading the same
+ * buffers (each part's `rowBase` says where its rows start): phi3's fused `attn_qkv` is
+ * read as Q, K and V, and its `ffn_up` as gate and up, without a copy. The view owns no
+ * buffer: destroy the weight it came from, never the view.
+ */
+export function weightRows(weight: GpuWeight, first: number, count: number, name = `${weight.name}[rows ${first}..${first + count})`): GpuWeight {
+  if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 1 || first + count > weight.rows) {
+    throw new InvalidArgumentError("rows", `${weight.name} has ${weight.rows} rows; rows [${first}, ${first + count}) are not a range of them`);
+  }
+  const parts: GpuWeightPart[] = [];
+  for (const part of weight.parts) {
+    const from = Math.max(first, part.firstRow);
+    const to = Math.min(first + count, part.firstRow + part.rows);
+    if (from >= to) continue;
+    const rows = to - from;
+    parts.push({
+      buffer: part.buffer,
+      firstRow: from - first,
+      rows,
+      scaleWord: part.scaleWord,
+      // The bytes its products read, for bandwidth accounting.
+      byteLength: Math.round((part.byteLength * rows) / part.rows),
+      rowBase: (part.rowBase ?? 0) + from - part.firstRow,
+    });
+  }
+  return { ...weight, name, rows: count, parts, byteLength: parts.reduce((sum, p) => sum + p.byteLength, 0) };
 }
 
 /** Tile sizes of matmul.wgsl (TN × TM outputs per work-group). */
@@ -436,6 +466,7 @@ export class MatrixKernels {
         yWin.base,
         yStride,
         biasBase,
+        part.rowBase ?? 0,
       ]);
       entries.push({ binding: 3, resource: step.params(params) });
       step.dispatch(pipeline, entries, [Math.ceil(part.rows / MATMUL_TILE_ROWS), Math.ceil(n / MATMUL_TILE_N)]);
@@ -527,6 +558,7 @@ export class MatrixKernels {
         xStride,
         yStride,
         xVec4 ? 1 : 0,
+        part.rowBase ?? 0,
       ]);
       // Cached for decode-sized products only: prompts of every length would fill the cache.
       const group = n <= this.batchMax ? this.bindings.get(pipeline, entries, params) : null;

@@ -1,7 +1,9 @@
 /**
  * RoPE of Q and K with the KV-pool append fused in (shaders/rope.wgsl): per (token, head),
  * optionally RMSNorm the head first (qwen3's Q/K norm), rotate its first `ropeDims`
- * values by the token's position, and write Q back in place or K and V into the pool row
+ * values by the token's position (partial rotary when `ropeDims` < `headDim`, Phi-4-mini;
+ * per-pair frequency divisors such as LongRoPE's `rope_factors_long`/`_short` go into the
+ * FREQ table, and its attention factor into `attnFactor`), and write Q back in place or K and V into the pool row
  * of the token (its TokenRecord's `kvRow`).
  *
  * ```ts
@@ -11,6 +13,7 @@
  * rope.record(step, rope.bind({ q, k, v, kPool: [k0], vPool: [v0], freqs, tokens, step: info }), nTokens);
  * ```
  */
+import { InvalidArgumentError } from "../../errors.ts";
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import type { GpuStep } from "../step.ts";
@@ -33,6 +36,11 @@ export interface RopeKey {
   readonly kvF16: boolean;
   /** qwen3: RMSNorm each Q/K head with this epsilon before rotating; null = no norm. */
   readonly qkNormEps: number | null;
+  /**
+   * Multiplies cos and sin of the rotated pairs (ggml's rope `attn_factor`: LongRoPE's
+   * `rope.scaling.attn_factor`, phi3); default 1.
+   */
+  readonly attnFactor?: number;
 }
 
 const WG = 64;
@@ -40,8 +48,13 @@ const WG = 64;
 /** The variant of a key. */
 export function ropeVariant(key: RopeKey): KernelVariant {
   const norm = key.qkNormEps === null ? "" : `_qknorm${wgslFloat(key.qkNormEps)}`;
+  if (key.attnFactor !== undefined && !(Number.isFinite(key.attnFactor) && key.attnFactor > 0)) {
+    throw new InvalidArgumentError("attnFactor", `rope attnFactor must be a finite number > 0, got ${key.attnFactor}`);
+  }
+  // 1 keeps the plain variant (and its name): multiplying by 1 changes nothing.
+  const factor = key.attnFactor === undefined || key.attnFactor === 1 ? "" : wgslFloat(key.attnFactor);
   return {
-    name: `rope_${key.neox ? "neox" : "norm"}_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_r${key.ropeDims}_${kvPoolName(key.pool)}${key.kvF16 ? "_f16" : "_f32"}${norm}`,
+    name: `rope_${key.neox ? "neox" : "norm"}_hd${key.headDim}_h${key.nHeads}_kv${key.nKvHeads}_r${key.ropeDims}_${kvPoolName(key.pool)}${key.kvF16 ? "_f16" : "_f32"}${norm}${factor ? `_af${factor}` : ""}`,
     file: "rope.wgsl",
     defines: {
       HEAD_DIM: key.headDim,
@@ -53,6 +66,7 @@ export function ropeVariant(key: RopeKey): KernelVariant {
       ...kvPoolDefines(key.pool, key.kvF16, "read_write"),
       QK_NORM: key.qkNormEps !== null,
       EPS: key.qkNormEps === null ? "0.0" : wgslFloat(key.qkNormEps),
+      ATTN_FACTOR: factor,
     },
   };
 }

@@ -9,11 +9,15 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
+  forcedToolCallGrammar,
   parseToolCalls,
+  renameRules,
   toolCallFormatOf,
-  ToolCallStream,
   type ToolCallFormat,
+  ToolCallStream,
+  type ToolDefinition,
 } from "../../../src/engine/tool-calls.ts";
+import { TokenGrammar } from "../../../src/grammar/index.ts";
 import { chatTemplateCaps, renderChat } from "../../../src/tokenizer/chat.ts";
 import { syntheticTokenizerMetadata } from "../../../src/tokenizer/synthetic.ts";
 import { tokenizerFromMetadata } from "../../../src/tokenizer/tokenizer.ts";
@@ -174,5 +178,50 @@ describe("ToolCallStream", () => {
       expect(stream("generic", "plain words", size)).toMatchObject({ streamed: "plain words", calls: [] });
       expect(stream("generic", '{"response": "hi"}', size)).toMatchObject({ streamed: "", content: "hi", calls: [] });
     }
+  });
+});
+
+describe("forcedToolCallGrammar", () => {
+  const weather: ToolDefinition = {
+    type: "function",
+    function: {
+      name: "get_weather",
+      parameters: { type: "object", properties: { city: { type: "string", maxLength: 8 }, unit: { enum: ["C", "F"] } }, required: ["city", "unit"] },
+    },
+  };
+  const time: ToolDefinition = { type: "function", function: { name: "get_time", parameters: { type: "object", properties: {} } } };
+  const bytes = new TextEncoder();
+  /** Whether the grammar matches all of `text`, as bytes. */
+  function accepts(gbnf: string, text: string): boolean {
+    const m = TokenGrammar.fromGbnf(gbnf, { size: 1, tokenBytes: [undefined], eogIds: [0] }).matcher();
+    return m.acceptBytes(bytes.encode(text)) && m.canEnd;
+  }
+
+  it("matches a conforming call in each format's own text, which parses back to it, and nothing else", () => {
+    const good: Record<ToolCallFormat, string> = {
+      generic: '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}}',
+      hermes: '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}\n</tool_call>',
+      llama3: '{"name": "get_weather", "parameters": {"city": "Paris", "unit": "C"}}',
+      mistral: '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}]',
+      phi4: '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}]<|/tool_call|>',
+      gemma4: '<|tool_call>call:get_weather{"city": "Paris", "unit": "C"}<tool_call|>',
+    };
+    for (const [format, text] of Object.entries(good) as [ToolCallFormat, string][]) {
+      const gbnf = forcedToolCallGrammar({ tools: [weather, time], format, forced: [weather, time] });
+      expect(accepts(gbnf, text), `${format}: ${text}`).toBe(true);
+      expect(calls(format, text).calls.map((c) => [c.name, c.arguments])).toEqual([["get_weather", { city: "Paris", unit: "C" }]]);
+      // Outside the schema: a string over maxLength, an enum value it lacks, a missing key, an unknown function.
+      expect(accepts(gbnf, text.replace("Paris", "Paris-Texas")), format).toBe(false);
+      expect(accepts(gbnf, text.replace('"C"', '"K"')), format).toBe(false);
+      expect(accepts(gbnf, text.replace(', "unit": "C"', "")), format).toBe(false);
+      expect(accepts(gbnf, text.replace("get_weather", "get_wether")), format).toBe(false);
+      // Named: only that function.
+      const named = forcedToolCallGrammar({ tools: [weather, time], format, forced: [time] });
+      expect(accepts(named, text), format).toBe(false);
+    }
+  });
+
+  it("renames rules and their references, never text inside literals or classes", () => {
+    expect(renameRules('root ::= item "root" [a-root]\nitem ::= "x" root?', "p-")).toBe('p-root ::= p-item "root" [a-root]\np-item ::= "x" p-root?');
   });
 });
