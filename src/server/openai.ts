@@ -7,6 +7,7 @@ import { checkTools, type ToolChoice, type ToolDefinition } from "../engine/tool
 import { MAX_CHOICES } from "../engine/options.ts";
 import { MAX_TOP_LOGPROBS } from "../model/runner.ts";
 import { badRequest, HttpError } from "./errors.ts";
+import { GrammarError, JSON_OBJECT_SCHEMA, type JsonSchema, jsonSchemaToGbnf, parseGbnf } from "../grammar/index.ts";
 
 type Json = Record<string, unknown>;
 
@@ -159,7 +160,6 @@ const UNSUPPORTED_PARAMETERS: ReadonlyArray<readonly [string, (v: unknown) => bo
   ["echo", (v) => v === false],
   ["suffix", (v) => v === ""],
   ["logit_bias", isEmptyObject],
-  ["response_format", (v) => typeof v === "object" && (v as Json).type === "text"],
   ["tools", isEmptyArray],
   ["tool_choice", (v) => v === "none"],
   ["functions", isEmptyArray],
@@ -234,6 +234,7 @@ export function parseCompletionRequest(kind: "chat" | "text", raw: unknown): Par
     // Choices share the prompt's KV pages; each samples from its own seed (see choiceSeed).
     n: optionalInteger(body, "n", 1, MAX_CHOICES),
     ...parseLogprobs(kind, body),
+    ...parseConstraint(body),
     ...(kind === "chat" ? parseToolOptions(body) : {}),
   };
   return {
@@ -360,4 +361,38 @@ export function logprobsJson(kind: "chat" | "text", logprobs: readonly TokenLogp
     top_logprobs: logprobs.map((l) => Object.fromEntries(l.top.map((c) => [c.text, c.logprob]))),
     text_offset: textOffsets,
   };
+}
+
+/**
+ * `response_format` (OpenAI: text, json_object = any JSON object, json_schema with
+ * `json_schema.schema`) and llama.cpp's `grammar` (GBNF) and `json_schema` extensions, as
+ * the engine's `grammar` / `jsonSchema`. Checked here so that a bad grammar or a schema
+ * keyword that cannot be enforced is a 400 naming it, before any token is generated.
+ */
+function parseConstraint(body: Json): Pick<GenerateOptions, "grammar" | "jsonSchema"> {
+  const asked: { param: string; options: Pick<GenerateOptions, "grammar" | "jsonSchema"> }[] = [];
+  const format = body.response_format;
+  if (format !== undefined && format !== null) {
+    const f = format as Json;
+    if (typeof format !== "object" || Array.isArray(format)) throw badRequest("response_format", "must be an object", "invalid_type");
+    if (f.type === "json_object") asked.push({ param: "response_format", options: { jsonSchema: JSON_OBJECT_SCHEMA } });
+    else if (f.type === "json_schema") {
+      const js = f.json_schema as Json | undefined;
+      if (typeof js !== "object" || js === null) throw badRequest("response_format.json_schema", "is required for type json_schema", "missing_required_parameter");
+      asked.push({ param: "response_format.json_schema.schema", options: { jsonSchema: (js.schema ?? true) as JsonSchema } });
+    } else if (f.type !== "text") throw badRequest("response_format.type", 'must be "text", "json_object" or "json_schema"');
+  }
+  if (body.json_schema !== undefined && body.json_schema !== null) asked.push({ param: "json_schema", options: { jsonSchema: body.json_schema as JsonSchema } });
+  if (typeof body.grammar === "string" && body.grammar !== "") asked.push({ param: "grammar", options: { grammar: body.grammar } });
+  else if (body.grammar !== undefined && body.grammar !== null && body.grammar !== "") throw badRequest("grammar", "must be a GBNF string", "invalid_type");
+  if (asked.length === 0) return {};
+  if (asked.length > 1) throw badRequest(asked[1]!.param, `cannot be combined with ${asked[0]!.param}`);
+  const { param, options } = asked[0]!;
+  try {
+    parseGbnf(options.grammar ?? jsonSchemaToGbnf(options.jsonSchema!));
+  } catch (e) {
+    if (e instanceof GrammarError) throw badRequest(param, e.message);
+    throw e;
+  }
+  return options;
 }
