@@ -36,6 +36,7 @@ export type {
   Usage,
 } from "./engine/types.ts";
 export { choiceSeed, DEFAULT_GENERATE_OPTIONS, MAX_CHOICES } from "./engine/options.ts";
+export type { EmbeddingResult, EmbedInput, EmbedOptions, Pooling } from "./engine/embed.ts";
 
 // The engine in a Web Worker: the same API from the page, the work off the main thread.
 export { loadWorkerEngine, WorkerEngine, type WorkerEngineOptions } from "./worker/client.ts";
