@@ -20,6 +20,7 @@ import { GpuStep, ParamArena } from "../../src/gpu/step.ts";
 import { destroyWeight, uploadWeight } from "../../src/gpu/weights.ts";
 import type { RopeConfig } from "../../src/model/config.ts";
 import { ropeFrequencies } from "../../src/model/reference-rope.ts";
+import { dawnIcd, primeDawn } from "../node/dawn/dawn-env.ts";
 import { attendHead, type AttentionScoring, geglu, longRopeDivisors, rotateHead, softcap, windowStart } from "../../src/model/reference-ops.ts";
 
 const ctx = await createGpuContext();
@@ -342,4 +343,28 @@ Deno.test(`fused weight row ranges (q, k, v of attn_qkv): ${FUSED_TYPES.map(([t]
     }
     mk.destroy();
   }
+});
+
+// ---------------------------------------------------------------------------------------
+// Tint (Dawn) compiles the same variants: its WGSL front end is stricter than Naga's.
+
+Deno.test({
+  name: "Dawn compiles the family variants (runs when DAWN_VK_ICD is set)",
+  ignore: dawnIcd() === undefined,
+  async fn() {
+    const { gpu } = await primeDawn();
+    const dawn = await createGpuContext({ gpu });
+    try {
+      const pool = { pageSize: 16, rowsPerBinding: 480, bindings: 2 };
+      const attention = { headDim: 48, nHeads: 4, nKvHeads: 2, maxPages: 20, pool, kvF16: true, scale: 0.3, softcap: 50, window: 50 };
+      await Promise.all([
+        new ElementwiseKernel(dawn, { op: "geglu", width: 333 }).prepare(),
+        new ElementwiseKernel(dawn, { op: "softcap", width: 333, cap: 30 }).prepare(),
+        new AttentionKernel(dawn, attention, { splitTokens: 4 }).prepare(),
+        new RopeKernel(dawn, { headDim: 40, nHeads: 3, nKvHeads: 1, ropeDims: 24, neox: true, pool, kvF16: true, qkNormEps: null, attnFactor: 1.19 }).prepare(),
+      ]);
+    } finally {
+      await dawn.destroy();
+    }
+  },
 });
