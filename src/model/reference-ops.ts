@@ -68,7 +68,9 @@ export interface AttentionScoring {
  * (causal, within the window): score = (q·k)·scale, soft-capped when asked, as
  * llama.cpp's build_attn_mha scales kq, caps it, then masks and soft-maxes. `keyAt(p)` and
  * `valueAt(p)` give the head's key and value at position p (views into a cache);
- * `scores` is scratch of at least pos + 1 values.
+ * `scores` is scratch of at least pos + 1 values. The rounding follows the CPU reference's
+ * attention step for step (scores and weights stored as f32, sums in f64), so that it can
+ * call this without a change in output.
  */
 export function attendHead(
   out: Float32Array,
@@ -80,27 +82,28 @@ export function attendHead(
   scores: Float32Array,
 ): void {
   const first = windowStart(pos, scoring.window);
-  let max = -Infinity;
   for (let p = first; p <= pos; p++) {
     const k = keyAt(p);
     let dot = 0;
     for (let i = 0; i < q.length; i++) dot += q[i]! * k[i]!;
-    let score = dot * scoring.scale;
-    if (scoring.softcap !== undefined) score = scoring.softcap * Math.tanh(score / scoring.softcap);
-    scores[p] = score;
-    max = Math.max(max, score);
+    scores[p] = dot * scoring.scale;
+    if (scoring.softcap !== undefined) scores[p] = scoring.softcap * Math.tanh(scores[p]! / scoring.softcap);
   }
-  let total = 0;
+  let max = -Infinity;
+  for (let p = first; p <= pos; p++) max = Math.max(max, scores[p]!);
+  let sum = 0;
   for (let p = first; p <= pos; p++) {
-    scores[p] = Math.exp(scores[p]! - max);
-    total += scores[p]!;
+    const e = Math.exp(scores[p]! - max);
+    scores[p] = e;
+    sum += e;
   }
-  out.fill(0);
+  for (let p = first; p <= pos; p++) scores[p] = scores[p]! / sum;
+  const acc = new Float64Array(out.length);
   for (let p = first; p <= pos; p++) {
     const v = valueAt(p);
-    const weight = scores[p]! / total;
-    for (let i = 0; i < out.length; i++) out[i] = out[i]! + weight * v[i]!;
+    for (let i = 0; i < out.length; i++) acc[i] = acc[i]! + scores[p]! * v[i]!;
   }
+  out.set(acc);
 }
 
 /**
