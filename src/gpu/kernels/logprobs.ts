@@ -6,14 +6,13 @@
  *
  * ```ts
  * const lp = new DeviceLogprobs(ctx, { vocabSize, maxRows });
+ * const sampler = new LogprobsAroundSampler(wgslSampler, lp); // the forward pass records through it
  * await lp.prepare(subSteps);                          // compiles on first use, sizes the buffers
  * lp.writeRows(k, [5, undefined], subSteps);            // row 0 wants 5 alternatives, row 1 none
- * lp.recordTop(step, k, rows, logits);                  // before the sampler overwrites them
- * sampler.record(...);
- * lp.recordPick(step, k, rows, outIds);                 // after it wrote the ids
+ * sampler.armedFor(new Map([[rowParams[k], k]]), () => forward.record(...)); // top, sample, pick
  * lp.copyForReadback(step, outIds, idCount);            // ids and records into one buffer
- * const { ids, logprobs } = await lp.read(idCount, timeout);
- * ```
+ * const { ids, logprobs } = await lp.read(idCount, topN, bounded);
+  * ```
  *
  * Nothing here exists until a request asks for logprobs: requests without them add no
  * dispatch, no buffer and no readback.
