@@ -37,6 +37,15 @@ export type {
 } from "./engine/types.ts";
 export { choiceSeed, DEFAULT_GENERATE_OPTIONS, MAX_CHOICES } from "./engine/options.ts";
 export type { EmbeddingResult, EmbedInput, EmbedOptions, Pooling } from "./engine/embed.ts";
+export {
+  parseToolCalls,
+  type ToolCall,
+  type ToolCallDelta,
+  type ToolCallFormat,
+  toolCallFormatOf,
+  type ToolChoice,
+  type ToolDefinition,
+} from "./engine/tool-calls.ts";
 
 // The engine in a Web Worker: the same API from the page, the work off the main thread.
 export { loadWorkerEngine, WorkerEngine, type WorkerEngineOptions } from "./worker/client.ts";

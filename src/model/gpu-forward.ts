@@ -97,8 +97,11 @@ export type GpuLayerStep =
   | { readonly kind: "norm"; readonly weight: LayerTensorKey; readonly residual: boolean }
   /** q, k, v = xb·Wᵀ (+ bias) */
   | { readonly kind: "qkv"; readonly bias: boolean }
-  /** q, k = rope([per-head norm of] q, k); K and V written to the pool */
-  | { readonly kind: "rope"; readonly qkNorm: boolean }
+  /**
+   * q, k = rope([per-head norm of] q, k) and K, V written to the pool; without `rotate`
+   * (a layer with no RoPE op, smollm3's) only the norm and the pool write.
+   */
+  | { readonly kind: "rope"; readonly qkNorm: boolean; readonly rotate: boolean }
   | { readonly kind: "attention" }
   /** h = att·Woᵀ */
   | { readonly kind: "output" }
@@ -113,7 +116,8 @@ export interface GpuLayerPlan {
 /**
  * Turns each layer's op list into kernel steps. A residual add waits for the next norm
  * (the fused add-and-norm kernel), across layers and into the output norm; a per-head Q/K
- * norm joins the RoPE after it. An op order these fusions do not cover is refused with
+ * norm joins the RoPE after it; the RoPE kernel also writes K and V to the pool, so a layer
+ * without RoPE gets a non-rotating one before its attention. An op order these fusions do not cover is refused with
  * ModelConfigError naming the layer and op, rather than run wrongly.
  */
 export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
@@ -125,9 +129,10 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
   const layers = Array.from({ length: c.nLayers }, (_, layer) => {
     const steps: GpuLayerStep[] = [];
     let qkNormPending = false;
+    let kvWritten = false;
     for (const op of arch.layerOps(c, layer)) {
       if (residualPending && op.op !== "norm") refuse(layer, op, "a residual add must be followed by a norm");
-      if (qkNormPending && op.op !== "rope") refuse(layer, op, "a per-head Q/K norm must be followed by RoPE");
+      if (qkNormPending && op.op !== "rope" && op.op !== "attention") refuse(layer, op, "a per-head Q/K norm must be followed by RoPE or attention");
       switch (op.op) {
         case "residual":
           residualPending = true;
@@ -141,15 +146,20 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
           qkNormPending = true;
           break;
         case "rope":
-          steps.push({ kind: "rope", qkNorm: qkNormPending });
+          steps.push({ kind: "rope", qkNorm: qkNormPending, rotate: true });
           qkNormPending = false;
+          kvWritten = true;
           break;
         case "qkv":
           steps.push({ kind: "qkv", bias: op.bias });
           break;
         case "attention":
+          if (!kvWritten) steps.push({ kind: "rope", qkNorm: qkNormPending, rotate: false });
+          qkNormPending = false;
+          steps.push({ kind: "attention" });
+          break;
         case "output":
-          steps.push({ kind: op.op });
+          steps.push({ kind: "output" });
           break;
         case "gatedFfn":
           steps.push({ kind: "gatedFfn" });
@@ -258,6 +268,8 @@ export class GpuForward {
   readonly addNorm: RmsNormKernel;
   readonly finalNorm: RmsNormKernel;
   readonly rope: RopeKernel;
+  /** The RoPE kernel with nothing rotated (K/V append only), when a layer has no RoPE op. */
+  readonly kvAppend: RopeKernel | null;
   readonly attention: AttentionKernel;
   readonly swiglu: ElementwiseKernel;
 
@@ -331,7 +343,7 @@ export class GpuForward {
     this.norm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false });
     this.addNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: false });
     this.finalNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: true });
-    this.rope = new RopeKernel(ctx, {
+    const ropeKey = {
       headDim: c.headDim,
       nHeads: c.nHeads,
       nKvHeads: c.nKvHeads,
@@ -340,7 +352,11 @@ export class GpuForward {
       pool: this.kvLayout,
       kvF16,
       qkNormEps: c.qkNorm ? c.normEps : null,
-    });
+    };
+    this.rope = new RopeKernel(ctx, ropeKey);
+    const anyUnrotated = this.plan.layers.some((steps) => steps.some((s) => s.kind === "rope" && !s.rotate));
+    // No rotated dims: the kernel's pair loop runs zero times, leaving the head as it is.
+    this.kvAppend = anyUnrotated ? new RopeKernel(ctx, { ...ropeKey, ropeDims: 0 }) : null;
     this.attention = new AttentionKernel(
       ctx,
       { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, maxPages: this.maxPages, pool: this.kvLayout, kvF16 },
@@ -392,6 +408,7 @@ export class GpuForward {
       f.matrix.prepare(qkv, { bias: config.qkvBias }),
       f.matrix.prepare(rest),
       ...[f.embed, f.historyKernel, f.norm, f.addNorm, f.finalNorm, f.rope, f.attention, f.swiglu].map((k) => k.prepare()),
+      ...(f.kvAppend ? [f.kvAppend.prepare()] : []),
       sampler.prepare(),
     ]);
     ctx.check();
@@ -525,7 +542,7 @@ export class GpuForward {
         return;
       }
       case "rope":
-        return this.rope.record(step, bindGroup(), nTokens);
+        return this.#ropeKernel(s).record(step, bindGroup(), nTokens);
       case "attention":
         if (group?.kind !== "attention") throw new GpuError("GPU_VALIDATION", `no bind group for blk.${l} attention`, { label: "attention" });
         return this.attention.record(step, group.group, nTokens, maxKeys);
@@ -538,6 +555,13 @@ export class GpuForward {
         m.matmul(step, layerMatrix(w, "down", l), a.gate, a.h, nTokens);
         return;
     }
+  }
+
+  /** The RoPE kernel of a step: the model's, or the one that only writes K and V. */
+  #ropeKernel(s: GpuLayerStep & { kind: "rope" }): RopeKernel {
+    if (s.rotate) return this.rope;
+    if (!this.kvAppend) throw new GpuError("GPU_VALIDATION", "no K/V append kernel for a layer without RoPE", { label: "rope" });
+    return this.kvAppend;
   }
 
   /** Bind groups of layer `l`'s steps for one sub-step. */
@@ -556,7 +580,7 @@ export class GpuForward {
         case "rope": {
           const resources = { q: a.q, k: a.k, v: a.v, kPool: this.kPool[l]!, vPool: this.vPool[l]!, freqs: this.#freqs, tokens, step };
           const norms = s.qkNorm ? (lw.qkNorm ?? undefined) : undefined;
-          return { kind: "rope", group: this.rope.bind({ ...resources, norms }, label(`blk.${l} rope`)) };
+          return { kind: "rope", group: this.#ropeKernel(s).bind({ ...resources, norms }, label(`blk.${l} rope`)) };
         }
         case "attention": {
           const resources = { q: a.q, kPool: this.kPool[l]!, vPool: this.vPool[l]!, pageTable: this.pageTable, out: a.att, tokens, step };

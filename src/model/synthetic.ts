@@ -2,7 +2,7 @@
  * Synthetic models: GGUF files with random weights but the real tensor names, shapes and
  * metadata of an architecture, so llama.cpp loads them and the runtime can be checked
  * against it without downloading a model. Presets mirror real models (Llama-3.2-1B,
- * Qwen2.5-0.5B, Qwen3-0.6B) or are tiny, for tests.
+ * Qwen2.5-0.5B, Qwen3-0.6B, SmolLM3-3B) or are tiny, for tests.
  *
  * The weights are built so that predictions are peaked and carry a clear margin (the top
  * token typically holds well over a third of the probability), as a trained model's do:
@@ -23,7 +23,7 @@ import { type Architecture, GLOBAL_TENSOR_NAMES, type ModelConfig, ROPE_FREQS_TE
 import { llama3RopeDivisors } from "./reference-rope.ts";
 
 /** Model shapes a synthetic file can take. */
-export const SYNTHETIC_PRESETS = ["tiny", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b"] as const;
+export const SYNTHETIC_PRESETS = ["tiny", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b"] as const;
 /** A synthetic model shape: `tiny` for tests, or the shape of a real model. */
 export type SyntheticPreset = (typeof SYNTHETIC_PRESETS)[number];
 
@@ -51,6 +51,7 @@ const PRESET_ARCH: Readonly<Record<Exclude<SyntheticPreset, "tiny">, Architectur
   "llama-3.2-1b": "llama",
   "qwen2.5-0.5b": "qwen2",
   "qwen3-0.6b": "qwen3",
+  "smollm3-3b": "smollm3",
 };
 
 /** The architecture of a real preset, or undefined for `tiny`. */
@@ -64,7 +65,8 @@ export function presetArchitecture(preset: SyntheticPreset): Architecture | unde
  * tiny llama has Llama 3 RoPE scaling whose three frequency bands all fall inside its
  * 512-token context; tiny qwen2 has Q/K/V biases and linear RoPE scaling; both have a
  * separate output matrix. Tiny qwen3 has Q/K norms, a head width (128) that is not
- * nEmbd / nHeads (64), and tied embeddings, like every real preset.
+ * nEmbd / nHeads (64), and tied embeddings, like every real preset. Tiny smollm3 has four
+ * layers, the last of which skips RoPE.
  */
 export function syntheticModelConfig(arch: Architecture, preset: SyntheticPreset): ModelConfig {
   const owner = presetArchitecture(preset);
@@ -99,6 +101,14 @@ export function syntheticModelConfig(arch: Architecture, preset: SyntheticPreset
         rope: { layout: "neox", base: 1e6, dims: 128, scaling: { type: "none" } },
         qkvBias: false, qkNorm: true, tiedEmbeddings: true,
       };
+    case "smollm3-3b":
+      // HuggingFaceTB/SmolLM3-3B's config.json.
+      return {
+        arch, name, nLayers: 36, nEmbd: 2048, nHeads: 16, nKvHeads: 4, headDim: 128, nFf: 11008,
+        vocabSize: 128256, contextLength: 65536, normEps: 1e-6,
+        rope: { layout: "normal", base: 5e6, dims: 128, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: false, tiedEmbeddings: true,
+      };
   }
 }
 
@@ -126,6 +136,13 @@ function tinyConfig(arch: Architecture, name: string): ModelConfig {
         ...common, headDim: 128, normEps: 1e-6,
         rope: { layout: "neox", base: 1e6, dims: 128, scaling: { type: "none" } },
         qkvBias: false, qkNorm: true, tiedEmbeddings: true,
+      };
+    case "smollm3":
+      // Four layers, so that one (layer 3) runs without RoPE.
+      return {
+        ...common, nLayers: 4, headDim: 64, normEps: 1e-6,
+        rope: { layout: "normal", base: 10000, dims: 64, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: false, tiedEmbeddings: false,
       };
   }
 }

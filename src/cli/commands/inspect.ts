@@ -7,6 +7,7 @@
 import { LlmError } from "../../errors.ts";
 import { ggmlTypeName } from "../../gguf/ggml-type.ts";
 import type { GGUFFile } from "../../gguf/reader.ts";
+import { ARCHITECTURES, isArchitecture } from "../../model/arch/index.ts";
 import { type ModelConfig, modelConfigFromGGUF } from "../../model/config.ts";
 import { type CliCommand, defineCommand } from "../command.ts";
 import { openModelFile } from "../default-model.ts";
@@ -30,6 +31,8 @@ export interface ModelSummary {
   readonly shards: number;
   readonly ggufVersion: number;
   readonly architecture: string | null;
+  /** The family's layer in a line (src/model/arch/), or null when the runtime does not run this architecture. */
+  readonly family: string | null;
   readonly name: string | null;
   readonly parameterCount: number;
   readonly tensorCount: number;
@@ -95,6 +98,7 @@ export function summarizeModel(file: GGUFFile): ModelSummary {
     shards: file.shardCount,
     ggufVersion: file.version,
     architecture,
+    family: architecture !== null && isArchitecture(architecture) ? ARCHITECTURES[architecture].summary : null,
     name: optionalString(file, "general.name"),
     parameterCount: file.tensors.reduce((sum, t) => sum + t.nElements, 0),
     tensorCount: file.tensors.length,
@@ -122,6 +126,7 @@ function formatText(s: ModelSummary): string {
     `size:           ${formatBytes(s.fileSize)} (${s.fileSize} bytes), GGUF v${s.ggufVersion}`,
     `name:           ${s.name ?? "(none)"}`,
     `architecture:   ${s.architecture ?? "(none)"}`,
+    `family:         ${s.family ?? "(not supported by this runtime)"}`,
     `parameters:     ${formatCount(s.parameterCount)} (${s.parameterCount}) in ${s.tensorCount} tensors`,
     `context length: ${s.contextLength ?? "(unknown)"}`,
     `tokenizer:      ${s.tokenizer ?? "(none)"}${s.vocabSize === null ? "" : `, ${s.vocabSize} tokens`}`,

@@ -6,12 +6,13 @@ import { ModelConfigError } from "../../errors.ts";
 import { llama } from "./llama.ts";
 import { qwen2 } from "./qwen2.ts";
 import { qwen3 } from "./qwen3.ts";
+import { smollm3 } from "./smollm3.ts";
 import type { ArchitectureDef } from "./types.ts";
 
 export * from "./types.ts";
 
 /** Every architecture the runtime runs, by `general.architecture`. */
-export const ARCHITECTURES = { llama, qwen2, qwen3 } as const satisfies Record<string, ArchitectureDef>;
+export const ARCHITECTURES = { llama, qwen2, qwen3, smollm3 } as const satisfies Record<string, ArchitectureDef>;
 
 /** Architectures the runtime runs. */
 export type Architecture = keyof typeof ARCHITECTURES;

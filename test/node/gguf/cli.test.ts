@@ -47,6 +47,7 @@ describe("deno task cli inspect", () => {
     expect(s).toMatchObject({
       file: model,
       architecture: "llama",
+      family: "pre-norm, SwiGLU, normal RoPE (optional Q/K/V biases; Llama 3 rope_freqs)",
       name: "tiny-llama",
       ggufVersion: 3,
       shards: 1,
@@ -70,6 +71,7 @@ describe("deno task cli inspect", () => {
     const r = cli("inspect", "-m", model);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("architecture:   llama");
+    expect(r.stdout).toContain("family:         pre-norm, SwiGLU, normal RoPE");
     expect(r.stdout).toContain("chat template:  yes");
     expect(r.stdout).toMatch(/Q8_0\s+15 tensors/);
   });

@@ -1,0 +1,42 @@
+/**
+ * The chat templates of the model families in src/model/arch/ render through
+ * @huggingface/jinja (src/tokenizer/chat.ts). The templates are the real ones, copied from
+ * llama.cpp's models/templates/; what is checked is read from each template's text: every
+ * message's content appears, in order, and the prompt ends with the template's own
+ * generation prompt.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { renderChat } from "../../../src/tokenizer/chat.ts";
+import { syntheticTokenizerMetadata } from "../../../src/tokenizer/synthetic.ts";
+
+const CONVERSATION = [
+  { role: "system", content: "Answer in one word." },
+  { role: "user", content: "Capital of France?" },
+  { role: "assistant", content: "Paris." },
+  { role: "user", content: "And of Italy?" },
+];
+
+/** Per family: the template file and the generation prompt its text writes at the end. */
+const FAMILIES = [
+  // SmolLM3's reasoning mode defaults to "/think" (no "/no_think" in the system prompt):
+  // a plain assistant turn, no empty think block.
+  { arch: "smollm3", file: "HuggingFaceTB-SmolLM3-3B.jinja", generationPrompt: "<|im_start|>assistant\n" },
+] as const;
+
+describe.each(FAMILIES)("$arch chat template", ({ file, generationPrompt }) => {
+  const template = readFileSync(new URL(`../../fixtures/chat-templates/${file}`, import.meta.url), "utf8");
+  const metadata = Object.fromEntries(syntheticTokenizerMetadata("gpt2", 512, { chatTemplate: template }));
+
+  it("renders a conversation: every message in order, then the generation prompt", () => {
+    const text = renderChat(metadata, CONVERSATION);
+    let from = 0;
+    for (const m of CONVERSATION) {
+      const at = text.indexOf(m.content, from);
+      expect(at, `"${m.content}" after offset ${from} in:\n${text}`).toBeGreaterThanOrEqual(0);
+      from = at + m.content.length;
+    }
+    expect(text.endsWith(generationPrompt)).toBe(true);
+    expect(renderChat(metadata, CONVERSATION, { addGenerationPrompt: false }).endsWith(generationPrompt)).toBe(false);
+  });
+});
