@@ -97,7 +97,9 @@ interface RawCall {
  */
 export function parseToolCalls(format: ToolCallFormat, text: string): ParsedToolCalls {
   const parsed = PARSERS[format](text);
-  if (!parsed || parsed.calls.length === 0) return { content: parsed?.content ?? text, calls: [] };
+  // No call: the text as it came (only the generic format's `response` unwraps content).
+  if (!parsed || (parsed.calls.length === 0 && format !== "generic")) return { content: text, calls: [] };
+  if (parsed.calls.length === 0) return { content: parsed.content, calls: [] };
   return { content: parsed.content, calls: parsed.calls.map(withId) };
 }
 

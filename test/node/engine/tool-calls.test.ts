@@ -53,6 +53,8 @@ describe("parseToolCalls on llama.cpp's test outputs", () => {
     expect(calls("hermes", '<tool_call>\n{"name": "special_function", "arguments": {"arg1": 1}}\n</tool_call>').calls)
       .toHaveLength(1);
     expect(calls("hermes", "Hello, world!\nWhat's up?")).toEqual({ content: "Hello, world!\nWhat's up?", calls: [] });
+    // Text without a call keeps its spaces: it may be the end of a streamed answer.
+    expect(calls("hermes", "  two spaces around  ")).toEqual({ content: "  two spaces around  ", calls: [] });
   });
 
   it("Mistral: a JSON list (Nemo) and name[CALL_ID]id[ARGS] (Small 3.2, Devstral, Ministral)", () => {
