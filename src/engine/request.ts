@@ -212,6 +212,7 @@ export class Request implements GenerationStream {
     if (logprob) this.#logprobs.push(logprob);
     const { emit, stopped } = this.#stops.push(this.#decoder!.push(id));
     this.#emit([id], this.#toolStream ? this.#toolStream.push(emit) : emit, logprob);
+    if (this.#toolStream) this.#sendToolCalls(this.#toolStream.takeCalls());
     if (stopped) this.finish("stop", false);
     else if (this.#matcher?.isTerminated()) this.finish("stop");
     else if (this.remaining <= 0 || contextFull) this.finish("length");
@@ -241,12 +242,19 @@ export class Request implements GenerationStream {
    */
   #finishToolCalls(reason: FinishReason): FinishReason {
     if (!this.#toolStream) return reason;
+    this.#sendToolCalls(this.#toolStream.takeCalls());
     const { content, calls } = this.#toolStream.finish();
     this.#emit([], content);
-    if (calls.length === 0) return reason;
-    this.#toolCalls = calls;
-    this.#channel.push({ index: this.index, tokens: [], text: "", toolCalls: toolCallDeltas(calls) });
-    return "tool_calls";
+    this.#sendToolCalls(calls);
+    return this.#toolCalls.length > 0 ? "tool_calls" : reason;
+  }
+
+  /** Streams completed calls as deltas, numbered after the ones sent before. */
+  #sendToolCalls(calls: readonly ToolCall[]): void {
+    if (calls.length === 0) return;
+    const deltas = toolCallDeltas(calls).map((d) => ({ ...d, index: d.index + this.#toolCalls.length }));
+    this.#toolCalls = [...this.#toolCalls, ...calls];
+    this.#channel.push({ index: this.index, tokens: [], text: "", toolCalls: deltas });
   }
 
   /** Ends the generation with an error (disposal, abort, device failure). */

@@ -325,6 +325,13 @@ const CALL_MARKERS: Record<ToolCallFormat, readonly string[]> = {
   gemma4: ["<|tool_call>"],
 };
 
+/** Where a call ends, for formats that mark it: each call is sent as soon as its end arrives. */
+const CALL_ENDS: Partial<Record<ToolCallFormat, string>> = {
+  hermes: "</tool_call>",
+  phi4: "<|/tool_call|>",
+  gemma4: "<tool_call|>",
+};
+
 /** Formats whose call is the whole answer, a JSON object: an answer starting with `{` is held. */
 const WHOLE_ANSWER_FORMATS: ReadonlySet<ToolCallFormat> = new Set(["generic", "llama3"]);
 
@@ -339,15 +346,51 @@ export class ToolCallStream {
   #pending = "";
   #holding = false;
   #emitted = false;
+  /** Calls completed but not yet taken. */
+  #completed: ToolCall[] = [];
+  /** Whether a call was completed: spaces between calls are not content. */
+  #afterCall = false;
 
   constructor(format: ToolCallFormat) {
     this.#format = format;
   }
 
-  /** Takes the next piece of text; returns the content that can be streamed now. */
+  /**
+   * Takes the next piece of text; returns the content that can be streamed now. Calls
+   * whose end marker arrived are parsed at once: {@link takeCalls} gives them.
+   */
   push(text: string): string {
     this.#pending += text;
+    let out = "";
+    for (;;) {
+      out += this.#release();
+      if (!this.#holding || !this.#completeCall()) return out;
+    }
+  }
+
+  /** The calls completed since the last call of this method. */
+  takeCalls(): ToolCall[] {
+    return this.#completed.splice(0);
+  }
+
+  /** When a held call's end marker has arrived and the call parses: takes it from the text. */
+  #completeCall(): boolean {
+    const end = CALL_ENDS[this.#format];
+    const at = end === undefined ? -1 : this.#pending.indexOf(end);
+    if (at < 0) return false;
+    const parsed = parseToolCalls(this.#format, this.#pending.slice(0, at + end!.length));
+    if (parsed.calls.length === 0 || parsed.content !== "") return false; // left for finish() as text
+    this.#completed.push(...parsed.calls);
+    this.#pending = this.#pending.slice(at + end!.length);
+    this.#holding = false;
+    this.#afterCall = true;
+    return true;
+  }
+
+  /** The content that can go out now; sets holding when a call may have begun. */
+  #release(): string {
     if (this.#holding) return "";
+    if (this.#afterCall && this.#pending.trim() === "") return "";
     if (!this.#emitted && WHOLE_ANSWER_FORMATS.has(this.#format)) {
       const start = this.#pending.trimStart();
       if (start === "") return "";
@@ -369,6 +412,11 @@ export class ToolCallStream {
     const out = this.#pending.slice(0, cut);
     this.#pending = this.#pending.slice(cut);
     if (out.length > 0) this.#emitted = true;
+    // Spaces between two calls are not content; text after the last call is.
+    if (this.#afterCall && out.trim() === "") {
+      this.#pending = out + this.#pending;
+      return "";
+    }
     return out;
   }
 
@@ -376,7 +424,8 @@ export class ToolCallStream {
   finish(): ParsedToolCalls {
     const held = this.#pending;
     this.#pending = "";
-    return held === "" ? { content: "", calls: [] } : parseToolCalls(this.#format, held);
+    if (held === "" || (this.#afterCall && held.trim() === "")) return { content: "", calls: [] };
+    return parseToolCalls(this.#format, held);
   }
 }
 

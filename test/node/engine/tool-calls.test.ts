@@ -159,10 +159,34 @@ describe("ToolCallStream", () => {
   function stream(format: ToolCallFormat, text: string, size: number) {
     const s = new ToolCallStream(format);
     let streamed = "";
-    for (let i = 0; i < text.length; i += size) streamed += s.push(text.slice(i, i + size));
+    const taken: { name: string; arguments: string; at: number }[] = [];
+    for (let i = 0; i < text.length; i += size) {
+      streamed += s.push(text.slice(i, i + size));
+      taken.push(...s.takeCalls().map((c) => ({ ...c, at: Math.min(i + size, text.length) })));
+    }
     const end = s.finish();
-    return { streamed, content: streamed + end.content, calls: end.calls.map((c) => [c.name, JSON.parse(c.arguments)]) };
+    taken.push(...end.calls.map((c) => ({ ...c, at: Infinity })));
+    return {
+      streamed,
+      content: streamed + end.content,
+      calls: taken.map((c) => [c.name, JSON.parse(c.arguments)]),
+      /** How far into the text each call was given out (Infinity: at the end). */
+      takenAt: taken.map((c) => c.at),
+    };
   }
+
+  it("gives out each marked call as soon as its end arrives; spaces between calls are not content", () => {
+    const first = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
+    const text = `${first}\n<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>\n`;
+    for (const size of [1, 3, 8]) {
+      const r = stream("hermes", text, size);
+      expect(r.content).toBe("");
+      expect(r.calls).toEqual([["get_weather", { city: "Paris" }], ["get_time", {}]]);
+      expect(r.takenAt[0]).toBeLessThan(first.length + size);
+      expect(r.takenAt[1]).toBeLessThanOrEqual(text.length);
+    }
+    expect(stream("hermes", `${first} and then words`, 4)).toMatchObject({ content: " and then words", calls: [["get_weather", { city: "Paris" }]] });
+  });
 
   it("streams content before a call and holds the call back, for any split of the text", () => {
     const text = 'Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
