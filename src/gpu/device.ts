@@ -362,6 +362,24 @@ class DeviceWatch {
  * shape there (a CPU runs a work-group's invocations as SIMD lanes of one thread).
  */
 export function isLavapipe(ctx: GpuContext): boolean {
-  const info = ctx.adapterInfo;
-  return info !== undefined && /llvmpipe|lavapipe/i.test(`${info.description} ${info.device} ${info.architecture} ${info.vendor}`);
+  return describesAdapter(ctx.adapterInfo, /llvmpipe|lavapipe/i);
+}
+
+/**
+ * Whether the adapter runs on the CPU (lavapipe, SwiftShader, or one that says it is a
+ * fallback adapter): there a GPU's few milliseconds of work take seconds, so work is
+ * submitted in smaller parts (see GpuRunnerOptions.maxSubmitWork).
+ */
+export function isSoftwareAdapter(ctx: GpuContext): boolean {
+  return isSoftwareAdapterInfo(ctx.adapterInfo);
+}
+
+/** {@link isSoftwareAdapter} from the adapter's description alone. */
+export function isSoftwareAdapterInfo(info: GPUAdapterInfo | undefined): boolean {
+  const fallback = (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter === true;
+  return fallback || describesAdapter(info, /llvmpipe|lavapipe|swiftshader/i);
+}
+
+function describesAdapter(info: GPUAdapterInfo | undefined, pattern: RegExp): boolean {
+  return info !== undefined && pattern.test(`${info.description} ${info.device} ${info.architecture} ${info.vendor}`);
 }

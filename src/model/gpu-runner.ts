@@ -33,7 +33,7 @@ import { yieldToEventLoop } from "../yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
 import { type BatchEntry, type KvPool, type LoadProgress, type ModelRunner, type PageCopy, type Pooling, RunnerDisposedError, type RunnerMemory, type RunnerSizes, type SampledLogprobs, type SamplingParams, type StepIds, type StepProfile, checkLogprobsCount } from "./runner.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
-import { createGpuContext, type GpuContext, type GpuContextOptions } from "../gpu/device.ts";
+import { createGpuContext, type GpuContext, type GpuContextOptions, isSoftwareAdapter } from "../gpu/device.ts";
 import { HISTORY_CAP, seedHistorySlot } from "../gpu/kernels/history.ts";
 import type { MatrixKernelsOptions } from "../gpu/kernels/matmul.ts";
 import { createDeviceSampler } from "../gpu/kernels/sample.ts";
@@ -69,7 +69,7 @@ export interface GpuRunnerOptions extends RunnerSizes {
   /**
    * GPU work per submission, in multiply-adds (weight reads count 16 per byte per 64-token
    * tile); a step past it is submitted in several parts. Default 4e10 (a few ms on a large
-   * GPU): Dawn has crashed on submissions of ~60 ms.
+   * GPU; Dawn has crashed on submissions of ~60 ms), and 4e9 on a software adapter.
    */
   readonly maxSubmitWork?: number;
   /** Positions whose logits `logits()` computes per submission (default 64). */
@@ -87,6 +87,18 @@ export interface GpuRunnerOptions extends RunnerSizes {
 }
 
 const DEFAULT_SUBMIT_WORK = 4e10;
+/**
+ * The default on a software adapter. 4e10 multiply-adds (13 layers of Llama 3.2 1B over a
+ * 40-token prompt) took over a minute in Chromium on SwiftShader, on a busy 2-core
+ * machine, and so passed the GPU wait's bound of silence (`timeoutMs`); a tenth of that
+ * is about one layer of such a prefill, a few seconds there.
+ */
+const SOFTWARE_SUBMIT_WORK = 4e9;
+
+/** The submission budget a runner on `ctx` uses unless told otherwise. */
+export function defaultSubmitWork(ctx: GpuContext): number {
+  return isSoftwareAdapter(ctx) ? SOFTWARE_SUBMIT_WORK : DEFAULT_SUBMIT_WORK;
+}
 const AUTO_F16_ABOVE_BYTES = 1024 ** 3;
 /**
  * The KV pool's default budget when none is given: WebGPU does not report device memory,
@@ -583,7 +595,7 @@ export class GpuRunner implements ModelRunner {
   #recorder(label: string): Recorder {
     const f = this.#forward;
     let n = 0;
-    return new Recorder(() => new GpuStep(this.#ctx, f.arena, `${label} ${n++}`, this.#profiler), this.#options.maxSubmitWork ?? DEFAULT_SUBMIT_WORK);
+    return new Recorder(() => new GpuStep(this.#ctx, f.arena, `${label} ${n++}`, this.#profiler), this.#options.maxSubmitWork ?? defaultSubmitWork(this.#ctx));
   }
 
   /** Maps `readback`, copies `bytes` of i32 out, unmaps. */

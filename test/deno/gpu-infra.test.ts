@@ -7,7 +7,8 @@ import { GpuError, InvalidArgumentError } from "../../src/errors.ts";
 import { GGMLType } from "../../src/gguf/ggml-type.ts";
 import { quantize } from "../../src/gguf/quant/index.ts";
 import { BindGroupCache } from "../../src/gpu/bind-cache.ts";
-import { createGpuContext, planLimits } from "../../src/gpu/device.ts";
+import { createGpuContext, isSoftwareAdapter, isSoftwareAdapterInfo, planLimits } from "../../src/gpu/device.ts";
+import { defaultSubmitWork } from "../../src/model/gpu-runner.ts";
 import { MatrixKernels, matrixVariant } from "../../src/gpu/kernels/matmul.ts";
 import { GpuStep, ParamArena, splitWorkgroups } from "../../src/gpu/step.ts";
 import { uploadWeight } from "../../src/gpu/weights.ts";
@@ -243,4 +244,21 @@ Deno.test("weights: a part written in slices holds the bytes a part filled at on
   } finally {
     await ctx.destroy();
   }
+});
+
+Deno.test("context: a software adapter is known as one, and gets the small submission budget", async () => {
+  // The real adapter here is lavapipe (Deno) or SwiftShader (Dawn): both run on the CPU,
+  // where a GPU's 4e10-multiply-add submission takes a minute and passes the wait's bound.
+  const ctx = await createGpuContext();
+  try {
+    assert.equal(isSoftwareAdapter(ctx), true, JSON.stringify(ctx.adapterInfo));
+    assert.equal(defaultSubmitWork(ctx), 4e9);
+  } finally {
+    await ctx.destroy();
+  }
+  const info = (fields: Partial<GPUAdapterInfo>) => ({ vendor: "", architecture: "", device: "", description: "", ...fields }) as GPUAdapterInfo;
+  assert.equal(isSoftwareAdapterInfo(info({ vendor: "google", architecture: "swiftshader", description: "SwiftShader Device (Subzero)" })), true);
+  assert.equal(isSoftwareAdapterInfo(info({ vendor: "nvidia", architecture: "hopper", description: "NVIDIA H100 80GB HBM3" })), false);
+  assert.equal(isSoftwareAdapterInfo({ ...info({ vendor: "unknown" }), isFallbackAdapter: true } as GPUAdapterInfo), true);
+  assert.equal(isSoftwareAdapterInfo(undefined), false);
 });
