@@ -1,10 +1,13 @@
 // RMSNorm of rows: Y[r] = X[r] / sqrt(mean(X[r]²) + EPS) * W, one work-group per row.
 //
-// Defines: N (row width), EPS (a float literal), WG (threads, a power of two),
+// Defines: N (row width), EPS (a float literal), WG (threads, a power of two), X_RW (X is
+//   written: RESIDUAL without GATHER, or POST),
 //   RESIDUAL  first add H to X (X[r] += H[r]): the residual add of the previous block,
 //             fused here so the stream is read once;
 //   GATHER    rows are picked by the row table (ROWS[S.row_base + r], S.n_rows of them) and
 //             written compactly to Y; with RESIDUAL, X itself is left unchanged.
+//   POST      a post-norm: X[r] += H[r] / sqrt(mean(H[r]²) + EPS) * W (no Y): a block's
+//             output normed before it joins the residual (gemma, olmo2); not with the others.
 // Without GATHER the rows are the sub-step's tokens (S.n_tokens of them).
 #include "tokens.wgsl"
 
@@ -12,16 +15,18 @@ const N: u32 = {{N}}u;
 const WG: u32 = {{WG}}u;
 const EPS: f32 = {{EPS}};
 
-#if RESIDUAL && !GATHER
+#if X_RW
 @group(0) @binding(0) var<storage, read_write> X: array<f32>;
 #else
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 #endif
-#if RESIDUAL
+#if RESIDUAL || POST
 @group(0) @binding(1) var<storage, read> H: array<f32>;
 #endif
 @group(0) @binding(2) var<storage, read> W: array<f32>;
+#if !POST
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+#endif
 @group(0) @binding(4) var<uniform> S: StepInfo;
 #if GATHER
 @group(0) @binding(5) var<storage, read> ROWS: array<u32>;
@@ -30,7 +35,9 @@ const EPS: f32 = {{EPS}};
 var<workgroup> partial: array<f32, WG>;
 
 fn load(i: u32) -> f32 {
-#if RESIDUAL
+#if POST
+  return H[i];
+#elif RESIDUAL
   return X[i] + H[i];
 #else
   return X[i];
@@ -70,11 +77,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let inv = 1.0 / sqrt(partial[0] / f32(N) + EPS);
   for (var i = lid; i < N; i += WG) {
+#if POST
+    X[src + i] += H[src + i] * inv * W[i];
+#else
 #if RESIDUAL && !GATHER
     let v = X[src + i];
 #else
     let v = load(src + i);
 #endif
     Y[dst + i] = v * inv * W[i];
+#endif
   }
 }

@@ -95,6 +95,8 @@ interface StepTables {
 export type GpuLayerStep =
   /** [x += h,] xb = rmsnorm(x) · weight */
   | { readonly kind: "norm"; readonly weight: LayerTensorKey; readonly residual: boolean }
+  /** x += rmsnorm(h) · weight (a post-norm: the block's output joins the residual normed) */
+  | { readonly kind: "postNorm"; readonly weight: LayerTensorKey }
   /** q, k, v = xb·Wᵀ (+ bias) */
   | { readonly kind: "qkv"; readonly bias: boolean }
   /**
@@ -111,6 +113,8 @@ export type GpuLayerStep =
 /** The kernel steps of every layer (the last layer's residual add goes into the output norm). */
 export interface GpuLayerPlan {
   readonly layers: readonly (readonly GpuLayerStep[])[];
+  /** The last layer ends with a plain residual add, which the output norm does (else x is whole). */
+  readonly finalResidual: boolean;
 }
 
 /**
@@ -141,6 +145,9 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
           steps.push({ kind: "norm", weight: op.weight, residual: residualPending });
           residualPending = false;
           break;
+        case "postNorm":
+          steps.push({ kind: "postNorm", weight: op.weight });
+          break;
         case "qkNorm":
           if (!c.qkNorm) refuse(layer, op, "the config has no per-head Q/K norms");
           qkNormPending = true;
@@ -168,15 +175,12 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
     }
     return steps;
   });
-  if (!residualPending) {
-    throw new ModelConfigError(`${c.arch} layer ${c.nLayers - 1}`, "not supported on the GPU: the last layer must end with a residual add");
-  }
-  return { layers };
+  return { layers, finalResidual: residualPending };
 }
 
 /** Bind groups of one layer step (null for steps that are only matrix products). */
 type StepGroup =
-  | { readonly kind: "norm" | "rope" | "gatedFfn"; readonly group: GPUBindGroup }
+  | { readonly kind: "norm" | "postNorm" | "rope" | "gatedFfn"; readonly group: GPUBindGroup }
   | { readonly kind: "attention"; readonly group: AttentionGroups }
   | null;
 
@@ -266,6 +270,8 @@ export class GpuForward {
   readonly historyKernel: HistoryKernel;
   readonly norm: RmsNormKernel;
   readonly addNorm: RmsNormKernel;
+  /** x += rmsnorm(h) · weight, when a layer has a post-norm. */
+  readonly postNorm: RmsNormKernel | null;
   readonly finalNorm: RmsNormKernel;
   readonly rope: RopeKernel;
   /** The RoPE kernel with nothing rotated (K/V append only), when a layer has no RoPE op. */
@@ -342,7 +348,9 @@ export class GpuForward {
     this.historyKernel = new HistoryKernel(ctx);
     this.norm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false });
     this.addNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: false });
-    this.finalNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: true });
+    this.finalNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: this.plan.finalResidual, gather: true });
+    const anyPostNorm = this.plan.layers.some((steps) => steps.some((s) => s.kind === "postNorm"));
+    this.postNorm = anyPostNorm ? new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false, post: true }) : null;
     const ropeKey = {
       headDim: c.headDim,
       nHeads: c.nHeads,
@@ -409,6 +417,7 @@ export class GpuForward {
       f.matrix.prepare(rest),
       ...[f.embed, f.historyKernel, f.norm, f.addNorm, f.finalNorm, f.rope, f.attention, f.swiglu].map((k) => k.prepare()),
       ...(f.kvAppend ? [f.kvAppend.prepare()] : []),
+      ...(f.postNorm ? [f.postNorm.prepare()] : []),
       sampler.prepare(),
     ]);
     ctx.check();
@@ -534,6 +543,8 @@ export class GpuForward {
     switch (s.kind) {
       case "norm":
         return (s.residual ? this.addNorm : this.norm).record(step, bindGroup(), nTokens);
+      case "postNorm":
+        return this.#postNormKernel().record(step, bindGroup(), nTokens);
       case "qkv": {
         const bias = (key: LayerTensorKey) => (s.bias ? { bias: layerVector(w, key, l) } : {});
         m.matmul(step, layerMatrix(w, "q", l), a.xb, a.q, nTokens, bias("qBias"));
@@ -557,6 +568,12 @@ export class GpuForward {
     }
   }
 
+  /** The post-norm kernel (made when the plan has a post-norm step). */
+  #postNormKernel(): RmsNormKernel {
+    if (!this.postNorm) throw new GpuError("GPU_VALIDATION", "no post-norm kernel for a post-norm step", { label: "postNorm" });
+    return this.postNorm;
+  }
+
   /** The RoPE kernel of a step: the model's, or the one that only writes K and V. */
   #ropeKernel(s: GpuLayerStep & { kind: "rope" }): RopeKernel {
     if (s.rotate) return this.rope;
@@ -576,6 +593,10 @@ export class GpuForward {
             ? this.addNorm.bind({ x: a.x, h: a.h, weight, y: a.xb, step }, name)
             : this.norm.bind({ x: a.x, weight, y: a.xb, step }, name);
           return { kind: "norm", group };
+        }
+        case "postNorm": {
+          const weight = layerVector(lw, s.weight, l);
+          return { kind: "postNorm", group: this.#postNormKernel().bind({ x: a.x, h: a.h, weight, step }, label(`blk.${l} ${s.weight}`)) };
         }
         case "rope": {
           const resources = { q: a.q, k: a.k, v: a.v, kPool: this.kPool[l]!, vPool: this.vPool[l]!, freqs: this.#freqs, tokens, step };

@@ -354,6 +354,9 @@ export class ReferenceModel {
         return matVec(s.hb, need(w, "o", layer), s.attnOut);
       case "residual":
         return addInPlace(s.x, s.hb);
+      case "postNorm":
+        rmsNorm(s.hb, s.hb, need(w, op.weight, layer), c.normEps);
+        return addInPlace(s.x, s.hb);
       case "gatedFfn":
         return this.#gatedFfn(w, layer);
     }

@@ -211,6 +211,47 @@ Deno.test("rmsnorm: plain, fused residual add, and residual + row gather (width 
   }
 });
 
+Deno.test("rmsnorm: post-norm x += rmsnorm(h)·w over 3 of 4 rows, and the row gather of x alone (width 300, 1100)", async () => {
+  for (const width of [300, 1100]) {
+    const rows = 4;
+    const nTokens = 3;
+    const eps = 1e-6;
+    const x = randomArray(rows * width, 4, 2, 0.3);
+    const h = randomArray(rows * width, 5, 3);
+    const w = randomArray(width, 6, 0.2, 1);
+    const xb = buffer("x", x);
+    const hb = buffer("h", h);
+    const wb = buffer("w", w);
+    const gathered = [2, 0];
+    const rowTable = buffer("rows", Uint32Array.from(gathered));
+    const y = buffer("y", gathered.length * width * 4);
+    const info = stepInfos([{ nTokens, tokenBase: 0, nRows: gathered.length, rowBase: 0 }]);
+    const stepB = stepInfoBinding(info, 0, slotBytes);
+    const post = new RmsNormKernel(ctx, { width, eps, residual: false, gather: false, post: true });
+    const gather = new RmsNormKernel(ctx, { width, eps, residual: false, gather: true });
+    await Promise.all([post.prepare(), gather.prepare()]);
+
+    await run("rmsnorm post", (step) => {
+      post.record(step, post.bind({ x: xb, h: hb, weight: wb, step: stepB }), nTokens);
+      gather.record(step, gather.bind({ x: xb, weight: wb, y, step: stepB, rows: rowTable }), gathered.length);
+    });
+    const x1 = await readF32(xb, rows * width);
+    const yg = await readF32(y, gathered.length * width);
+
+    const row = (a: ArrayLike<number>, r: number) => Array.from(a).slice(r * width, (r + 1) * width);
+    const want = Float32Array.from(x);
+    for (let r = 0; r < nTokens; r++) {
+      const normed = cpuRmsNorm(Float32Array.from(row(h, r)), w, eps);
+      normed.forEach((v, i) => (want[r * width + i] = x[r * width + i]! + v));
+    }
+    for (let r = 0; r < rows; r++) assertClose(`x + rmsnorm(h) row ${r}`, row(x1, r), row(want, r), 1e-5, 4);
+    gathered.forEach((src, r) => {
+      assertClose(`gathered row ${r}`, row(yg, r), cpuRmsNorm(Float32Array.from(row(want, src)), w, eps), 1e-5);
+    });
+    destroyAll(xb, hb, wb, y, rowTable, info);
+  }
+});
+
 // ---------------------------------------------------------------------------------------
 // RoPE (+ qk norm + KV append).
 

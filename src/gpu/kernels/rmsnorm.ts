@@ -7,8 +7,11 @@
  * await norm.prepare();
  * const g = norm.bind({ x, h, weight, y, step: stepInfoBinding(info, 0, 256) });
  * norm.record(step, g, nTokens);    // x += h; y = rmsnorm(x) · weight, per token row
+ * const post = new RmsNormKernel(ctx, { width: 2048, eps: 1e-6, residual: false, gather: false, post: true });
+ * post.record(step, post.bind({ x, h, weight, step: info }), nTokens); // x += rmsnorm(h) · weight
  * ```
  */
+import { InvalidArgumentError } from "../../errors.ts";
 import type { GpuContext } from "../device.ts";
 import type { KernelVariant } from "../pipelines.ts";
 import type { GpuStep } from "../step.ts";
@@ -24,16 +27,25 @@ export interface RmsNormKey {
   readonly residual: boolean;
   /** Rows picked by the row table, written compactly. */
   readonly gather: boolean;
+  /**
+   * A post-norm: x += rmsnorm(h) · weight (a block's output normed before it joins the
+   * residual, gemma's and olmo2's); no `y`. Excludes `residual` and `gather`.
+   */
+  readonly post?: boolean;
 }
 
 /** The variant of a key. */
 export function rmsNormVariant(key: RmsNormKey): KernelVariant {
+  if (key.post && (key.residual || key.gather)) {
+    throw new InvalidArgumentError("post", "a post-norm variant neither adds a residual first nor gathers rows");
+  }
+  const post = key.post === true;
   const wg = key.width >= 1024 ? 256 : 64;
   const eps = wgslFloat(key.eps);
   return {
-    name: `rmsnorm_n${key.width}_e${eps}_wg${wg}${key.residual ? "_res" : ""}${key.gather ? "_gather" : ""}`,
+    name: `rmsnorm_n${key.width}_e${eps}_wg${wg}${key.residual ? "_res" : ""}${key.gather ? "_gather" : ""}${post ? "_post" : ""}`,
     file: "rmsnorm.wgsl",
-    defines: { N: key.width, EPS: eps, WG: wg, RESIDUAL: key.residual, GATHER: key.gather },
+    defines: { N: key.width, EPS: eps, WG: wg, RESIDUAL: key.residual, GATHER: key.gather, POST: post, X_RW: post || (key.residual && !key.gather) },
   };
 }
 
@@ -45,8 +57,8 @@ export interface RmsNormBindings {
   readonly h?: GPUBuffer;
   /** Norm weight, `width` values. */
   readonly weight: GPUBuffer;
-  /** Output rows. */
-  readonly y: GPUBuffer;
+  /** Output rows (all variants but `post`, which writes into x). */
+  readonly y?: GPUBuffer;
   /** The sub-step's StepInfo. */
   readonly step: GPUBufferBinding;
   /** Row table (gather variants). */
@@ -64,7 +76,9 @@ export class RmsNormKernel extends ModelKernel {
 
   /** A reusable bind group. */
   bind(b: RmsNormBindings, label = "rmsnorm"): GPUBindGroup {
-    const list: BindingInput[] = [b.x, this.key.residual ? required(b.h, "h", this.variant) : null, b.weight, b.y, b.step];
+    const post = this.key.post === true;
+    const h = this.key.residual || post ? required(b.h, "h", this.variant) : null;
+    const list: BindingInput[] = [b.x, h, b.weight, post ? null : required(b.y, "y", this.variant), b.step];
     if (this.key.gather) list.push(required(b.rows, "rows", this.variant));
     return this.bindGroup(label, list);
   }

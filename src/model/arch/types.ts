@@ -23,10 +23,12 @@ export type LayerTensorKey =
   | "qNorm"
   | "kNorm"
   | "o"
+  | "attnPostNorm"
   | "ffnNorm"
   | "gate"
   | "up"
-  | "down";
+  | "down"
+  | "ffnPostNorm";
 
 /** GGUF name of each layer tensor after `blk.<layer>.` (gguf-py's constants.py). */
 export const LAYER_TENSOR_SUFFIX: Readonly<Record<LayerTensorKey, string>> = {
@@ -40,10 +42,12 @@ export const LAYER_TENSOR_SUFFIX: Readonly<Record<LayerTensorKey, string>> = {
   qNorm: "attn_q_norm.weight",
   kNorm: "attn_k_norm.weight",
   o: "attn_output.weight",
+  attnPostNorm: "post_attention_norm.weight",
   ffnNorm: "ffn_norm.weight",
   gate: "ffn_gate.weight",
   up: "ffn_up.weight",
   down: "ffn_down.weight",
+  ffnPostNorm: "post_ffw_norm.weight",
 };
 
 /** The GGUF name of `key` in `layer`. */
@@ -89,6 +93,11 @@ export type LayerOp =
   | { readonly op: "output" }
   /** x += h */
   | { readonly op: "residual" }
+  /**
+   * x += rmsnorm(h) · weight: a block's output normed before it joins the residual (gemma2's
+   * and gemma3's post-attention and post-FFN norms, olmo2's), in place of a plain `residual`
+   */
+  | { readonly op: "postNorm"; readonly weight: LayerTensorKey }
   /** h = Wdown · (act(Wgate·xb) ⊙ (Wup·xb)) */
   | { readonly op: "gatedFfn"; readonly activation: "silu" };
 
