@@ -4,7 +4,8 @@
 // A token record's FROM_LAST_SAMPLED id is resolved here from LAST[slot], the id the
 // sampler wrote on the device.
 //
-// Defines: one type name (see quant.wgsl), WIDTH (n_embd, the table's cols), WG.
+// Defines: one type name (see quant.wgsl), WIDTH (n_embd, the table's cols), WG, SCALE
+//   (optional: multiplies each value, gemma's √n_embd).
 #include "tokens.wgsl"
 
 const WIDTH: u32 = {{WIDTH}}u;
@@ -50,7 +51,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var k = 0u; k < 4u; k++) {
         let col = 16u * c + 4u * i + k;
         if (col < WIDTH) {
+#if SCALE
+          X[out + col] = m[i][k] * {{SCALE}};
+#else
           X[out + col] = m[i][k];
+#endif
         }
       }
     }

@@ -10,14 +10,16 @@ import {
   type Architecture,
   architecture,
   type ArchitectureDef,
+  type ArchitectureScalars,
   GLOBAL_TENSOR_NAMES,
   LAYER_TENSOR_SUFFIX,
   type LayerTensorKey,
+  LONG_ROPE_TENSOR_NAMES,
   modelTensors,
   ROPE_FREQS_TENSOR_NAME,
 } from "./arch/index.ts";
 
-export { type Architecture, GLOBAL_TENSOR_NAMES, ROPE_FREQS_TENSOR_NAME };
+export { type Architecture, GLOBAL_TENSOR_NAMES, LONG_ROPE_TENSOR_NAMES, ROPE_FREQS_TENSOR_NAME };
 
 /** RoPE pairing: `normal` rotates adjacent pairs (2i, 2i+1); `neox` rotates (i, i + d/2). */
 export type RopeLayout = "normal" | "neox";
@@ -41,9 +43,24 @@ export interface RopeConfig {
   /** Number of leading dimensions of each head that are rotated (`rope.dimension_count`). */
   readonly dims: number;
   readonly scaling: RopeScaling;
+  /**
+   * Multiplies cos and sin of every rotation (`rope.scaling.attn_factor`, which phi3's
+   * converter writes for LongRoPE, and llama.cpp reads for every family); absent = 1.
+   */
+  readonly attnFactor?: number;
 }
 
-export interface ModelConfig {
+/**
+ * LongRoPE (phi3): the file holds `rope_factors_long` and `rope_factors_short`; a sequence
+ * whose context exceeds `originalContextLength` rotates by the long divisors, others by the
+ * short ones (llama.cpp's get_rope_factors, by the context the runner was given).
+ */
+export interface LongRopeConfig {
+  /** `rope.scaling.original_context_length` (the context length when absent). */
+  readonly originalContextLength: number;
+}
+
+export interface ModelConfig extends ArchitectureScalars {
   readonly arch: Architecture;
   /**
    * Name of a tensor of per-pair RoPE frequency divisors (`rope_freqs.weight`, ropeDims/2
@@ -53,6 +70,8 @@ export interface ModelConfig {
    * what the metadata says (usually `none`) and the divisors come from this tensor.
    */
   readonly ropeFreqFactors?: string;
+  /** Present when the file has LongRoPE factor tensors ({@link LONG_ROPE_TENSOR_NAMES}). */
+  readonly longRope?: LongRopeConfig;
   /** `general.name`, or the file name when absent. */
   readonly name: string;
   readonly nLayers: number;
@@ -121,6 +140,7 @@ export function modelConfigFromGGUF(file: GGUFFile): ModelConfig {
     throw new ModelConfigError(key("attention.value_length"), `${valueLength} differs from key_length ${headDim}`);
   }
   const rope = ropeConfig(m, def, headDim);
+  const contextLength = count("context_length");
   const vocabSize = vocabularySize(file, key("vocab_size"));
   const config: ModelConfig = {
     arch,
@@ -132,12 +152,14 @@ export function modelConfigFromGGUF(file: GGUFFile): ModelConfig {
     headDim,
     nFf: count("feed_forward_length"),
     vocabSize,
-    contextLength: count("context_length"),
+    contextLength,
     normEps: positiveNumber(m, key("attention.layer_norm_rms_epsilon")),
     rope,
     ...def.features(file),
+    ...def.scalars?.(m, key, { nLayers, nEmbd, nHeads, headDim }),
     tiedEmbeddings: file.tensor(GLOBAL_TENSOR_NAMES.output) === undefined,
     ...(file.tensor(ROPE_FREQS_TENSOR_NAME) ? { ropeFreqFactors: ROPE_FREQS_TENSOR_NAME } : {}),
+    ...longRopeConfig(file, arch, contextLength),
   };
   checkTensorShapes(file, def, config);
   return config;
@@ -171,7 +193,20 @@ function ropeConfig(m: Metadata, def: ArchitectureDef, headDim: number): RopeCon
     base: positiveNumber(m, key("freq_base"), def.ropeBaseDefault),
     dims,
     scaling: ropeScaling(m, def.name),
+    ...(hasKey(m, key("scaling.attn_factor")) ? { attnFactor: positiveNumber(m, key("scaling.attn_factor")) } : {}),
   };
+}
+
+/** `{ longRope }` when the file has LongRoPE factors (both, or ModelConfigError naming the missing one). */
+function longRopeConfig(file: GGUFFile, arch: string, contextLength: number): { longRope?: LongRopeConfig } {
+  const { long, short } = LONG_ROPE_TENSOR_NAMES;
+  const hasLong = file.tensor(long) !== undefined;
+  if (hasLong !== (file.tensor(short) !== undefined)) {
+    throw new ModelConfigError(hasLong ? short : long, `tensor is missing (LongRoPE needs both ${long} and ${short})`);
+  }
+  if (!hasLong) return {};
+  const originalContextLength = positiveInteger(file.metadata, `${arch}.rope.scaling.original_context_length`, contextLength);
+  return { longRope: { originalContextLength } };
 }
 
 function ropeScaling(m: Metadata, arch: string): RopeScaling {

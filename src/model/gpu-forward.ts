@@ -37,7 +37,7 @@ import { type GpuStep, ParamArena } from "../gpu/step.ts";
 import { architecture, type LayerOp, type LayerTensorKey } from "./arch/index.ts";
 import type { ModelConfig } from "./config.ts";
 import { type GpuLayerWeights, type GpuModelWeights, layerMatrix, layerVector } from "./gpu-weights.ts";
-import { ropeFrequencies } from "./reference-rope.ts";
+import { ropeFrequencies, sequenceRopeDivisors } from "./reference-rope.ts";
 
 /** Element type of the KV cache. */
 export type KvCacheType = "f32" | "f16";
@@ -104,11 +104,12 @@ export type GpuLayerStep =
    * (a layer with no RoPE op, smollm3's) only the norm and the pool write.
    */
   | { readonly kind: "rope"; readonly qkNorm: boolean; readonly rotate: boolean }
-  | { readonly kind: "attention" }
+  /** att = attention over the pool (within `window` positions on a sliding-window layer) */
+  | { readonly kind: "attention"; readonly window?: number }
   /** h = att·Woᵀ */
   | { readonly kind: "output" }
-  /** h = (silu(xb·Wgateᵀ) ⊙ xb·Wupᵀ)·Wdownᵀ */
-  | { readonly kind: "gatedFfn" };
+  /** h = (act(xb·Wgateᵀ) ⊙ xb·Wupᵀ)·Wdownᵀ, act silu (SwiGLU) or gelu (GeGLU) */
+  | { readonly kind: "gatedFfn"; readonly activation: "silu" | "gelu" };
 
 /** The kernel steps of every layer (the last layer's residual add goes into the output norm). */
 export interface GpuLayerPlan {
@@ -163,13 +164,13 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
         case "attention":
           if (!kvWritten) steps.push({ kind: "rope", qkNorm: qkNormPending, rotate: false });
           qkNormPending = false;
-          steps.push({ kind: "attention" });
+          steps.push({ kind: "attention", ...(op.window !== undefined ? { window: op.window } : {}) });
           break;
         case "output":
           steps.push({ kind: "output" });
           break;
         case "gatedFfn":
-          steps.push({ kind: "gatedFfn" });
+          steps.push({ kind: "gatedFfn", activation: op.activation });
           break;
       }
     }
@@ -193,6 +194,8 @@ interface SubStepGroups {
   readonly history: GPUBindGroup;
   readonly layers: readonly LayerGroups[];
   readonly final: GPUBindGroup;
+  /** The final logit soft-cap's (when the model has one). */
+  readonly softcap?: GPUBindGroup;
 }
 
 /** Splits a long recording into several submissions (see {@link GpuForward.record}). */
@@ -276,8 +279,15 @@ export class GpuForward {
   readonly rope: RopeKernel;
   /** The RoPE kernel with nothing rotated (K/V append only), when a layer has no RoPE op. */
   readonly kvAppend: RopeKernel | null;
+  /** Attention over every position before a token (the model's scale and soft-cap). */
   readonly attention: AttentionKernel;
+  /** Attention of the sliding-window layers, by window (gemma). */
+  readonly windowedAttention: ReadonlyMap<number, AttentionKernel>;
+  /** The gated feed-forward's gate: SwiGLU, or GeGLU (gemma). */
   readonly swiglu: ElementwiseKernel;
+  readonly geglu: ElementwiseKernel | null;
+  /** cap·tanh(logit/cap) over the rows that get logits (gemma2), or null. */
+  readonly finalSoftcap: ElementwiseKernel | null;
 
   private constructor(
     ctx: GpuContext,
@@ -332,7 +342,9 @@ export class GpuForward {
     this.lastSampled = a.createBuffer({ label: "last sampled", size: sizes.maxSlots * 4, usage: storage() });
     a.writeBuffer(this.lastSampled, 0, new Int32Array(sizes.maxSlots).fill(-1));
     this.history = createHistoryBuffer(ctx, sizes.maxSlots);
-    const freqTable = ropeFreqTable(ropeFrequencies(c.rope, weights.ropeFreqDivisors));
+    // LongRoPE (phi3) picks its long or short divisors by the context a sequence may hold.
+    const divisors = { freqs: weights.ropeFreqDivisors, ...(weights.longRope ? { longRope: weights.longRope } : {}) };
+    const freqTable = ropeFreqTable(ropeFrequencies(c.rope, sequenceRopeDivisors(c.longRope, divisors, sizes.contextLength)));
     this.#freqs = a.createBuffer({ label: "rope freqs", size: freqTable.byteLength, usage: storage() });
     a.writeBuffer(this.#freqs, 0, freqTable);
     this.#tables = this.#createTables(sizes.subSteps);
@@ -344,7 +356,7 @@ export class GpuForward {
 
     const kvF16 = sizes.kvCacheType === "f16";
     this.matrix = new MatrixKernels(ctx, matrix);
-    this.embed = new EmbeddingKernel(ctx, weights.tokenEmbd);
+    this.embed = new EmbeddingKernel(ctx, weights.tokenEmbd, c.embeddingScale);
     this.historyKernel = new HistoryKernel(ctx);
     this.norm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false });
     this.addNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: false });
@@ -360,23 +372,32 @@ export class GpuForward {
       pool: this.kvLayout,
       kvF16,
       qkNormEps: c.qkNorm ? c.normEps : null,
+      ...(c.rope.attnFactor !== undefined ? { attnFactor: c.rope.attnFactor } : {}),
     };
     this.rope = new RopeKernel(ctx, ropeKey);
     const anyUnrotated = this.plan.layers.some((steps) => steps.some((s) => s.kind === "rope" && !s.rotate));
     // No rotated dims: the kernel's pair loop runs zero times, leaving the head as it is.
     this.kvAppend = anyUnrotated ? new RopeKernel(ctx, { ...ropeKey, ropeDims: 0 }) : null;
-    this.attention = new AttentionKernel(
-      ctx,
-      { headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, maxPages: this.maxPages, pool: this.kvLayout, kvF16 },
-      // Decode steps hold one token per sequence: split those (a step of more tokens has
-      // work-groups enough), for at most 16 tokens to keep the scratch small. Not on
-      // lavapipe: its two or so threads are busy with a few work-groups already, and the
-      // split decode step's attention took twice the time there.
-      { splitTokens: isLavapipe(ctx) ? 0 : Math.min(16, sizes.maxSlots) },
-    );
+    const attentionKey = {
+      headDim: c.headDim, nHeads: c.nHeads, nKvHeads: c.nKvHeads, maxPages: this.maxPages, pool: this.kvLayout, kvF16,
+      ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
+      ...(c.attentionSoftcap !== undefined ? { softcap: c.attentionSoftcap } : {}),
+    };
+    // Decode steps hold one token per sequence: split those (a step of more tokens has
+    // work-groups enough), for at most 16 tokens to keep the scratch small. Not on
+    // lavapipe: its two or so threads are busy with a few work-groups already, and the
+    // split decode step's attention took twice the time there.
+    const split = { splitTokens: isLavapipe(ctx) ? 0 : Math.min(16, sizes.maxSlots) };
+    this.attention = new AttentionKernel(ctx, attentionKey, split);
+    const windows = new Set(this.plan.layers.flatMap((steps) => steps.flatMap((s) => (s.kind === "attention" && s.window !== undefined ? [s.window] : []))));
+    this.windowedAttention = new Map([...windows].map((window) => [window, new AttentionKernel(ctx, { ...attentionKey, window }, split)]));
+    // Every attention variant splits alike, so one scratch serves them all.
     const scratch = this.attention.scratchBytes;
     this.#attentionScratch = scratch > 0 ? a.createBuffer({ label: "attention partials", size: scratch, usage: storage() }) : null;
     this.swiglu = new ElementwiseKernel(ctx, { op: "swiglu", width: c.nFf });
+    const anyGelu = this.plan.layers.some((steps) => steps.some((s) => s.kind === "gatedFfn" && s.activation === "gelu"));
+    this.geglu = anyGelu ? new ElementwiseKernel(ctx, { op: "geglu", width: c.nFf }) : null;
+    this.finalSoftcap = c.finalLogitSoftcap !== undefined ? new ElementwiseKernel(ctx, { op: "softcap", width: c.vocabSize, cap: c.finalLogitSoftcap }) : null;
   }
 
   /** Allocates everything and compiles every pipeline the recording will use. */
@@ -418,6 +439,7 @@ export class GpuForward {
       ...[f.embed, f.historyKernel, f.norm, f.addNorm, f.finalNorm, f.rope, f.attention, f.swiglu].map((k) => k.prepare()),
       ...(f.kvAppend ? [f.kvAppend.prepare()] : []),
       ...(f.postNorm ? [f.postNorm.prepare()] : []),
+      ...[...f.windowedAttention.values(), f.geglu, f.finalSoftcap].flatMap((k) => (k ? [k.prepare()] : [])),
       sampler.prepare(),
     ]);
     ctx.check();
@@ -517,6 +539,7 @@ export class GpuForward {
     this.finalNorm.record(rec.step, g.final, nRows);
     if (head === "hidden") return;
     m.matmul(rec.step, this.weights.output, a.xo, a.logits, nRows);
+    if (this.finalSoftcap) this.finalSoftcap.record(rec.step, g.softcap!, nRows);
     if (sample) {
       const t = this.#tables;
       this.sampler.record(rec.step.computePass(), {
@@ -556,16 +579,31 @@ export class GpuForward {
         return this.#ropeKernel(s).record(step, bindGroup(), nTokens);
       case "attention":
         if (group?.kind !== "attention") throw new GpuError("GPU_VALIDATION", `no bind group for blk.${l} attention`, { label: "attention" });
-        return this.attention.record(step, group.group, nTokens, maxKeys);
+        return this.#attentionKernel(s).record(step, group.group, nTokens, maxKeys);
       case "output":
         return m.matmul(step, layerMatrix(w, "o", l), a.att, a.h, nTokens);
       case "gatedFfn":
         m.matmul(step, layerMatrix(w, "gate", l), a.xb, a.gate, nTokens);
         m.matmul(step, layerMatrix(w, "up", l), a.xb, a.up, nTokens);
-        this.swiglu.record(step, bindGroup(), nTokens);
+        this.#gateKernel(s).record(step, bindGroup(), nTokens);
         m.matmul(step, layerMatrix(w, "down", l), a.gate, a.h, nTokens);
         return;
     }
+  }
+
+  /** The attention kernel of a step: the window's, or the one over all positions. */
+  #attentionKernel(s: GpuLayerStep & { kind: "attention" }): AttentionKernel {
+    if (s.window === undefined) return this.attention;
+    const kernel = this.windowedAttention.get(s.window);
+    if (!kernel) throw new GpuError("GPU_VALIDATION", `no attention kernel for a window of ${s.window}`, { label: "attention" });
+    return kernel;
+  }
+
+  /** The gate kernel of a feed-forward step. */
+  #gateKernel(s: GpuLayerStep & { kind: "gatedFfn" }): ElementwiseKernel {
+    if (s.activation === "silu") return this.swiglu;
+    if (!this.geglu) throw new GpuError("GPU_VALIDATION", "no GeGLU kernel for a gelu feed-forward", { label: "geglu" });
+    return this.geglu;
   }
 
   /** The post-norm kernel (made when the plan has a post-norm step). */
@@ -606,10 +644,10 @@ export class GpuForward {
         case "attention": {
           const resources = { q: a.q, kPool: this.kPool[l]!, vPool: this.vPool[l]!, pageTable: this.pageTable, out: a.att, tokens, step };
           const scratch = this.#attentionScratch ?? undefined;
-          return { kind: "attention", group: this.attention.bind({ ...resources, scratch }, label(`blk.${l} attention`)) };
+          return { kind: "attention", group: this.#attentionKernel(s).bind({ ...resources, scratch }, label(`blk.${l} attention`)) };
         }
         case "gatedFfn":
-          return { kind: "gatedFfn", group: this.swiglu.bind({ a: a.gate, b: a.up, step }, label(`blk.${l} swiglu`)) };
+          return { kind: "gatedFfn", group: this.#gateKernel(s).bind({ a: a.gate, b: a.up, step }, label(`blk.${l} ${s.activation} gate`)) };
         case "qkv":
         case "output":
           return null;
@@ -672,6 +710,7 @@ export class GpuForward {
       history: this.historyKernel.bind({ tokens: t.tokens, lastSampled: this.lastSampled, history: this.history, step }, label("history")),
       layers: w.layers.map((lw, l) => this.#layerGroups(l, lw, step, t.tokens, label)),
       final: this.finalNorm.bind({ x: a.x, h: a.h, weight: w.outputNorm, y: a.xo, step, rows: t.rows }, label("output norm")),
+      ...(this.finalSoftcap ? { softcap: this.finalSoftcap.bind({ a: a.logits, step }, label("logit soft-cap")) } : {}),
     };
     this.#groups.set(k, groups);
     return groups;

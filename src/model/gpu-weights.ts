@@ -12,10 +12,11 @@ import { ggmlTypeName } from "../gguf/ggml-type.ts";
 import { DEQUANTIZE_TYPES, dequantize } from "../gguf/quant/index.ts";
 import type { GGUFFile, GGUFTensorInfo } from "../gguf/reader.ts";
 import type { GpuContext } from "../gpu/device.ts";
+import { weightRows } from "../gpu/kernels/matmul.ts";
 import { GPU_WEIGHT_LAYOUTS, type GpuWeight, uploadWeight } from "../gpu/weights.ts";
 import type { LoadProgress } from "./runner.ts";
-import { architecture, type LayerTensorKey, layerTensorName, layerTensors, modelTensors } from "./arch/index.ts";
-import { GLOBAL_TENSOR_NAMES, type ModelConfig } from "./config.ts";
+import { architecture, fusedParts, type LayerTensorKey, layerTensorName, layerTensors, modelTensors } from "./arch/index.ts";
+import { GLOBAL_TENSOR_NAMES, LONG_ROPE_TENSOR_NAMES, type ModelConfig } from "./config.ts";
 
 /**
  * Weights of one layer, by role: the matrices in their GGUF type, the vectors (norms,
@@ -52,6 +53,8 @@ export interface GpuModelWeights {
   readonly output: GpuWeight; // (vocab, nEmbd)
   /** `rope_freqs.weight` (per-pair frequency divisors), kept on the host for the RoPE table. */
   readonly ropeFreqDivisors: Float32Array | null; // (ropeDims / 2)
+  /** LongRoPE's divisors (phi3), kept on the host: which one a sequence uses depends on the context. */
+  readonly longRope?: { readonly long: Float32Array; readonly short: Float32Array }; // each (ropeDims / 2)
   /** Bytes of all weight buffers. */
   readonly byteLength: number;
 }
@@ -160,6 +163,13 @@ async function assemble(
       // Per-head Q/K norms go up packed, below, as the rope kernel reads them.
       else if (!(c.qkNorm && (key === "qNorm" || key === "kNorm"))) vectorBuffers[key] = await upload(t.name, values(t.name));
     }
+    // A fused matrix (phi3's attn_qkv, ffn_up) is read through row ranges of its buffers:
+    // the ops see only its parts, so it leaves the map once they are made.
+    const fused = fusedParts(arch, c);
+    for (const part of fused) {
+      matrices[part.key] = weightRows(matrices[part.from]!, part.firstRow, part.rows, `${layerTensorName(l, part.from)} as ${part.key}`);
+    }
+    for (const part of fused) delete matrices[part.from];
     let qkNorm: GPUBuffer | null = null;
     if (c.qkNorm) {
       const both = new Float32Array(2 * c.headDim);
@@ -176,6 +186,7 @@ async function assemble(
     outputNorm: await upload(GLOBAL_TENSOR_NAMES.outputNorm, values(GLOBAL_TENSOR_NAMES.outputNorm)),
     output: c.tiedEmbeddings ? tokenEmbd : matrix(GLOBAL_TENSOR_NAMES.output),
     ropeFreqDivisors: c.ropeFreqFactors !== undefined ? values(c.ropeFreqFactors) : null,
+    ...(c.longRope ? { longRope: { long: values(LONG_ROPE_TENSOR_NAMES.long), short: values(LONG_ROPE_TENSOR_NAMES.short) } } : {}),
     byteLength: made.reduce((sum, b) => sum + b.size, 0),
   };
 }

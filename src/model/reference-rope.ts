@@ -4,6 +4,7 @@
  * writer needs the same Llama 3 divisors to write `rope_freqs.weight`.
  */
 import type { RopeConfig, RopeScaling } from "./config.ts";
+import { longRopeDivisors } from "./reference-ops.ts";
 
 /** The Llama 3 variant of {@link RopeScaling}. */
 export type Llama3RopeScaling = Extract<RopeScaling, { type: "llama3" }>;
@@ -47,4 +48,20 @@ export function ropeFrequencies(rope: RopeConfig, divisors: Float32Array | null)
   const perPair = divisors ?? (scaling.type === "llama3" ? llama3RopeDivisors(scaling, rope.base, rope.dims) : null);
   const linear = scaling.type === "linear" ? scaling.factor : 1;
   return freqs.map((f, i) => f / ((perPair?.[i] ?? 1) * linear));
+}
+
+/**
+ * The per-pair divisors a sequence that may hold `contextLength` positions rotates by:
+ * `rope_freqs.weight` when the file has it; else LongRoPE's long factors when the context
+ * exceeds the trained original context and its short ones otherwise (llama.cpp's
+ * `get_rope_factors`, by the context the runner was given); else none.
+ */
+export function sequenceRopeDivisors(
+  longRope: { readonly originalContextLength: number } | undefined,
+  divisors: { readonly freqs: Float32Array | null; readonly longRope?: { readonly long: Float32Array; readonly short: Float32Array } },
+  contextLength: number,
+): Float32Array | null {
+  if (divisors.freqs !== null) return divisors.freqs;
+  if (longRope === undefined || divisors.longRope === undefined) return null;
+  return longRopeDivisors(divisors.longRope, contextLength, longRope.originalContextLength);
 }

@@ -23,9 +23,10 @@
 import { GGUFError, InvalidArgumentError, ModelConfigError } from "../errors.ts";
 import type { GGUFFile } from "../gguf/reader.ts";
 import { dequantize } from "../gguf/quant/index.ts";
-import { type ArchitectureDef, architecture, type LayerOp, type LayerTensorKey, layerTensors } from "./arch/index.ts";
-import { type ModelConfig, GLOBAL_TENSOR_NAMES, modelConfigFromGGUF, ROPE_FREQS_TENSOR_NAME } from "./config.ts";
-import { ropeFrequencies } from "./reference-rope.ts";
+import { type ArchitectureDef, architecture, fusedParts, type LayerOp, type LayerTensorKey, layerTensors } from "./arch/index.ts";
+import { type ModelConfig, GLOBAL_TENSOR_NAMES, LONG_ROPE_TENSOR_NAMES, modelConfigFromGGUF, ROPE_FREQS_TENSOR_NAME } from "./config.ts";
+import { attendHead, geglu, softcap } from "./reference-ops.ts";
+import { ropeFrequencies, sequenceRopeDivisors } from "./reference-rope.ts";
 
 /**
  * Weights of one transformer layer, all f32, by role: those its architecture's table lists
@@ -48,6 +49,17 @@ export interface ReferenceWeights {
    * or null when the frequencies are used as they are.
    */
   readonly ropeFreqDivisors: Float32Array | null; // (ropeDims / 2)
+  /** LongRoPE's divisors (phi3: `rope_factors_long`, `rope_factors_short`), when the file has them. */
+  readonly longRope?: { readonly long: Float32Array; readonly short: Float32Array }; // each (ropeDims / 2)
+}
+
+/** Options of {@link ReferenceModel}. */
+export interface ReferenceModelOptions {
+  /**
+   * The most positions a sequence may hold (default the model's context length): LongRoPE
+   * models rotate by their long factors when it exceeds the trained original context.
+   */
+  readonly contextLength?: number;
 }
 
 /**
@@ -245,22 +257,25 @@ export class ReferenceModel {
   readonly #arch: ArchitectureDef;
   /** Angular frequency of each rotated pair, scaling already applied. */
   readonly #ropeFreqs: Float64Array; // (ropeDims / 2)
+  readonly #ropeAttnFactor: number;
   readonly #state: RunState;
 
   /** Wraps weights already in f32; shapes are checked against `config`. */
-  constructor(config: ModelConfig, weights: ReferenceWeights) {
+  constructor(config: ModelConfig, weights: ReferenceWeights, options: ReferenceModelOptions = {}) {
     this.#arch = architecture(config.arch);
     checkWeightShapes(this.#arch, config, weights);
     this.config = config;
     this.weights = weights;
-    this.#ropeFreqs = ropeFrequencies(config.rope, weights.ropeFreqDivisors);
+    const divisors = { freqs: weights.ropeFreqDivisors, ...(weights.longRope ? { longRope: weights.longRope } : {}) };
+    this.#ropeAttnFactor = config.rope.attnFactor ?? 1;
+    this.#ropeFreqs = ropeFrequencies(config.rope, sequenceRopeDivisors(config.longRope, divisors, options.contextLength ?? config.contextLength));
     this.#state = new RunState(config);
   }
 
   /** Reads a GGUF file and dequantizes every weight to f32 (any quant type `dequantize` knows). */
-  static async load(file: GGUFFile): Promise<ReferenceModel> {
+  static async load(file: GGUFFile, options: ReferenceModelOptions = {}): Promise<ReferenceModel> {
     const config = modelConfigFromGGUF(file);
-    return new ReferenceModel(config, await loadWeights(file, config));
+    return new ReferenceModel(config, await loadWeights(file, config), options);
   }
 
   /**
@@ -315,6 +330,7 @@ export class ReferenceModel {
     const s = this.#state;
     const pos = cache.length;
     s.x.set(this.weights.tokenEmbd.subarray(token * c.nEmbd, (token + 1) * c.nEmbd));
+    if (c.embeddingScale !== undefined) scaleInPlace(s.x, c.embeddingScale);
     this.#prepareRope(pos);
     for (let t = 0; t <= pos; t++) s.rows[t] = cache.rowOffset(t);
     this.weights.layers.forEach((w, layer) => {
@@ -349,7 +365,7 @@ export class ReferenceModel {
         this.#applyRope(s.k, c.nKvHeads);
         return;
       case "attention":
-        return this.#attention(layer, pos, cache);
+        return this.#attention(layer, pos, cache, op.window);
       case "output":
         return matVec(s.hb, need(w, "o", layer), s.attnOut);
       case "residual":
@@ -358,16 +374,19 @@ export class ReferenceModel {
         rmsNorm(s.hb, s.hb, need(w, op.weight, layer), c.normEps);
         return addInPlace(s.x, s.hb);
       case "gatedFfn":
-        return this.#gatedFfn(w, layer);
+        return this.#gatedFfn(w, layer, op.activation);
     }
   }
 
   /** Stores this position's key and value in the cache; attnOut = attention over 0..pos. */
-  #attention(layer: number, pos: number, cache: KvStore): void {
+  #attention(layer: number, pos: number, cache: KvStore, window: number | undefined): void {
     const c = this.config;
     const s = this.#state;
     cache.keys(layer).set(s.k, s.rows[pos]!);
     cache.values(layer).set(s.v, s.rows[pos]!);
+    if (window !== undefined || c.attentionScale !== undefined || c.attentionSoftcap !== undefined) {
+      return this.#scoredAttention(layer, pos, cache, window);
+    }
 
     const keys = cache.keys(layer);
     const values = cache.values(layer);
@@ -392,12 +411,40 @@ export class ReferenceModel {
     }
   }
 
-  /** hb = SwiGLU feed-forward of xb. */
-  #gatedFfn(w: ReferenceLayerWeights, layer: number): void {
+  /**
+   * The attention step of a family that changes the scores (gemma: its scale, soft-cap and
+   * sliding window), through reference-ops' attendHead, which rounds as the loop above.
+   */
+  #scoredAttention(layer: number, pos: number, cache: KvStore, window: number | undefined): void {
+    const c = this.config;
+    const s = this.#state;
+    const keys = cache.keys(layer);
+    const values = cache.values(layer);
+    const groupSize = c.nHeads / c.nKvHeads;
+    const scoring = {
+      scale: c.attentionScale ?? 1 / Math.sqrt(c.headDim),
+      ...(c.attentionSoftcap !== undefined ? { softcap: c.attentionSoftcap } : {}),
+      ...(window !== undefined ? { window } : {}),
+    };
+    for (let h = 0; h < c.nHeads; h++) {
+      const qOff = h * c.headDim;
+      const kvOff = Math.floor(h / groupSize) * c.headDim;
+      const row = (store: Float32Array) => (p: number) => store.subarray(s.rows[p]! + kvOff, s.rows[p]! + kvOff + c.headDim);
+      const out = s.attnOut.subarray(qOff, qOff + c.headDim);
+      attendHead(out, s.q.subarray(qOff, qOff + c.headDim), row(keys), row(values), pos, scoring, s.scores);
+    }
+  }
+
+  /** hb = gated feed-forward of xb: SwiGLU (silu) or GeGLU (gelu). */
+  #gatedFfn(w: ReferenceLayerWeights, layer: number, activation: "silu" | "gelu"): void {
     const c = this.config;
     const s = this.#state;
     matVec(s.gate, need(w, "gate", layer), s.xb);
     matVec(s.up, need(w, "up", layer), s.xb);
+    if (activation === "gelu") {
+      geglu(s.gate, s.up);
+      return matVec(s.hb, need(w, "down", layer), s.gate);
+    }
     for (let i = 0; i < c.nFf; i++) {
       const g = s.gate[i]!;
       s.gate[i] = (g / (1 + Math.exp(-g))) * s.up[i]!; // silu(g) * up
@@ -409,6 +456,7 @@ export class ReferenceModel {
   #logits(): Float32Array {
     const logits = new Float32Array(this.config.vocabSize);
     matVec(logits, this.weights.output, this.#hidden());
+    if (this.config.finalLogitSoftcap !== undefined) softcap(logits, this.config.finalLogitSoftcap);
     return logits;
   }
 
@@ -425,8 +473,9 @@ export class ReferenceModel {
     const s = this.#state;
     this.#ropeFreqs.forEach((freq, i) => {
       const angle = pos * freq;
-      s.ropeCos[i] = Math.cos(angle);
-      s.ropeSin[i] = Math.sin(angle);
+      // LongRoPE's attention factor scales cos and sin, as ggml's rope_yarn does with mscale.
+      s.ropeCos[i] = Math.cos(angle) * this.#ropeAttnFactor;
+      s.ropeSin[i] = Math.sin(angle) * this.#ropeAttnFactor;
     });
   }
 
@@ -504,6 +553,10 @@ function need(w: ReferenceLayerWeights, key: LayerTensorKey, layer: number): Flo
   return array;
 }
 
+function scaleInPlace(x: Float32Array, factor: number): void {
+  for (let i = 0; i < x.length; i++) x[i] = x[i]! * factor;
+}
+
 function addInPlace(x: Float32Array, y: Float32Array): void {
   for (let i = 0; i < x.length; i++) x[i] = x[i]! + y[i]!;
 }
@@ -525,7 +578,16 @@ async function loadWeights(file: GGUFFile, c: ModelConfig): Promise<ReferenceWei
   const layers: ReferenceLayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
     const layer: Partial<Record<LayerTensorKey, Float32Array>> = {};
-    for (const t of layerTensors(arch, c, l)) layer[t.layer!.def.key] = await read(t.name);
+    const cols = new Map<LayerTensorKey, number>();
+    for (const t of layerTensors(arch, c, l)) {
+      layer[t.layer!.def.key] = await read(t.name);
+      cols.set(t.layer!.def.key, t.shape[0]!);
+    }
+    // A fused matrix's parts are views of its rows (no copy), as on the GPU.
+    for (const part of fusedParts(arch, c)) {
+      const width = cols.get(part.from)!;
+      layer[part.key] = need(layer, part.from, l).subarray(part.firstRow * width, (part.firstRow + part.rows) * width);
+    }
     layers.push(layer);
   }
   const tokenEmbd = await read(GLOBAL_TENSOR_NAMES.embedding);
@@ -535,6 +597,7 @@ async function loadWeights(file: GGUFFile, c: ModelConfig): Promise<ReferenceWei
     outputNorm: await read(GLOBAL_TENSOR_NAMES.outputNorm),
     output: c.tiedEmbeddings ? tokenEmbd : await read(GLOBAL_TENSOR_NAMES.output),
     ropeFreqDivisors: c.ropeFreqFactors !== undefined ? await read(c.ropeFreqFactors) : null,
+    ...(c.longRope ? { longRope: { long: await read(LONG_ROPE_TENSOR_NAMES.long), short: await read(LONG_ROPE_TENSOR_NAMES.short) } } : {}),
   };
 }
 
@@ -563,6 +626,10 @@ function checkWeightShapes(arch: ArchitectureDef, c: ModelConfig, w: ReferenceWe
   expect(GLOBAL_TENSOR_NAMES.outputNorm, w.outputNorm, c.nEmbd);
   expect(GLOBAL_TENSOR_NAMES.output, w.output, c.vocabSize * c.nEmbd);
   if (w.ropeFreqDivisors) expect(c.ropeFreqFactors ?? ROPE_FREQS_TENSOR_NAME, w.ropeFreqDivisors, c.rope.dims / 2);
+  if (c.longRope) {
+    expect(LONG_ROPE_TENSOR_NAMES.long, w.longRope?.long ?? null, c.rope.dims / 2);
+    expect(LONG_ROPE_TENSOR_NAMES.short, w.longRope?.short ?? null, c.rope.dims / 2);
+  }
   if (w.layers.length !== c.nLayers) {
     throw new ModelConfigError("nLayers", `config says ${c.nLayers} layers, weights hold ${w.layers.length}`);
   }

@@ -19,11 +19,12 @@ import { fileTypeOfMix, type QuantMix, tensorTypeForMix } from "../gguf/quant-mi
 import { type MetaEntry, meta, type TensorSpec, writeGGUFFile } from "../gguf/writer.ts";
 import { syntheticTokenizerMetadata } from "../tokenizer/synthetic.ts";
 import { ARCHITECTURE_NAMES, architecture, layerTensors } from "./arch/index.ts";
-import { type Architecture, GLOBAL_TENSOR_NAMES, type ModelConfig, ROPE_FREQS_TENSOR_NAME } from "./config.ts";
+import type { ArchitectureScalars } from "./arch/types.ts";
+import { type Architecture, GLOBAL_TENSOR_NAMES, LONG_ROPE_TENSOR_NAMES, type ModelConfig, ROPE_FREQS_TENSOR_NAME } from "./config.ts";
 import { llama3RopeDivisors } from "./reference-rope.ts";
 
 /** Model shapes a synthetic file can take. */
-export const SYNTHETIC_PRESETS = ["tiny", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b"] as const;
+export const SYNTHETIC_PRESETS = ["tiny", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "gemma-2-2b", "phi-3.5-mini"] as const;
 /** A synthetic model shape: `tiny` for tests, or the shape of a real model. */
 export type SyntheticPreset = (typeof SYNTHETIC_PRESETS)[number];
 
@@ -52,6 +53,8 @@ const PRESET_ARCH: Readonly<Record<Exclude<SyntheticPreset, "tiny">, Architectur
   "qwen2.5-0.5b": "qwen2",
   "qwen3-0.6b": "qwen3",
   "smollm3-3b": "smollm3",
+  "gemma-2-2b": "gemma2",
+  "phi-3.5-mini": "phi3",
 };
 
 /** The architecture of a real preset, or undefined for `tiny`. */
@@ -109,7 +112,63 @@ export function syntheticModelConfig(arch: Architecture, preset: SyntheticPreset
         rope: { layout: "normal", base: 5e6, dims: 128, scaling: { type: "none" } },
         qkvBias: false, qkNorm: false, tiedEmbeddings: true,
       };
+    case "phi-3.5-mini": {
+      // microsoft/Phi-3.5-mini-instruct's config.json: LongRoPE from 4k to 128k, untied output.
+      const { longRope: lr, attnFactor } = longRope(131072, 4096);
+      return {
+        arch, name, nLayers: 32, nEmbd: 3072, nHeads: 32, nKvHeads: 32, headDim: 96, nFf: 8192,
+        vocabSize: 32064, contextLength: 131072, normEps: 1e-5,
+        rope: { layout: "neox", base: 10000, dims: 96, scaling: { type: "none" }, attnFactor },
+        longRope: lr, qkvBias: false, qkNorm: false, tiedEmbeddings: false,
+      };
+    }
+    case "gemma-2-2b": {
+      // google/gemma-2-2b-it's config.json (query_pre_attn_scalar 256 = head_dim).
+      const shape = { nLayers: 26, nEmbd: 2304, nHeads: 8, headDim: 256 };
+      return {
+        arch, name, ...shape, nKvHeads: 4, nFf: 9216, vocabSize: 256000, contextLength: 8192, normEps: 1e-6,
+        rope: { layout: "neox", base: 10000, dims: 256, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: false, tiedEmbeddings: true,
+        ...familyScalars(arch, shape, { "attention.sliding_window": 4096, attn_logit_softcapping: 50, final_logit_softcapping: 30 }),
+      };
+    }
   }
+}
+
+/**
+ * The constants an architecture file reads from metadata (its `scalars`), given the values
+ * a synthetic file writes for them: the config and the file agree by construction.
+ */
+function familyScalars(arch: Architecture, shape: { nLayers: number; nEmbd: number; nHeads: number; headDim: number }, values: Record<string, number>): ArchitectureScalars {
+  const def = architecture(arch);
+  const metadata = Object.fromEntries(Object.entries(values).map(([k, v]) => [`${arch}.${k}`, v]));
+  return def.scalars?.(metadata, (suffix) => `${arch}.${suffix}`, shape) ?? {};
+}
+
+/**
+ * LongRoPE for a trained context `contextLength` extended from `originalContextLength`: the
+ * attention factor phi3's converter computes (√(1 + ln(scale) / ln(original)), for 'longrope').
+ */
+function longRope(contextLength: number, originalContextLength: number): Pick<ModelConfig, "longRope"> & { attnFactor: number } {
+  const scale = contextLength / originalContextLength;
+  // Rounded to f32, as the file stores it, so that this config and the file's agree.
+  const attnFactor = scale > 1 ? Math.fround(Math.sqrt(1 + Math.log(scale) / Math.log(originalContextLength))) : 1;
+  return { longRope: { originalContextLength }, attnFactor };
+}
+
+/**
+ * Synthetic LongRoPE divisors, one per rotated pair, growing with the pair's wavelength as
+ * real ones do: the short ones slightly (up to 1.5), the long ones up to 4 × the context
+ * extension, so which of the two a runner picks changes every rotation but the first.
+ */
+export function syntheticLongRopeFactors(c: ModelConfig): { readonly long: Float32Array; readonly short: Float32Array } {
+  const n = c.rope.dims / 2;
+  const scale = c.contextLength / (c.longRope?.originalContextLength ?? c.contextLength);
+  const t = (i: number) => (n > 1 ? i / (n - 1) : 0);
+  return {
+    long: Float32Array.from({ length: n }, (_, i) => 1 + (4 * scale - 1) * t(i) ** 2),
+    short: Float32Array.from({ length: n }, (_, i) => 1 + 0.5 * t(i) ** 2),
+  };
 }
 
 function tinyConfig(arch: Architecture, name: string): ModelConfig {
@@ -137,6 +196,27 @@ function tinyConfig(arch: Architecture, name: string): ModelConfig {
         rope: { layout: "neox", base: 1e6, dims: 128, scaling: { type: "none" } },
         qkvBias: false, qkNorm: true, tiedEmbeddings: true,
       };
+    case "phi3": {
+      // Partial rotary (32 of 64 dims, as Phi-4-mini rotates 96 of 128) and LongRoPE from
+      // 256 to 512 positions: at the full context the long factors apply, at 256 or less the short.
+      const { longRope: lr, attnFactor } = longRope(512, 256);
+      return {
+        ...common, headDim: 64, normEps: 1e-5,
+        rope: { layout: "neox", base: 10000, dims: 32, scaling: { type: "none" }, attnFactor },
+        longRope: lr, qkvBias: false, qkNorm: false, tiedEmbeddings: false,
+      };
+    }
+    case "gemma2": {
+      // Layer 0 slides over a window of 4 positions, layer 1 sees all; soft-caps low enough
+      // that they change the attention scores and the top logits.
+      const shape = { nLayers: 2, nEmbd: 256, nHeads: 4, headDim: 64 };
+      return {
+        ...common, headDim: 64, normEps: 1e-6,
+        rope: { layout: "neox", base: 10000, dims: 64, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: false, tiedEmbeddings: true,
+        ...familyScalars(arch, shape, { "attention.sliding_window": 4, attn_logit_softcapping: 1.5, final_logit_softcapping: 15 }),
+      };
+    }
     case "smollm3":
       // Four layers, so that one (layer 3) runs without RoPE.
       return {
@@ -294,6 +374,11 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
     const scaling = c.rope.scaling;
     add(ROPE_FREQS_TENSOR_NAME, [c.rope.dims / 2], () => llama3RopeDivisors(scaling, c.rope.base, c.rope.dims));
   }
+  if (c.longRope !== undefined) {
+    const factors = syntheticLongRopeFactors(c);
+    add(LONG_ROPE_TENSOR_NAMES.long, [c.rope.dims / 2], () => factors.long);
+    add(LONG_ROPE_TENSOR_NAMES.short, [c.rope.dims / 2], () => factors.short);
+  }
   const arch = architecture(c.arch);
   for (let l = 0; l < c.nLayers; l++) {
     for (const t of layerTensors(arch, c, l)) {
@@ -365,10 +450,37 @@ export function syntheticMetadata(c: ModelConfig, quant: QuantMix): [string, Met
   // Llama 3 scaling has no metadata in llama.cpp's files (its `rope.scaling.type` would be
   // refused): the `rope_freqs.weight` tensor carries it.
 
-  // Every family uses byte-level BPE; they differ in the pre-tokenizer.
-  entries.push(...syntheticTokenizerMetadata("gpt2", c.vocabSize, { pre: architecture(a).tokenizerPre }));
+  if (c.rope.attnFactor !== undefined) entries.push([`${a}.rope.scaling.attn_factor`, meta.f32(c.rope.attnFactor)]);
+  if (c.longRope !== undefined) {
+    entries.push([`${a}.rope.scaling.original_context_length`, meta.u32(c.longRope.originalContextLength)]);
+  }
+  if (c.slidingWindow !== undefined) entries.push([`${a}.attention.sliding_window`, meta.u32(c.slidingWindow)]);
+  if (c.attentionSoftcap !== undefined) entries.push([`${a}.attn_logit_softcapping`, meta.f32(c.attentionSoftcap)]);
+  if (c.finalLogitSoftcap !== undefined) entries.push([`${a}.final_logit_softcapping`, meta.f32(c.finalLogitSoftcap)]);
+
+  // Byte-level BPE families differ in the pre-tokenizer; gemma's is SentencePiece.
+  const def = architecture(a);
+  entries.push(...syntheticTokenizerMetadata(def.tokenizerModel ?? "gpt2", c.vocabSize, { pre: def.tokenizerPre, ...FAMILY_CHAT[a] }));
   return entries;
 }
+
+/**
+ * Families whose files carry their own chat markers and template (the others get ChatML).
+ * Phi-3's: llama.cpp's models/templates/microsoft-Phi-3.5-mini-instruct.jinja, and the
+ * marker tokens it writes; llama.cpp also requires `<|endoftext|>` in a vocabulary whose
+ * model name says phi3, and Phi-3.5's files name it the end of sequence.
+ */
+const FAMILY_CHAT: Partial<Record<Architecture, { readonly specials: readonly string[]; readonly eos: string; readonly chatTemplate: string }>> = {
+  phi3: {
+    specials: ["<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"],
+    eos: "<|endoftext|>",
+    chatTemplate:
+      "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}" +
+      "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}" +
+      "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}" +
+      "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}",
+  },
+};
 
 /** Tensor specs for the writer: each tensor generated and quantized only when written. */
 export function syntheticTensorSpecs(spec: SyntheticModelSpec): TensorSpec[] {

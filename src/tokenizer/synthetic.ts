@@ -26,6 +26,12 @@ export interface SyntheticTokenizerOptions {
   readonly pre?: string;
   /** `tokenizer.chat_template` (default ChatML); an empty string leaves the key out. */
   readonly chatTemplate?: string;
+  /**
+   * `llama` kind: control tokens after ChatML's (a family's chat markers, such as Phi-3's
+   * `<|user|>`, `<|end|>`); `eos` names the end-of-sequence token among them (default `</s>`).
+   */
+  readonly specials?: readonly string[];
+  readonly eos?: string;
 }
 
 /** Most merges learned: enough for non-trivial splits, few enough to train in well under a second. */
@@ -208,7 +214,7 @@ export function syntheticTokenizerMetadata(
   if (!Number.isInteger(vocabSize) || vocabSize < MIN_SYNTHETIC_VOCAB) {
     throw new InvalidArgumentError("vocabSize", `${vocabSize}: a synthetic vocabulary needs at least ${MIN_SYNTHETIC_VOCAB} tokens`);
   }
-  const entries = kind === "gpt2" ? gpt2Entries(vocabSize, options.pre === "gpt2" ? "gpt-2" : options.pre ?? "gpt-2") : llamaEntries(vocabSize);
+  const entries = kind === "gpt2" ? gpt2Entries(vocabSize, options.pre === "gpt2" ? "gpt-2" : options.pre ?? "gpt-2") : llamaEntries(vocabSize, options);
   const template = options.chatTemplate ?? CHATML_TEMPLATE;
   if (template !== "") entries.push(["tokenizer.chat_template", meta.str(template)]);
   return entries;
@@ -245,13 +251,14 @@ function gpt2Entries(vocabSize: number, pre: string): [string, MetaEntry][] {
   ];
 }
 
-function llamaEntries(vocabSize: number): [string, MetaEntry][] {
+function llamaEntries(vocabSize: number, options: SyntheticTokenizerOptions): [string, MetaEntry][] {
+  const specials = [...LLAMA_SPECIALS, ...(options.specials ?? []).map((text) => ({ text, type: TokenType.Control }))];
   const v = new VocabBuilder();
   v.add("<unk>", TokenType.Unknown);
   v.add("<s>", TokenType.Control);
   v.add("</s>", TokenType.Control);
   for (let b = 0; b < 256; b++) v.add(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`, TokenType.Byte);
-  const budget = vocabSize - v.texts.length - LLAMA_SPECIALS.length;
+  const budget = vocabSize - v.texts.length - specials.length;
   // Half the room for single characters (rarer ones fall back to bytes), half for merges.
   const chars = corpusCharacters().slice(0, Math.floor(budget / 2));
   const mergeRoom = budget - chars.length;
@@ -262,15 +269,17 @@ function llamaEntries(vocabSize: number): [string, MetaEntry][] {
     if (v.add(m.left + m.right, TokenType.Normal, -1 - added)) added++;
   }
   chars.forEach((c, i) => v.add(c, TokenType.Normal, -100_000 - i));
-  for (const s of LLAMA_SPECIALS) v.add(s.text, s.type);
+  for (const s of specials) v.add(s.text, s.type);
   v.pad(vocabSize);
+  const eos = options.eos ?? "</s>";
+  if (!v.has(eos)) throw new InvalidArgumentError("eos", `"${eos}" is not a token of the vocabulary (add it to specials)`);
   return [
     ["tokenizer.ggml.model", meta.str("llama")],
     ["tokenizer.ggml.tokens", meta.strs(v.texts)],
     ["tokenizer.ggml.scores", meta.f32s(v.scores)],
     ["tokenizer.ggml.token_type", meta.i32s(v.types)],
     ["tokenizer.ggml.bos_token_id", meta.u32(1)],
-    ["tokenizer.ggml.eos_token_id", meta.u32(2)],
+    ["tokenizer.ggml.eos_token_id", meta.u32(v.idOf(eos))],
     ["tokenizer.ggml.unknown_token_id", meta.u32(0)],
     ["tokenizer.ggml.add_bos_token", meta.bool(true)],
     ["tokenizer.ggml.add_eos_token", meta.bool(false)],

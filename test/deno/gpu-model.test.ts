@@ -26,8 +26,10 @@ import { slotPages } from "../../src/model/kv-pool.ts";
 
 /** The first three families run every check; the later ones (one file each in src/model/arch/) the issue's: F32, Q8_0, Q4_K_M. */
 const FIRST_ARCHS: readonly Architecture[] = ["llama", "qwen2", "qwen3"];
-const ARCHS: readonly Architecture[] = [...FIRST_ARCHS, "smollm3"];
+const ARCHS: readonly Architecture[] = [...FIRST_ARCHS, "smollm3", "gemma2", "phi3"];
 const SIZES = { maxSlots: 4, maxBatchTokens: 48, contextLength: 160 } as const;
+/** The reference at the runners' context: tiny phi3's LongRoPE then takes its short factors on both. */
+const REF_OPTIONS = { contextLength: SIZES.contextLength } as const;
 
 /** Prompts of different lengths (ids below the tiny vocabulary of 1000). */
 const PROMPTS: readonly (readonly number[])[] = [
@@ -136,7 +138,7 @@ async function generate(
 for (const arch of ARCHS) {
   Deno.test(`logits match the CPU reference: ${arch}, F32 (max |diff| ≤ 1e-3), fed in two calls`, async () => {
     const file = await model(arch, "F32");
-    const ref = await ReferenceModel.load(file);
+    const ref = await ReferenceModel.load(file, REF_OPTIONS);
     const prompt = PROMPTS[0]!;
     const want = ref.forward(prompt, ref.createCache(), { allLogits: true });
     await withRunner(file, {}, async (runner) => {
@@ -154,7 +156,7 @@ for (const quant of ["Q8_0", "Q4_K_M", "Q6_K", "Q4_0"] as const) {
   Deno.test(`logits match the CPU reference: ${quant}, every architecture (mean KL ≤ 5e-3, top-1 ≥ 98%)`, async () => {
     for (const arch of quant === "Q8_0" || quant === "Q4_K_M" ? ARCHS : FIRST_ARCHS) {
       const file = await model(arch, quant);
-      const ref = await ReferenceModel.load(file);
+      const ref = await ReferenceModel.load(file, REF_OPTIONS);
       const prompt = PROMPTS[2]!;
       const want = ref.forward(prompt, ref.createCache(), { allLogits: true });
       await withRunner(file, { logitRows: 16 }, async (runner) => {
@@ -171,7 +173,7 @@ for (const quant of ["Q8_0", "Q4_K_M", "Q6_K", "Q4_0"] as const) {
 
 Deno.test("f16 KV cache: logits within the quantized-model bounds of the reference", async () => {
   const file = await model("qwen3", "Q8_0");
-  const ref = await ReferenceModel.load(file);
+  const ref = await ReferenceModel.load(file, REF_OPTIONS);
   const prompt = PROMPTS[2]!;
   const want = ref.forward(prompt, ref.createCache(), { allLogits: true });
   await withRunner(file, { kvCacheType: "f16" }, async (runner) => {
@@ -189,6 +191,7 @@ Deno.test("f16 KV cache: logits within the quantized-model bounds of the referen
 const GREEDY_CASES = [
   ["llama", "Q8_0"], ["qwen2", "F32"], ["llama", "Q4_K_M"], ["qwen2", "Q6_K"],
   ["smollm3", "F32"], ["smollm3", "Q8_0"],
+  ["phi3", "F32"], ["phi3", "Q8_0"],
 ] as const;
 for (const [arch, quant] of GREEDY_CASES) {
   Deno.test(`greedy tokens equal the CPU runner's for 32 steps, extraSteps 0 and 3: ${arch} ${quant}`, async () => {

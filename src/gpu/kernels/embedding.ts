@@ -17,16 +17,18 @@ import type { KernelVariant } from "../pipelines.ts";
 import type { GpuStep } from "../step.ts";
 import type { GpuWeight } from "../weights.ts";
 import { ModelKernel } from "./kernel.ts";
+import { wgslFloat } from "./tokens.ts";
 
 const WG = 64;
 
-/** The variant for a table. */
-export function embeddingVariant(table: GpuWeight): KernelVariant {
+/** The variant for a table; `scale` multiplies every value looked up (gemma's √n_embd). */
+export function embeddingVariant(table: GpuWeight, scale?: number): KernelVariant {
   const type = ggmlTypeName(table.type);
+  const factor = scale === undefined || scale === 1 ? "" : wgslFloat(scale);
   return {
-    name: `embedding_${type}_w${table.cols}`,
+    name: `embedding_${type}_w${table.cols}${factor ? `_x${factor}` : ""}`,
     file: "embedding.wgsl",
-    defines: { [type]: true, WIDTH: table.cols, WG },
+    defines: { [type]: true, WIDTH: table.cols, WG, SCALE: factor },
   };
 }
 
@@ -47,8 +49,9 @@ export class EmbeddingKernel extends ModelKernel {
   /** One uniform per part: where its rows are and how they are packed. */
   readonly #params: GPUBuffer[];
 
-  constructor(ctx: GpuContext, table: GpuWeight) {
-    super(ctx, embeddingVariant(table));
+  /** @param scale multiplies every embedding value (gemma's √n_embd); absent: 1. */
+  constructor(ctx: GpuContext, table: GpuWeight, scale?: number) {
+    super(ctx, embeddingVariant(table, scale));
     this.table = table;
     this.#params = table.parts.map((part, i) => {
       const buffer = ctx.allocator.createBuffer({

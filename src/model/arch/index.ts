@@ -3,7 +3,9 @@
  * one file in this folder plus a line here (and any kernel it needs).
  */
 import { ModelConfigError } from "../../errors.ts";
+import { gemma2 } from "./gemma2.ts";
 import { llama } from "./llama.ts";
+import { phi3 } from "./phi3.ts";
 import { qwen2 } from "./qwen2.ts";
 import { qwen3 } from "./qwen3.ts";
 import { smollm3 } from "./smollm3.ts";
@@ -12,7 +14,7 @@ import type { ArchitectureDef } from "./types.ts";
 export * from "./types.ts";
 
 /** Every architecture the runtime runs, by `general.architecture`. */
-export const ARCHITECTURES = { llama, qwen2, qwen3, smollm3 } as const satisfies Record<string, ArchitectureDef>;
+export const ARCHITECTURES = { llama, qwen2, qwen3, smollm3, gemma2, phi3 } as const satisfies Record<string, ArchitectureDef>;
 
 /** Architectures the runtime runs. */
 export type Architecture = keyof typeof ARCHITECTURES;

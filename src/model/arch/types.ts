@@ -5,6 +5,7 @@
  * weights, the synthetic writer and `inspect` read the tensor list. So a family's
  * differences are a few visible lines in its own file, like llama.cpp's src/models/*.cpp.
  */
+import type { Metadata } from "../../gguf/metadata.ts";
 import type { GGUFFile } from "../../gguf/reader.ts";
 import type { ModelConfig, RopeLayout } from "../config.ts";
 
@@ -17,6 +18,7 @@ export type LayerTensorKey =
   | "q"
   | "k"
   | "v"
+  | "qkv"
   | "qBias"
   | "kBias"
   | "vBias"
@@ -27,6 +29,7 @@ export type LayerTensorKey =
   | "ffnNorm"
   | "gate"
   | "up"
+  | "gateUp"
   | "down"
   | "ffnPostNorm";
 
@@ -36,6 +39,8 @@ export const LAYER_TENSOR_SUFFIX: Readonly<Record<LayerTensorKey, string>> = {
   q: "attn_q.weight",
   k: "attn_k.weight",
   v: "attn_v.weight",
+  // phi3: Q, K and V in one matrix, their rows stacked (read as row ranges, see FusedTensor).
+  qkv: "attn_qkv.weight",
   qBias: "attn_q.bias",
   kBias: "attn_k.bias",
   vBias: "attn_v.bias",
@@ -46,6 +51,9 @@ export const LAYER_TENSOR_SUFFIX: Readonly<Record<LayerTensorKey, string>> = {
   ffnNorm: "ffn_norm.weight",
   gate: "ffn_gate.weight",
   up: "ffn_up.weight",
+  // phi3: the gate's rows then the up projection's, in one `ffn_up` (llama.cpp's swiglu
+  // activates the first half and multiplies by the second).
+  gateUp: "ffn_up.weight",
   down: "ffn_down.weight",
   ffnPostNorm: "post_ffw_norm.weight",
 };
@@ -87,8 +95,12 @@ export type LayerOp =
   | { readonly op: "qkNorm"; readonly over: "head" }
   /** q, k rotated by position (the config's RoPE layout, dims and frequencies) */
   | { readonly op: "rope" }
-  /** k, v stored in the KV cache; att = softmax(q·Kᵀ / √headDim)·V, causal, grouped-query */
-  | { readonly op: "attention" }
+  /**
+   * k, v stored in the KV cache; att = softmax(q·Kᵀ · scale)·V, causal, grouped-query; the
+   * scale and soft-cap are the config's ({@link ArchitectureScalars}); with `window` the
+   * query sees only the last `window` positions, itself included (sliding-window layers)
+   */
+  | { readonly op: "attention"; readonly window?: number }
   /** h = Wo · att */
   | { readonly op: "output" }
   /** x += h */
@@ -98,8 +110,8 @@ export type LayerOp =
    * and gemma3's post-attention and post-FFN norms, olmo2's), in place of a plain `residual`
    */
   | { readonly op: "postNorm"; readonly weight: LayerTensorKey }
-  /** h = Wdown · (act(Wgate·xb) ⊙ (Wup·xb)) */
-  | { readonly op: "gatedFfn"; readonly activation: "silu" };
+  /** h = Wdown · (act(Wgate·xb) ⊙ (Wup·xb)): SwiGLU with silu, GeGLU with gelu (tanh approximation) */
+  | { readonly op: "gatedFfn"; readonly activation: "silu" | "gelu" };
 
 /** Per-layer flags an architecture decides from its file (the rest of the config is metadata). */
 export interface ArchitectureFeatures {
@@ -107,6 +119,58 @@ export interface ArchitectureFeatures {
   readonly qkvBias: boolean;
   /** RMSNorm on each head of Q and K before RoPE. */
   readonly qkNorm: boolean;
+}
+
+/**
+ * Constants some families read from their metadata (absent: the llama behaviour). They sit
+ * in the {@link ModelConfig} beside the shapes.
+ */
+export interface ArchitectureScalars {
+  /** Multiplies the token embeddings as they enter the residual stream (gemma: √nEmbd). */
+  readonly embeddingScale?: number;
+  /** Multiplies q·k in attention; absent: 1/√headDim. */
+  readonly attentionScale?: number;
+  /** Attention scores become cap·tanh(score/cap) after the scale (gemma2's attn_logit_softcapping). */
+  readonly attentionSoftcap?: number;
+  /** Logits become cap·tanh(logit/cap) (gemma2's final_logit_softcapping). */
+  readonly finalLogitSoftcap?: number;
+  /** Positions a sliding-window layer sees (`attention.sliding_window`). */
+  readonly slidingWindow?: number;
+  /** Per layer: whether it attends through the sliding window (llama.cpp's `is_swa`). */
+  readonly slidingLayers?: readonly boolean[];
+}
+
+/**
+ * A matrix that holds several of a layer's matrices as consecutive row ranges (phi3's
+ * `attn_qkv` = Q, K, V; its `ffn_up` = gate, up). The CPU reference and the GPU read each
+ * part in place (a subarray; `weightRows`), so the ops see `q`, `k`, `v`, `gate`, `up`
+ * as if the file held them apart.
+ */
+export interface FusedTensor {
+  readonly key: LayerTensorKey;
+  /** The parts, first rows first, with their row counts (which add up to the matrix's). */
+  readonly parts: readonly { readonly key: LayerTensorKey; readonly rows: (c: ModelConfig) => number }[];
+}
+
+/** One part of a fused matrix: rows [firstRow, firstRow + rows) of `from` are matrix `key`. */
+export interface FusedPart {
+  readonly from: LayerTensorKey;
+  readonly key: LayerTensorKey;
+  readonly firstRow: number;
+  readonly rows: number;
+}
+
+/** Every part of the architecture's fused matrices for config `c`, with its first row. */
+export function fusedParts(arch: ArchitectureDef, c: ModelConfig): FusedPart[] {
+  return (arch.fusedTensors ?? []).flatMap((fused) => {
+    let firstRow = 0;
+    return fused.parts.map((part) => {
+      const rows = part.rows(c);
+      const out = { from: fused.key, key: part.key, firstRow, rows };
+      firstRow += rows;
+      return out;
+    });
+  });
 }
 
 /** One architecture: everything that differs between families. */
@@ -121,12 +185,21 @@ export interface ArchitectureDef {
   readonly ropeBaseDefault: number;
   /** The flags that the file decides (for example, by holding optional tensors). */
   features(file: GGUFFile): ArchitectureFeatures;
+  /**
+   * The family's constants from its metadata; `key(suffix)` is `<arch>.<suffix>`. Throws
+   * ModelConfigError naming a key whose value is unusable.
+   */
+  scalars?(m: Metadata, key: (suffix: string) => string, shape: { readonly nLayers: number; readonly nEmbd: number; readonly nHeads: number; readonly headDim: number }): ArchitectureScalars;
   /** The tensors of one layer, in the order a converter writes them. */
   readonly layerTensors: readonly LayerTensorDef[];
+  /** Matrices of `layerTensors` that hold several matrices as row ranges (none by default). */
+  readonly fusedTensors?: readonly FusedTensor[];
   /** The ops of `layer`, in order. */
   layerOps(c: ModelConfig, layer: number): readonly LayerOp[];
   /** `tokenizer.ggml.pre` of the family's byte-level BPE tokenizer (one llama.cpp accepts). */
   readonly tokenizerPre: string;
+  /** The family's tokenizer model for synthetic files: byte-level BPE (`gpt2`, the default) or SentencePiece (`llama`, gemma's). */
+  readonly tokenizerModel?: "gpt2" | "llama";
 }
 
 // ---------------------------------------------------------------------------------------
@@ -207,6 +280,12 @@ export const GLOBAL_TENSOR_NAMES = {
 /** The tensor holding precomputed RoPE frequency divisors (Llama 3 scaling), when present. */
 export const ROPE_FREQS_TENSOR_NAME = "rope_freqs.weight";
 
+/**
+ * LongRoPE's per-pair frequency divisors (phi3), one tensor for sequences longer than the
+ * trained original context and one for the rest (gguf-py's ROPE_FACTORS_LONG/_SHORT).
+ */
+export const LONG_ROPE_TENSOR_NAMES = { long: "rope_factors_long.weight", short: "rope_factors_short.weight" } as const;
+
 /** One tensor a model of a given config reads. */
 export interface ModelTensor {
   readonly name: string;
@@ -228,6 +307,9 @@ export function layerTensors(arch: ArchitectureDef, c: ModelConfig, layer: numbe
 export function modelTensors(arch: ArchitectureDef, c: ModelConfig): ModelTensor[] {
   const out: ModelTensor[] = [{ name: GLOBAL_TENSOR_NAMES.embedding, kind: "matrix", shape: [c.nEmbd, c.vocabSize] }];
   if (c.ropeFreqFactors !== undefined) out.push({ name: c.ropeFreqFactors, kind: "host", shape: [c.rope.dims / 2] });
+  if (c.longRope !== undefined) {
+    for (const name of Object.values(LONG_ROPE_TENSOR_NAMES)) out.push({ name, kind: "host", shape: [c.rope.dims / 2] });
+  }
   for (let l = 0; l < c.nLayers; l++) out.push(...layerTensors(arch, c, l));
   out.push({ name: GLOBAL_TENSOR_NAMES.outputNorm, kind: "norm", shape: [c.nEmbd] });
   if (!c.tiedEmbeddings) out.push({ name: GLOBAL_TENSOR_NAMES.output, kind: "matrix", shape: [c.nEmbd, c.vocabSize] });

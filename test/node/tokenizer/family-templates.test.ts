@@ -21,22 +21,25 @@ const CONVERSATION = [
 const FAMILIES = [
   // SmolLM3's reasoning mode defaults to "/think" (no "/no_think" in the system prompt):
   // a plain assistant turn, no empty think block.
-  { arch: "smollm3", file: "HuggingFaceTB-SmolLM3-3B.jinja", generationPrompt: "<|im_start|>assistant\n" },
+  { arch: "smollm3", file: "HuggingFaceTB-SmolLM3-3B.jinja", generationPrompt: "<|im_start|>assistant\n", systemRole: true },
+  // Gemma 2's template raises on a system message: the conversation starts at the user.
+  { arch: "gemma2", file: "google-gemma-2-2b-it.jinja", generationPrompt: "<start_of_turn>model\n", systemRole: false },
 ] as const;
 
-describe.each(FAMILIES)("$arch chat template", ({ file, generationPrompt }) => {
+describe.each(FAMILIES)("$arch chat template", ({ file, generationPrompt, systemRole }) => {
+  const conversation = systemRole ? CONVERSATION : CONVERSATION.filter((m) => m.role !== "system");
   const template = readFileSync(new URL(`../../fixtures/chat-templates/${file}`, import.meta.url), "utf8");
   const metadata = Object.fromEntries(syntheticTokenizerMetadata("gpt2", 512, { chatTemplate: template }));
 
   it("renders a conversation: every message in order, then the generation prompt", () => {
-    const text = renderChat(metadata, CONVERSATION);
+    const text = renderChat(metadata, conversation);
     let from = 0;
-    for (const m of CONVERSATION) {
+    for (const m of conversation) {
       const at = text.indexOf(m.content, from);
       expect(at, `"${m.content}" after offset ${from} in:\n${text}`).toBeGreaterThanOrEqual(0);
       from = at + m.content.length;
     }
     expect(text.endsWith(generationPrompt)).toBe(true);
-    expect(renderChat(metadata, CONVERSATION, { addGenerationPrompt: false }).endsWith(generationPrompt)).toBe(false);
+    expect(renderChat(metadata, conversation, { addGenerationPrompt: false }).endsWith(generationPrompt)).toBe(false);
   });
 });
