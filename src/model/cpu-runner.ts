@@ -8,7 +8,7 @@
  */
 import type { GGUFFile } from "../gguf/reader.ts";
 import { ReferenceKvPool, ReferenceModel } from "./reference.ts";
-import type { ModelConfig } from "./config.ts";
+import { type ModelConfig, modelConfigFromGGUF } from "./config.ts";
 import { type BatchEntry, checkLogprobsCount, type KvPool, type ModelRunner, type PageCopy, type Pooling, type RunnerMemory, type SampledLogprobs, type StepIds } from "./runner.ts";
 import { logprobsOf, sampleToken } from "../sampling/sampler.ts";
 import { yieldToEventLoop } from "../yield.ts";
@@ -75,7 +75,9 @@ export class CpuRunner implements ModelRunner {
 
   /** Dequantizes the model in `file` to f32. */
   static async load(file: GGUFFile, options: RunnerOptions): Promise<CpuRunner> {
-    return new CpuRunner(await ReferenceModel.load(file), options);
+    // LongRoPE (phi3) rotates by the context a sequence may hold, as the GPU runner does.
+    const contextLength = resolveContextLength(options.contextLength, modelConfigFromGGUF(file).contextLength);
+    return new CpuRunner(await ReferenceModel.load(file, { contextLength }), options);
   }
 
   resetSlot(slot: number, history: readonly number[] = []): void {

@@ -8,7 +8,9 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { renderChat } from "../../../src/tokenizer/chat.ts";
+import { syntheticMetadata, syntheticModelConfig } from "../../../src/model/synthetic.ts";
 import { syntheticTokenizerMetadata } from "../../../src/tokenizer/synthetic.ts";
+import { TokenType } from "../../../src/tokenizer/vocab.ts";
 
 const CONVERSATION = [
   { role: "system", content: "Answer in one word." },
@@ -24,6 +26,7 @@ const FAMILIES = [
   { arch: "smollm3", file: "HuggingFaceTB-SmolLM3-3B.jinja", generationPrompt: "<|im_start|>assistant\n", systemRole: true },
   // Gemma 2's template raises on a system message: the conversation starts at the user.
   { arch: "gemma2", file: "google-gemma-2-2b-it.jinja", generationPrompt: "<start_of_turn>model\n", systemRole: false },
+  { arch: "phi3", file: "microsoft-Phi-3.5-mini-instruct.jinja", generationPrompt: "<|assistant|>\n", systemRole: true },
 ] as const;
 
 describe.each(FAMILIES)("$arch chat template", ({ file, generationPrompt, systemRole }) => {
@@ -41,5 +44,19 @@ describe.each(FAMILIES)("$arch chat template", ({ file, generationPrompt, system
     }
     expect(text.endsWith(generationPrompt)).toBe(true);
     expect(renderChat(metadata, conversation, { addGenerationPrompt: false }).endsWith(generationPrompt)).toBe(false);
+  });
+});
+
+describe("phi3 synthetic files", () => {
+  it("carry Phi-3.5's template as llama.cpp keeps it, and its markers as control tokens", () => {
+    const template = readFileSync(new URL("../../fixtures/chat-templates/microsoft-Phi-3.5-mini-instruct.jinja", import.meta.url), "utf8");
+    const metadata = Object.fromEntries(syntheticMetadata(syntheticModelConfig("phi3", "tiny"), "F32").map(([k, e]) => [k, e.value]));
+    expect(metadata["tokenizer.chat_template"]).toBe(template);
+    const tokens = metadata["tokenizer.ggml.tokens"] as string[];
+    const types = metadata["tokenizer.ggml.token_type"] as number[];
+    for (const marker of ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|endoftext|>"]) {
+      expect(types[tokens.indexOf(marker)], marker).toBe(TokenType.Control);
+    }
+    expect(tokens[metadata["tokenizer.ggml.eos_token_id"] as number]).toBe("<|endoftext|>");
   });
 });
