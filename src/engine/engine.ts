@@ -751,7 +751,8 @@ export class Engine implements AsyncDisposable {
     }
     const runner = this.#runner!;
     if (!runner.masksTokens) {
-      throw new InvalidRequestError("grammar", `the ${runner.description} runner cannot apply token masks yet; use the cpu backend (--backend cpu)`, "GRAMMAR_UNSUPPORTED");
+      // Both built-in runners mask; this guards a custom ModelRunner that does not.
+      throw new InvalidRequestError("grammar", `the ${runner.description} runner does not apply token masks (ModelRunner.masksTokens)`, "GRAMMAR_UNSUPPORTED");
     }
     const gbnf = o.grammar ?? jsonSchemaToGbnf(o.jsonSchema!);
     let grammar = this.#grammars.get(gbnf);

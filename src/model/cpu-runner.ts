@@ -169,12 +169,14 @@ export class CpuRunner implements ModelRunner {
     const ids = new Int32Array(1 + extraSteps);
     const logprobs: SampledLogprobs[] | undefined = entry.logprobs === undefined ? undefined : [];
     let logits = this.#feed(entry, entry.pos, this.#tokensOf(entry));
-    if (entry.tokenMask) applyTokenMask(logits, entry.tokenMask);
     let pos = entry.pos + Math.max(1, entry.tokens.length);
     for (let k = 0; k <= extraSteps; k++) {
       if (k > 0) logits = this.#feed(entry, pos++, [ids[k - 1]!]);
       const s = this.#slot(entry.slot);
-      const id = sampleToken(logits, entry.sampling, s.history, entry.sampleIndex + k);
+      // The mask bounds the first sample only; logprobs stay those of the raw logits (as
+      // llama.cpp's n_probs, and the GPU runner's kernels, report them).
+      const allowed = k === 0 && entry.tokenMask ? masked(logits, entry.tokenMask) : logits;
+      const id = sampleToken(allowed, entry.sampling, s.history, entry.sampleIndex + k);
       ids[k] = id;
       s.lastSampled = id;
       logprobs?.push({ id, ...logprobsOf(logits, id, entry.logprobs!) });
@@ -205,6 +207,13 @@ function meanOf(rows: readonly Float32Array[]): Float32Array {
   const sum = new Float64Array(rows[0]!.length);
   for (const row of rows) row.forEach((v, i) => (sum[i] += v));
   return Float32Array.from(sum, (v) => v / rows.length);
+}
+
+/** A copy of `logits` with {@link applyTokenMask} applied. */
+function masked(logits: Float32Array, mask: Uint32Array): Float32Array {
+  const copy = Float32Array.from(logits);
+  applyTokenMask(copy, mask);
+  return copy;
 }
 
 /** Sets the logit of every token whose bit in `mask` is clear to -inf (constrained decoding). */

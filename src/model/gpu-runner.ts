@@ -28,6 +28,11 @@
  * min-p and penalties, the same draws as the CPU sampler (sampling/sampler.ts). A request
  * it does not support is refused with InvalidRequestError `SAMPLER_UNAVAILABLE` before
  * anything runs.
+ *
+ * Constrained decoding: an entry's {@link BatchEntry.tokenMask} is uploaded with the step and
+ * applied to its first sample's logits by the token-mask kernel (gpu/kernels/token-mask.ts)
+ * right before the sampler and after the logprob kernels' copy, so logprobs stay those of
+ * the raw logits. Steps without a mask upload and dispatch nothing for it.
  */
 import { yieldToEventLoop } from "../yield.ts";
 import { GpuError, InvalidArgumentError, InvalidRequestError } from "../errors.ts";
@@ -38,6 +43,7 @@ import { HISTORY_CAP, seedHistorySlot } from "../gpu/kernels/history.ts";
 import type { MatrixKernelsOptions } from "../gpu/kernels/matmul.ts";
 import { createDeviceSampler } from "../gpu/kernels/sample.ts";
 import { DeviceLogprobs, LogprobsAroundSampler } from "../gpu/kernels/logprobs.ts";
+import { DeviceTokenMask, TokenMaskAroundSampler, tokenMaskWords } from "../gpu/kernels/token-mask.ts";
 import { SAMPLE_ROW_BYTES, sampleRowOf, writeSampleRow } from "../gpu/kernels/sampling-hook.ts";
 import { FROM_LAST_SAMPLED, stepInfoBinding, type TokenRecord, writeStepInfo, writeTokenRecord, TOKEN_RECORD_BYTES } from "../gpu/kernels/tokens.ts";
 import { PoolSumKernel } from "../gpu/kernels/pool.ts";
@@ -119,12 +125,20 @@ interface SamplingRow {
   readonly pages: readonly number[];
   /** Alternatives to report with each sampled id (capped at the vocabulary); absent: no logprobs. */
   readonly logprobs?: number;
+  /** The first sample's allowed tokens (constrained decoding); absent: unconstrained. */
+  readonly tokenMask?: Uint32Array;
 }
 
 /** The logprob kernels and the sampler hook that records them (see kernels/logprobs.ts). */
 interface LogprobParts {
   readonly kernels: DeviceLogprobs;
   readonly sampler: LogprobsAroundSampler;
+}
+
+/** The token-mask kernel and the sampler hook that records it (see kernels/token-mask.ts). */
+interface MaskParts {
+  readonly kernel: DeviceTokenMask;
+  readonly sampler: TokenMaskAroundSampler;
 }
 
 /** A {@link ModelRunner} on WebGPU. */
@@ -135,6 +149,8 @@ export class GpuRunner implements ModelRunner {
   readonly contextLength: number;
   readonly maxBatchTokens: number;
   readonly description: string;
+  /** Token masks run on the device (kernels/token-mask.ts). */
+  readonly masksTokens = true;
   readonly #ctx: GpuContext;
   readonly #forward: GpuForward;
   readonly #options: GpuRunnerOptions;
@@ -152,10 +168,12 @@ export class GpuRunner implements ModelRunner {
   #pool: { kernel: PoolSumKernel; sum: GPUBuffer } | undefined;
 
   readonly #logprobs: LogprobParts;
+  readonly #mask: MaskParts;
 
-  private constructor(ctx: GpuContext, forward: GpuForward, options: GpuRunnerOptions, logprobs: LogprobParts) {
+  private constructor(ctx: GpuContext, forward: GpuForward, options: GpuRunnerOptions, logprobs: LogprobParts, mask: MaskParts) {
     this.#ctx = ctx;
     this.#logprobs = logprobs;
+    this.#mask = mask;
     this.#forward = forward;
     this.#options = options;
     this.config = forward.config;
@@ -209,9 +227,12 @@ export class GpuRunner implements ModelRunner {
           available: ctx.limits.maxStorageBufferBindingSize,
         });
       }
-      // Logprob kernels ride on the sampler's hook; compiled and sized on first use only.
+      // Logprob and mask kernels ride on the sampler's hook; compiled and sized on first use
+      // only. Logprobs wrap the mask: their raw copy comes first, so they ignore the grammar.
       const kernels = new DeviceLogprobs(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows });
-      const sampler = new LogprobsAroundSampler(await createDeviceSampler(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows }), kernels);
+      const maskKernel = new DeviceTokenMask(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows });
+      const maskSampler = new TokenMaskAroundSampler(await createDeviceSampler(ctx, { vocabSize: config.vocabSize, maxRows: maxSampleRows }), maskKernel);
+      const sampler = new LogprobsAroundSampler(maskSampler, kernels);
       options.signal?.throwIfAborted();
       const pool = planKvPool(ctx, config, {
         type: options.kvCacheType ?? "auto",
@@ -232,7 +253,7 @@ export class GpuRunner implements ModelRunner {
         subSteps: 1 + Math.max(0, Math.floor(options.lookahead ?? 8)),
       }, sampler, options.matrix);
       options.signal?.throwIfAborted();
-      return new GpuRunner(ctx, forward, options, { kernels, sampler });
+      return new GpuRunner(ctx, forward, options, { kernels, sampler }, { kernel: maskKernel, sampler: maskSampler });
     } catch (error) {
       await ctx.destroy();
       throw error;
@@ -347,6 +368,8 @@ export class GpuRunner implements ModelRunner {
     const t = f.tables;
     const wantsLogprobs = samples.some((s) => s.logprobs !== undefined);
     if (wantsLogprobs) await this.#logprobs.kernels.prepare(subSteps);
+    const wantsMask = samples.some((s) => s.tokenMask !== undefined);
+    if (wantsMask) await this.#mask.kernel.prepare();
 
     // Tables of every sub-step, uploaded before the first submission.
     const lookahead = subSteps > 1;
@@ -379,7 +402,11 @@ export class GpuRunner implements ModelRunner {
     const rec = this.#recorder("step");
     // The logprob kernels are recorded around the sampler of every sub-step, only when asked.
     const subStepOf = new Map<GPUBuffer, number>(wantsLogprobs ? t.rowParams.slice(0, subSteps).map((b, k) => [b, k]) : []);
-    this.#logprobs.sampler.armedFor(subStepOf, () => this.#recordSubSteps(rec, tokens, rows, samples, subSteps));
+    // A mask covers an entry's first sample: sub-step 0's rows, in the order of `samples`.
+    const masked = wantsMask ? this.#mask.kernel.upload(samples.map((s) => s.tokenMask), (r) => `batch[${samples[r]!.entry}].tokenMask`) : 0;
+    this.#mask.sampler.armedFor(t.rowParams[0]!, masked, () =>
+      this.#logprobs.sampler.armedFor(subStepOf, () => this.#recordSubSteps(rec, tokens, rows, samples, subSteps))
+    );
     if (samples.length === 0) {
       rec.step.submit();
       this.#ctx.check();
@@ -539,6 +566,7 @@ export class GpuRunner implements ModelRunner {
       seen.add(e.slot);
       this.#checkTokens(e.tokens, `${where}.tokens`);
       checkLogprobsCount(e, where);
+      this.#checkTokenMask(e, where);
       if (e.tokens.length === 0 && !this.#hasSampled[e.slot]) {
         throw new InvalidArgumentError(where, `slot ${e.slot} has no sampled token to feed (empty tokens)`);
       }
@@ -563,7 +591,7 @@ export class GpuRunner implements ModelRunner {
       if (e.sampling) {
         rows.push(tokens.length - 1);
         const logprobs = e.logprobs === undefined ? undefined : Math.min(e.logprobs, this.config.vocabSize);
-        samples.push({ entry, slot: e.slot, sampling: e.sampling, sampleIndex: e.sampleIndex, nextPos: e.pos + fed, pages: e.pages, logprobs });
+        samples.push({ entry, slot: e.slot, sampling: e.sampling, sampleIndex: e.sampleIndex, nextPos: e.pos + fed, pages: e.pages, logprobs, tokenMask: e.tokenMask });
       }
     });
     if (tokens.length > this.maxBatchTokens) {
@@ -572,6 +600,13 @@ export class GpuRunner implements ModelRunner {
     checkDisjointWrites(writes, this.kvPool.pageSize);
     batch.forEach((e, i) => this.#uploadPageTable(e.slot, e.pages, writes[i]!.last));
     return { tokens, rows, samples };
+  }
+
+  /** Throws InvalidArgumentError naming the entry's tokenMask when its length is not the vocabulary's words. */
+  #checkTokenMask(e: BatchEntry, where: string): void {
+    const words = tokenMaskWords(this.config.vocabSize);
+    if (e.tokenMask === undefined || e.tokenMask.length === words) return;
+    throw new InvalidArgumentError(`${where}.tokenMask`, `${e.tokenMask.length} words; a vocabulary of ${this.config.vocabSize} tokens needs ${words}`);
   }
 
   /** The pool row of position `pos` under page table `pages`. */

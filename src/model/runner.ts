@@ -55,7 +55,8 @@ export interface BatchEntry {
   /**
    * Tokens the first sampled id may be (constrained decoding): bit `i & 31` of word
    * `i >> 5` set = token i allowed, ceil(vocabSize / 32) words. Every other logit is -inf
-   * before the sampler (penalties and logprobs included). It covers the first sample
+   * before the sampler (penalties included); `logprobs` stay those of the raw logits, as
+   * llama.cpp's `n_probs` reports them with a grammar. It covers the first sample
    * only, so a step with a masked entry runs no `extraSteps`. Absent: nothing is paid.
    * Only runners with {@link ModelRunner.masksTokens} accept it.
    */
