@@ -20,7 +20,10 @@ import { startServer } from "./support/server-process.ts";
 
 const MODEL = await syntheticModelPath("llama", "Q8_0");
 const MODEL_ID = MODEL.split("/").at(-1)!.replace(/\.gguf$/, "");
-const ARGS = ["--model", MODEL, "--backend", "cpu", "--max-sequences", "2"];
+/** Forced calls run on the default (webgpu) backend: its token-mask kernel enforces the schema. */
+const ARGS = ["--model", MODEL, "--max-sequences", "2"];
+/** The plain-text test compares with an in-process engine: both on the CPU reference, so the draws agree exactly. */
+const CPU_ARGS = [...ARGS, "--backend", "cpu"];
 
 const WEATHER: OpenAI.ChatCompletionTool = {
   type: "function",
@@ -130,7 +133,7 @@ Deno.test("server-tools: streamed tool_calls deltas reassemble into the non-stre
 Deno.test("server-tools: auto with a model that does not call gives its text as content; a tool round trip renders", async () => {
   // The model's raw text for the same prompt, from the engine in this process, fed as token ids.
   const engine = await loadEngine(MODEL, { backend: "cpu", maxSequences: 1 });
-  const server = await startServer(ARGS);
+  const server = await startServer(CPU_ARGS);
   try {
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
     const auto = await client.chat.completions.create({ model: MODEL_ID, messages: MESSAGES, tools: [WEATHER], seed: 3, ...SAMPLING, max_tokens: 12 });
