@@ -4,7 +4,8 @@
 //   GEGLU    A = gelu_tanh(A) · B     (gemma's gate), over S.n_tokens rows
 //   ADD      A = A + B                (residual add), over S.n_tokens rows
 //   SOFTCAP  A = CAP · tanh(A / CAP)  (gemma2's final logits), over S.n_rows rows, no B
-// Defines: WIDTH, WG, the op name, and CAP for SOFTCAP. The grid may be 2-D when it has
+//   SCALE    A = A · FACTOR           (granite's logits / logit_scale), over S.n_rows rows, no B
+// Defines: WIDTH, WG, the op name, CAP for SOFTCAP, FACTOR for SCALE. The grid may be 2-D when it has
 // more than 65535 work-groups along x; the element index is linear over both.
 #include "tokens.wgsl"
 
@@ -12,7 +13,7 @@ const WIDTH: u32 = {{WIDTH}}u;
 const WG: u32 = {{WG}}u;
 
 @group(0) @binding(0) var<storage, read_write> A: array<f32>;
-#if !SOFTCAP
+#if !SOFTCAP && !SCALE
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 #endif
 @group(0) @binding(2) var<uniform> S: StepInfo;
@@ -43,6 +44,11 @@ fn main(
   }
   let cap = {{CAP}};
   A[i] = cap * tanh_clamped(A[i] / cap);
+#elif SCALE
+  if (i >= S.n_rows * WIDTH) {
+    return;
+  }
+  A[i] = A[i] * {{FACTOR}};
 #else
   if (i >= S.n_tokens * WIDTH) {
     return;

@@ -2,7 +2,8 @@
 //
 // Defines: N (row width), EPS (a float literal), WG (threads, a power of two), X_RW (X is
 //   written: RESIDUAL without GATHER, or POST),
-//   RESIDUAL  first add H to X (X[r] += H[r]): the residual add of the previous block,
+//   RESIDUAL  first add H to X (X[r] += H[r], or H[r]·RES_SCALE when that float literal is
+//             given: granite's residual_scale): the residual add of the previous block,
 //             fused here so the stream is read once;
 //   GATHER    rows are picked by the row table (ROWS[S.row_base + r], S.n_rows of them) and
 //             written compactly to Y; with RESIDUAL, X itself is left unchanged.
@@ -37,6 +38,8 @@ var<workgroup> partial: array<f32, WG>;
 fn load(i: u32) -> f32 {
 #if POST
   return H[i];
+#elif RESIDUAL && RES_SCALE
+  return X[i] + H[i] * {{RES_SCALE}};
 #elif RESIDUAL
   return X[i] + H[i];
 #else

@@ -196,6 +196,7 @@ interface SubStepGroups {
   readonly final: GPUBindGroup;
   /** The final logit soft-cap's (when the model has one). */
   readonly softcap?: GPUBindGroup;
+  readonly logitScale?: GPUBindGroup;
 }
 
 /** Splits a long recording into several submissions (see {@link GpuForward.record}). */
@@ -288,6 +289,8 @@ export class GpuForward {
   readonly geglu: ElementwiseKernel | null;
   /** cap·tanh(logit/cap) over the rows that get logits (gemma2), or null. */
   readonly finalSoftcap: ElementwiseKernel | null;
+  /** granite: the logits divided by `logit_scale`. */
+  readonly logitScale: ElementwiseKernel | null;
 
   private constructor(
     ctx: GpuContext,
@@ -359,8 +362,10 @@ export class GpuForward {
     this.embed = new EmbeddingKernel(ctx, weights.tokenEmbd, c.embeddingScale);
     this.historyKernel = new HistoryKernel(ctx);
     this.norm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false });
-    this.addNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: false });
-    this.finalNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: this.plan.finalResidual, gather: true });
+    // granite scales each block's output as it joins the residual stream: in the fused add.
+    const residualScale = c.residualScale !== undefined ? { residualScale: c.residualScale } : {};
+    this.addNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: true, gather: false, ...residualScale });
+    this.finalNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: this.plan.finalResidual, gather: true, ...residualScale });
     const anyPostNorm = this.plan.layers.some((steps) => steps.some((s) => s.kind === "postNorm"));
     this.postNorm = anyPostNorm ? new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false, post: true }) : null;
     const ropeKey = {
@@ -398,6 +403,8 @@ export class GpuForward {
     const anyGelu = this.plan.layers.some((steps) => steps.some((s) => s.kind === "gatedFfn" && s.activation === "gelu"));
     this.geglu = anyGelu ? new ElementwiseKernel(ctx, { op: "geglu", width: c.nFf }) : null;
     this.finalSoftcap = c.finalLogitSoftcap !== undefined ? new ElementwiseKernel(ctx, { op: "softcap", width: c.vocabSize, cap: c.finalLogitSoftcap }) : null;
+    // granite: logits · f32(1 / logit_scale), as llama.cpp's ggml_scale.
+    this.logitScale = c.logitScale !== undefined ? new ElementwiseKernel(ctx, { op: "scale", width: c.vocabSize, factor: Math.fround(1 / c.logitScale) }) : null;
   }
 
   /** Allocates everything and compiles every pipeline the recording will use. */
@@ -439,7 +446,7 @@ export class GpuForward {
       ...[f.embed, f.historyKernel, f.norm, f.addNorm, f.finalNorm, f.rope, f.attention, f.swiglu].map((k) => k.prepare()),
       ...(f.kvAppend ? [f.kvAppend.prepare()] : []),
       ...(f.postNorm ? [f.postNorm.prepare()] : []),
-      ...[...f.windowedAttention.values(), f.geglu, f.finalSoftcap].flatMap((k) => (k ? [k.prepare()] : [])),
+      ...[...f.windowedAttention.values(), f.geglu, f.finalSoftcap, f.logitScale].flatMap((k) => (k ? [k.prepare()] : [])),
       sampler.prepare(),
     ]);
     ctx.check();
@@ -540,6 +547,7 @@ export class GpuForward {
     if (head === "hidden") return;
     m.matmul(rec.step, this.weights.output, a.xo, a.logits, nRows);
     if (this.finalSoftcap) this.finalSoftcap.record(rec.step, g.softcap!, nRows);
+    if (this.logitScale) this.logitScale.record(rec.step, g.logitScale!, nRows);
     if (sample) {
       const t = this.#tables;
       this.sampler.record(rec.step.computePass(), {
@@ -711,6 +719,7 @@ export class GpuForward {
       layers: w.layers.map((lw, l) => this.#layerGroups(l, lw, step, t.tokens, label)),
       final: this.finalNorm.bind({ x: a.x, h: a.h, weight: w.outputNorm, y: a.xo, step, rows: t.rows }, label("output norm")),
       ...(this.finalSoftcap ? { softcap: this.finalSoftcap.bind({ a: a.logits, step }, label("logit soft-cap")) } : {}),
+      ...(this.logitScale ? { logitScale: this.logitScale.bind({ a: a.logits, step }, label("logit scale")) } : {}),
     };
     this.#groups.set(k, groups);
     return groups;

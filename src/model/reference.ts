@@ -369,6 +369,8 @@ export class ReferenceModel {
       case "output":
         return matVec(s.hb, need(w, "o", layer), s.attnOut);
       case "residual":
+        // granite scales the block's output (ggml_scale rounds it to f32 before the add).
+        if (c.residualScale !== undefined) scaleInPlace(s.hb, c.residualScale);
         return addInPlace(s.x, s.hb);
       case "postNorm":
         rmsNorm(s.hb, s.hb, need(w, op.weight, layer), c.normEps);
@@ -457,6 +459,8 @@ export class ReferenceModel {
     const logits = new Float32Array(this.config.vocabSize);
     matVec(logits, this.weights.output, this.#hidden());
     if (this.config.finalLogitSoftcap !== undefined) softcap(logits, this.config.finalLogitSoftcap);
+    // granite: llama.cpp multiplies by the f32 reciprocal of logit_scale.
+    if (this.config.logitScale !== undefined) scaleInPlace(logits, Math.fround(1 / this.config.logitScale));
     return logits;
   }
 

@@ -196,6 +196,15 @@ function tinyConfig(arch: Architecture, name: string): ModelConfig {
         rope: { layout: "neox", base: 1e6, dims: 128, scaling: { type: "none" } },
         qkvBias: false, qkNorm: true, tiedEmbeddings: true,
       };
+    case "granite":
+      // Every scale away from its neutral value (Granite 3.1 2B: 12, 1/64, 0.22, 8), each
+      // large enough to move the logits if it were left out.
+      return {
+        ...common, headDim: 64, normEps: 1e-5,
+        rope: { layout: "normal", base: 10000, dims: 64, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: false, tiedEmbeddings: false,
+        embeddingScale: 3, attentionScale: 0.09375, residualScale: 0.5, logitScale: 2,
+      };
     case "phi3": {
       // Partial rotary (32 of 64 dims, as Phi-4-mini rotates 96 of 128) and LongRoPE from
       // 256 to 512 positions: at the full context the long factors apply, at 256 or less the short.
@@ -450,6 +459,13 @@ export function syntheticMetadata(c: ModelConfig, quant: QuantMix): [string, Met
   // Llama 3 scaling has no metadata in llama.cpp's files (its `rope.scaling.type` would be
   // refused): the `rope_freqs.weight` tensor carries it.
 
+  // granite's scales (llama.cpp's LLM_KV_EMBEDDING_SCALE, _ATTENTION_SCALE, _RESIDUAL_SCALE, _LOGIT_SCALE).
+  if (c.arch === "granite") {
+    if (c.embeddingScale !== undefined) entries.push([`${a}.embedding_scale`, meta.f32(c.embeddingScale)]);
+    if (c.attentionScale !== undefined) entries.push([`${a}.attention.scale`, meta.f32(c.attentionScale)]);
+    if (c.residualScale !== undefined) entries.push([`${a}.residual_scale`, meta.f32(c.residualScale)]);
+    if (c.logitScale !== undefined) entries.push([`${a}.logit_scale`, meta.f32(c.logitScale)]);
+  }
   if (c.rope.attnFactor !== undefined) entries.push([`${a}.rope.scaling.attn_factor`, meta.f32(c.rope.attnFactor)]);
   if (c.longRope !== undefined) {
     entries.push([`${a}.rope.scaling.original_context_length`, meta.u32(c.longRope.originalContextLength)]);

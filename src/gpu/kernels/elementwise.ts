@@ -19,7 +19,7 @@ import { ModelKernel, required } from "./kernel.ts";
 import { wgslFloat } from "./tokens.ts";
 
 /** The element-wise ops: binary ones read B, `softcap` does not. */
-export type ElementwiseOp = "swiglu" | "geglu" | "add" | "softcap";
+export type ElementwiseOp = "swiglu" | "geglu" | "add" | "softcap" | "scale";
 
 /** Typed key of an element-wise variant. */
 export interface ElementwiseKey {
@@ -28,6 +28,8 @@ export interface ElementwiseKey {
   readonly width: number;
   /** `softcap` only: the cap (> 0). */
   readonly cap?: number;
+  /** `scale` only: the factor (finite, granite's 1 / logit_scale). */
+  readonly factor?: number;
 }
 
 const WG = 256;
@@ -39,8 +41,13 @@ export function elementwiseVariant(key: ElementwiseKey): KernelVariant {
     throw new InvalidArgumentError("cap", `softcap needs a finite cap > 0, got ${key.cap}`);
   }
   const cap = softcap ? wgslFloat(key.cap!) : "";
+  const scale = key.op === "scale";
+  if (scale && !(key.factor !== undefined && Number.isFinite(key.factor))) {
+    throw new InvalidArgumentError("factor", `scale needs a finite factor, got ${key.factor}`);
+  }
+  const factor = scale ? wgslFloat(key.factor!) : "";
   return {
-    name: `${key.op}_w${key.width}${softcap ? `_cap${cap}` : ""}`,
+    name: `${key.op}_w${key.width}${softcap ? `_cap${cap}` : ""}${scale ? `_x${factor}` : ""}`,
     file: "elementwise.wgsl",
     defines: {
       WIDTH: key.width,
@@ -50,6 +57,8 @@ export function elementwiseVariant(key: ElementwiseKey): KernelVariant {
       ADD: key.op === "add",
       SOFTCAP: softcap,
       ...(softcap ? { CAP: cap } : {}),
+      SCALE: scale,
+      ...(scale ? { FACTOR: factor } : {}),
     },
   };
 }
@@ -74,7 +83,7 @@ export class ElementwiseKernel extends ModelKernel {
 
   /** A reusable bind group. */
   bind(b: ElementwiseBindings, label: string = this.key.op): GPUBindGroup {
-    const second = this.key.op === "softcap" ? null : required(b.b, "b", this.variant);
+    const second = this.key.op === "softcap" || this.key.op === "scale" ? null : required(b.b, "b", this.variant);
     return this.bindGroup(label, [b.a, second, b.step]);
   }
 

@@ -32,6 +32,8 @@ export interface RmsNormKey {
    * residual, gemma's and olmo2's); no `y`. Excludes `residual` and `gather`.
    */
   readonly post?: boolean;
+  /** With `residual`: x += h · residualScale (granite's `residual_scale`); default 1. */
+  readonly residualScale?: number;
 }
 
 /** The variant of a key. */
@@ -42,10 +44,12 @@ export function rmsNormVariant(key: RmsNormKey): KernelVariant {
   const post = key.post === true;
   const wg = key.width >= 1024 ? 256 : 64;
   const eps = wgslFloat(key.eps);
+  // 1 keeps the plain variant (and its name): multiplying by 1 changes nothing.
+  const resScale = key.residual && key.residualScale !== undefined && key.residualScale !== 1 ? wgslFloat(key.residualScale) : "";
   return {
-    name: `rmsnorm_n${key.width}_e${eps}_wg${wg}${key.residual ? "_res" : ""}${key.gather ? "_gather" : ""}${post ? "_post" : ""}`,
+    name: `rmsnorm_n${key.width}_e${eps}_wg${wg}${key.residual ? "_res" : ""}${resScale ? `x${resScale}` : ""}${key.gather ? "_gather" : ""}${post ? "_post" : ""}`,
     file: "rmsnorm.wgsl",
-    defines: { N: key.width, EPS: eps, WG: wg, RESIDUAL: key.residual, GATHER: key.gather, POST: post, X_RW: post || (key.residual && !key.gather) },
+    defines: { N: key.width, EPS: eps, WG: wg, RESIDUAL: key.residual, GATHER: key.gather, POST: post, X_RW: post || (key.residual && !key.gather), RES_SCALE: resScale },
   };
 }
 

@@ -138,6 +138,10 @@ export interface ArchitectureScalars {
   readonly slidingWindow?: number;
   /** Per layer: whether it attends through the sliding window (llama.cpp's `is_swa`). */
   readonly slidingLayers?: readonly boolean[];
+  /** Multiplies each block's output as it joins the residual stream (granite's `residual_scale`). */
+  readonly residualScale?: number;
+  /** Divides the logits (granite's `logit_scale`: llama.cpp multiplies by its f32 reciprocal). */
+  readonly logitScale?: number;
 }
 
 /**

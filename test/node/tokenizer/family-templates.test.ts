@@ -27,6 +27,8 @@ const FAMILIES = [
   // Gemma 2's template raises on a system message: the conversation starts at the user.
   { arch: "gemma2", file: "google-gemma-2-2b-it.jinja", generationPrompt: "<start_of_turn>model\n", systemRole: false },
   { arch: "phi3", file: "microsoft-Phi-3.5-mini-instruct.jinja", generationPrompt: "<|assistant|>\n", systemRole: true },
+  // Granite 3.3's: with a system message of its own, it writes no dated default one.
+  { arch: "granite", file: "ibm-granite-granite-3.3-2B-Instruct.jinja", generationPrompt: "<|start_of_role|>assistant<|end_of_role|>", systemRole: true },
 ] as const;
 
 describe.each(FAMILIES)("$arch chat template", ({ file, generationPrompt, systemRole }) => {
