@@ -1,6 +1,6 @@
 /**
- * The generation settings panel: mode, system prompt, sampling and length. Values live in
- * the form and are saved in localStorage, so a reload keeps them.
+ * The generation settings panel: mode, system prompt, sampling, length and JSON mode. Values
+ * live in the form and are saved in localStorage, so a reload keeps them.
  */
 import type { GenerateOptions } from "./runtime.ts";
 import { byId, h } from "./dom.ts";
@@ -18,7 +18,16 @@ export interface Settings {
   readonly maxTokens: number;
   /** Empty means a fresh random seed each time. */
   readonly seed: number | undefined;
+  /** Replies constrained to one JSON object (OpenAI's `response_format: json_object`). */
+  readonly jsonMode: boolean;
 }
+
+/**
+ * JSON mode's schema: any JSON object, as the server's `json_object` (JSON_OBJECT_SCHEMA in
+ * src/grammar). Written here so that the page's bundle does not pull in the grammar engine,
+ * which runs in the worker.
+ */
+const ANY_JSON_OBJECT = { type: "object" } as const;
 
 /** Sampling defaults: llama.cpp's, with a light repetition penalty that suits small models. */
 export const DEFAULT_SETTINGS: Settings = {
@@ -31,6 +40,7 @@ export const DEFAULT_SETTINGS: Settings = {
   repeatPenalty: 1.1,
   maxTokens: 256,
   seed: undefined,
+  jsonMode: false,
 };
 
 type SliderKey = "temperature" | "topK" | "topP" | "minP" | "repeatPenalty";
@@ -77,6 +87,7 @@ export class SettingsPanel {
   readonly #systemField = byId("system-field", HTMLLabelElement);
   readonly #maxTokens = byId("max-tokens", HTMLInputElement);
   readonly #seed = byId("seed", HTMLInputElement);
+  readonly #jsonMode = byId("json-mode", HTMLInputElement);
   readonly #numbers = new Map<SliderKey, { range: HTMLInputElement; number: HTMLInputElement }>();
   #chatAvailable = true;
   /** Called when the mode changes (the transcript shows chat and completions differently). */
@@ -92,7 +103,7 @@ export class SettingsPanel {
         this.onModeChange?.(this.settings.mode);
       });
     }
-    for (const el of [this.#system, this.#maxTokens, this.#seed]) el.addEventListener("change", () => this.#save());
+    for (const el of [this.#system, this.#maxTokens, this.#seed, this.#jsonMode]) el.addEventListener("change", () => this.#save());
     byId("reset-settings", HTMLButtonElement).addEventListener("click", () => {
       this.#apply(DEFAULT_SETTINGS);
       this.#save();
@@ -123,6 +134,7 @@ export class SettingsPanel {
       repeatPenalty: bounded("repeatPenalty"),
       maxTokens: Number.isInteger(maxTokens) && maxTokens > 0 ? maxTokens : DEFAULT_SETTINGS.maxTokens,
       seed: seed !== undefined && Number.isInteger(seed) && seed >= 0 ? seed : undefined,
+      jsonMode: this.#jsonMode.checked,
     };
   }
 
@@ -137,6 +149,8 @@ export class SettingsPanel {
       repeatPenalty: s.repeatPenalty,
       maxTokens: s.maxTokens,
       seed: s.seed,
+      // The worker carries it to the engine, which compiles the grammar once and masks each token.
+      ...(s.jsonMode ? { jsonSchema: ANY_JSON_OBJECT } : {}),
       signal,
     };
   }
@@ -192,6 +206,7 @@ export class SettingsPanel {
     }
     this.#maxTokens.value = String(s.maxTokens);
     this.#seed.value = s.seed === undefined ? "" : String(s.seed);
+    this.#jsonMode.checked = s.jsonMode === true;
     this.#syncMode();
   }
 

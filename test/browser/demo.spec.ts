@@ -253,6 +253,28 @@ test("Stop (Esc) aborts the reply mid-answer and the page is ready again", async
   await shot(page, "03-stopped");
 });
 
+test("JSON mode: with the toggle on, the reply is the engine's JSON-constrained answer and parses as an object", async () => {
+  await page.locator("#new-chat").click();
+  await page.locator("#json-mode").check();
+  await setField(page, "#setting-temperature", "0");
+  await setField(page, "#setting-repeatPenalty", "1");
+  await setField(page, "#max-tokens", "64");
+  const prompt = "Describe a cat.";
+  // Independently: the CPU engine in this process with the json_object schema; without the
+  // toggle reaching the worker's engine, the model answers in prose instead.
+  const expected = await cpuGeneration(EMBEDDED, await pageInput(page, prompt), { ...greedy(64), jsonSchema: { type: "object" } });
+  await page.locator("#prompt").fill(prompt);
+  await page.locator("#prompt").press("Enter");
+  const reply = lastReply(page);
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 120_000 });
+  const text = (await reply.getByTestId("reply-text").textContent()) ?? "";
+  expect(text).toBe(expected.text);
+  const value: unknown = JSON.parse(text);
+  expect(typeof value === "object" && value !== null && !Array.isArray(value), text).toBe(true);
+  await page.locator("#json-mode").uncheck();
+  await engineState(page, "ready", 10_000);
+});
+
 test("a GGUF from a URL downloads with range requests, shows its progress, and is cached", async () => {
   await page.locator("#backend").selectOption("cpu");
   await engineState(page, "ready");
