@@ -152,7 +152,7 @@ for (const arch of ARCHS) {
   });
 }
 
-for (const quant of ["Q8_0", "Q4_K_M", "Q6_K", "Q4_0"] as const) {
+for (const quant of ["Q8_0", "Q4_K_M", "Q6_K", "Q4_0", "IQ4_XS"] as const) {
   Deno.test(`logits match the CPU reference: ${quant}, every architecture (mean KL ≤ 5e-3, top-1 ≥ 98%)`, async () => {
     for (const arch of quant === "Q8_0" || quant === "Q4_K_M" ? ARCHS : FIRST_ARCHS) {
       const file = await model(arch, quant);
@@ -193,6 +193,8 @@ const GREEDY_CASES = [
   ["smollm3", "F32"], ["smollm3", "Q8_0"],
   ["phi3", "F32"], ["phi3", "Q8_0"],
   ["granite", "F32"], ["granite", "Q8_0"],
+  // IQ4_XS through the decode (one-row) products; the prompt products are in the KL check above.
+  ["qwen2", "IQ4_XS"],
 ] as const;
 for (const [arch, quant] of GREEDY_CASES) {
   Deno.test(`greedy tokens equal the CPU runner's for 32 steps, extraSteps 0 and 3: ${arch} ${quant}`, async () => {

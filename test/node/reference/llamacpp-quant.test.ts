@@ -16,8 +16,8 @@ import { createComparisonContext, klDivergence, llamaCppLogitsByToken, randomTok
 
 const QUANTS: readonly QuantMix[] = ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"];
 const POSITIONS = 256;
-/** Families added after the first three run the two quants the checks name (CI time). */
-const FAMILY_QUANTS: readonly QuantMix[] = ["Q8_0", "Q4_K_M"];
+/** Families added after the first three run the quants the checks name (CI time). */
+const FAMILY_QUANTS: readonly QuantMix[] = ["Q8_0", "Q4_K_M", "IQ4_XS"];
 const FIRST_ARCHS: readonly string[] = ["llama", "qwen2", "qwen3"];
 const cases = SYNTHETIC_ARCHS.flatMap((arch) => (FIRST_ARCHS.includes(arch) ? QUANTS : FAMILY_QUANTS).map((quant) => [arch, quant] as const));
 const summary: string[] = [];
