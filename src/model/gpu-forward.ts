@@ -37,7 +37,7 @@ import { type GpuStep, ParamArena } from "../gpu/step.ts";
 import { architecture, type LayerOp, type LayerTensorKey } from "./arch/index.ts";
 import type { ModelConfig } from "./config.ts";
 import { type GpuLayerWeights, type GpuModelWeights, layerMatrix, layerVector } from "./gpu-weights.ts";
-import { ropeFrequencies, sequenceRopeDivisors } from "./reference-rope.ts";
+import { ropeFrequencies, sequenceRopeDivisors, slidingRopeFrequencies } from "./reference-rope.ts";
 
 /** Element type of the KV cache. */
 export type KvCacheType = "f32" | "f16";
@@ -101,9 +101,10 @@ export type GpuLayerStep =
   | { readonly kind: "qkv"; readonly bias: boolean }
   /**
    * q, k = rope([per-head norm of] q, k) and K, V written to the pool; without `rotate`
-   * (a layer with no RoPE op, smollm3's) only the norm and the pool write.
+   * (a layer with no RoPE op, smollm3's) only the norm and the pool write; `slidingFrequencies`:
+   * by the sliding-window layers' own frequency table (gemma3's local layers)
    */
-  | { readonly kind: "rope"; readonly qkNorm: boolean; readonly rotate: boolean }
+  | { readonly kind: "rope"; readonly qkNorm: boolean; readonly rotate: boolean; readonly slidingFrequencies?: boolean }
   /** att = attention over the pool (within `window` positions on a sliding-window layer) */
   | { readonly kind: "attention"; readonly window?: number }
   /** h = att·Woᵀ */
@@ -154,7 +155,8 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
           qkNormPending = true;
           break;
         case "rope":
-          steps.push({ kind: "rope", qkNorm: qkNormPending, rotate: true });
+          if (op.frequencies === "sliding" && c.slidingRopeBase === undefined) refuse(layer, op, "the config has no sliding-window RoPE base");
+          steps.push({ kind: "rope", qkNorm: qkNormPending, rotate: true, ...(op.frequencies === "sliding" ? { slidingFrequencies: true } : {}) });
           qkNormPending = false;
           kvWritten = true;
           break;
@@ -258,6 +260,8 @@ export class GpuForward {
   /** Bytes of the KV pool. */
   readonly kvBytes: number;
   readonly #freqs: GPUBuffer;
+  /** The sliding-window layers' own RoPE frequencies (gemma3), or null. */
+  readonly #slidingFreqs: GPUBuffer | null;
   /** One page of one layer's K (or V): page copies within one buffer go through it. */
   readonly #copyStaging: GPUBuffer;
   /** Partial results of split attention (decode steps of up to `attention.splitTokens` tokens). */
@@ -348,8 +352,14 @@ export class GpuForward {
     // LongRoPE (phi3) picks its long or short divisors by the context a sequence may hold.
     const divisors = { freqs: weights.ropeFreqDivisors, ...(weights.longRope ? { longRope: weights.longRope } : {}) };
     const freqTable = ropeFreqTable(ropeFrequencies(c.rope, sequenceRopeDivisors(c.longRope, divisors, sizes.contextLength)));
-    this.#freqs = a.createBuffer({ label: "rope freqs", size: freqTable.byteLength, usage: storage() });
-    a.writeBuffer(this.#freqs, 0, freqTable);
+    const upload = (label: string, table: Float32Array) => {
+      const buffer = a.createBuffer({ label, size: table.byteLength, usage: storage() });
+      a.writeBuffer(buffer, 0, table);
+      return buffer;
+    };
+    this.#freqs = upload("rope freqs", freqTable);
+    const slidingFreqs = slidingRopeFrequencies(c);
+    this.#slidingFreqs = slidingFreqs === null ? null : upload("sliding rope freqs", ropeFreqTable(slidingFreqs));
     this.#tables = this.#createTables(sizes.subSteps);
 
     this.plan = gpuLayerSteps(c);
@@ -645,7 +655,9 @@ export class GpuForward {
           return { kind: "postNorm", group: this.#postNormKernel().bind({ x: a.x, h: a.h, weight, step }, label(`blk.${l} ${s.weight}`)) };
         }
         case "rope": {
-          const resources = { q: a.q, k: a.k, v: a.v, kPool: this.kPool[l]!, vPool: this.vPool[l]!, freqs: this.#freqs, tokens, step };
+          const freqs = s.slidingFrequencies ? this.#slidingFreqs : this.#freqs;
+          if (freqs === null) throw new GpuError("GPU_VALIDATION", "no sliding-window RoPE frequencies for a sliding layer", { label: `blk.${l} rope` });
+          const resources = { q: a.q, k: a.k, v: a.v, kPool: this.kPool[l]!, vPool: this.vPool[l]!, freqs, tokens, step };
           const norms = s.qkNorm ? (lw.qkNorm ?? undefined) : undefined;
           return { kind: "rope", group: this.#ropeKernel(s).bind({ ...resources, norms }, label(`blk.${l} rope`)) };
         }

@@ -65,3 +65,13 @@ export function sequenceRopeDivisors(
   if (longRope === undefined || divisors.longRope === undefined) return null;
   return longRopeDivisors(divisors.longRope, contextLength, longRope.originalContextLength);
 }
+
+/**
+ * The angular frequencies of the sliding-window layers of a model that rotates them by a
+ * base of their own (gemma3's `rope.freq_base_swa`): unscaled, with neither per-pair
+ * divisors nor linear scaling (llama.cpp's rope_freq_scale_train_swa is 1); null when the
+ * model has no such base.
+ */
+export function slidingRopeFrequencies(c: { readonly rope: RopeConfig; readonly slidingRopeBase?: number }): Float64Array | null {
+  return c.slidingRopeBase === undefined ? null : baseFrequencies(c.slidingRopeBase, c.rope.dims);
+}

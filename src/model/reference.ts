@@ -26,7 +26,7 @@ import { dequantize } from "../gguf/quant/index.ts";
 import { type ArchitectureDef, architecture, fusedParts, type LayerOp, type LayerTensorKey, layerTensors } from "./arch/index.ts";
 import { type ModelConfig, GLOBAL_TENSOR_NAMES, LONG_ROPE_TENSOR_NAMES, modelConfigFromGGUF, ROPE_FREQS_TENSOR_NAME } from "./config.ts";
 import { attendHead, geglu, softcap } from "./reference-ops.ts";
-import { ropeFrequencies, sequenceRopeDivisors } from "./reference-rope.ts";
+import { ropeFrequencies, sequenceRopeDivisors, slidingRopeFrequencies } from "./reference-rope.ts";
 
 /**
  * Weights of one transformer layer, all f32, by role: those its architecture's table lists
@@ -232,6 +232,9 @@ class RunState {
   readonly up: Float32Array; // (nFf)
   readonly ropeCos: Float32Array; // (ropeDims / 2)
   readonly ropeSin: Float32Array; // (ropeDims / 2)
+  /** The same for the sliding-window layers' own frequencies (gemma3), when the model has them. */
+  readonly slidingRopeCos: Float32Array; // (ropeDims / 2)
+  readonly slidingRopeSin: Float32Array; // (ropeDims / 2)
 
   constructor(c: ModelConfig) {
     this.x = new Float32Array(c.nEmbd);
@@ -247,6 +250,8 @@ class RunState {
     this.up = new Float32Array(c.nFf);
     this.ropeCos = new Float32Array(c.rope.dims / 2);
     this.ropeSin = new Float32Array(c.rope.dims / 2);
+    this.slidingRopeCos = new Float32Array(c.rope.dims / 2);
+    this.slidingRopeSin = new Float32Array(c.rope.dims / 2);
   }
 }
 
@@ -258,6 +263,8 @@ export class ReferenceModel {
   /** Angular frequency of each rotated pair, scaling already applied. */
   readonly #ropeFreqs: Float64Array; // (ropeDims / 2)
   readonly #ropeAttnFactor: number;
+  /** The sliding-window layers' frequencies (gemma3's `rope.freq_base_swa`, unscaled), or null. */
+  readonly #slidingRopeFreqs: Float64Array | null; // (ropeDims / 2)
   readonly #state: RunState;
 
   /** Wraps weights already in f32; shapes are checked against `config`. */
@@ -269,6 +276,7 @@ export class ReferenceModel {
     const divisors = { freqs: weights.ropeFreqDivisors, ...(weights.longRope ? { longRope: weights.longRope } : {}) };
     this.#ropeAttnFactor = config.rope.attnFactor ?? 1;
     this.#ropeFreqs = ropeFrequencies(config.rope, sequenceRopeDivisors(config.longRope, divisors, options.contextLength ?? config.contextLength));
+    this.#slidingRopeFreqs = slidingRopeFrequencies(config);
     this.#state = new RunState(config);
   }
 
@@ -360,10 +368,12 @@ export class ReferenceModel {
         rmsNormPerHead(s.q, c.nHeads, c.headDim, need(w, "qNorm", layer), c.normEps);
         rmsNormPerHead(s.k, c.nKvHeads, c.headDim, need(w, "kNorm", layer), c.normEps);
         return;
-      case "rope":
-        this.#applyRope(s.q, c.nHeads);
-        this.#applyRope(s.k, c.nKvHeads);
+      case "rope": {
+        const table = op.frequencies === "sliding" ? this.#slidingRopeTable(layer) : { cos: s.ropeCos, sin: s.ropeSin };
+        this.#applyRope(s.q, c.nHeads, table);
+        this.#applyRope(s.k, c.nKvHeads, table);
         return;
+      }
       case "attention":
         return this.#attention(layer, pos, cache, op.window);
       case "output":
@@ -481,6 +491,20 @@ export class ReferenceModel {
       s.ropeCos[i] = Math.cos(angle) * this.#ropeAttnFactor;
       s.ropeSin[i] = Math.sin(angle) * this.#ropeAttnFactor;
     });
+    // The sliding layers' frequencies are unscaled (llama.cpp's freq_scale_swa 1), but gemma3
+    // passes them the same attention factor.
+    this.#slidingRopeFreqs?.forEach((freq, i) => {
+      s.slidingRopeCos[i] = Math.cos(pos * freq) * this.#ropeAttnFactor;
+      s.slidingRopeSin[i] = Math.sin(pos * freq) * this.#ropeAttnFactor;
+    });
+  }
+
+  /** The sliding layers' cos/sin tables; ModelConfigError when the config has no `slidingRopeBase`. */
+  #slidingRopeTable(layer: number): { readonly cos: Float32Array; readonly sin: Float32Array } {
+    if (this.#slidingRopeFreqs === null) {
+      throw new ModelConfigError(`blk.${layer}`, "the layer rotates by the sliding-window RoPE frequencies, but the config has no slidingRopeBase");
+    }
+    return { cos: this.#state.slidingRopeCos, sin: this.#state.slidingRopeSin };
   }
 
   /**
@@ -488,9 +512,8 @@ export class ReferenceModel {
    * (2i, 2i+1); `neox` pairs the two halves (i, i + dims/2). Both give pair i the angle
    * pos · freq[i]; the rest of the head (dims..headDim) is left alone.
    */
-  #applyRope(vec: Float32Array, nHeads: number): void {
+  #applyRope(vec: Float32Array, nHeads: number, table: { readonly cos: Float32Array; readonly sin: Float32Array }): void {
     const c = this.config;
-    const s = this.#state;
     const half = c.rope.dims / 2;
     for (let h = 0; h < nHeads; h++) {
       const base = h * c.headDim;
@@ -498,8 +521,8 @@ export class ReferenceModel {
         const [a, b] = c.rope.layout === "normal" ? [base + 2 * i, base + 2 * i + 1] : [base + i, base + i + half];
         const x0 = vec[a]!;
         const x1 = vec[b]!;
-        const cos = s.ropeCos[i]!;
-        const sin = s.ropeSin[i]!;
+        const cos = table.cos[i]!;
+        const sin = table.sin[i]!;
         vec[a] = x0 * cos - x1 * sin;
         vec[b] = x0 * sin + x1 * cos;
       }

@@ -24,7 +24,7 @@ import { type Architecture, GLOBAL_TENSOR_NAMES, LONG_ROPE_TENSOR_NAMES, type Mo
 import { llama3RopeDivisors } from "./reference-rope.ts";
 
 /** Model shapes a synthetic file can take. */
-export const SYNTHETIC_PRESETS = ["tiny", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "gemma-2-2b", "phi-3.5-mini"] as const;
+export const SYNTHETIC_PRESETS = ["tiny", "llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "gemma-2-2b", "gemma-3-1b", "phi-3.5-mini"] as const;
 /** A synthetic model shape: `tiny` for tests, or the shape of a real model. */
 export type SyntheticPreset = (typeof SYNTHETIC_PRESETS)[number];
 
@@ -54,6 +54,7 @@ const PRESET_ARCH: Readonly<Record<Exclude<SyntheticPreset, "tiny">, Architectur
   "qwen3-0.6b": "qwen3",
   "smollm3-3b": "smollm3",
   "gemma-2-2b": "gemma2",
+  "gemma-3-1b": "gemma3",
   "phi-3.5-mini": "phi3",
 };
 
@@ -120,6 +121,17 @@ export function syntheticModelConfig(arch: Architecture, preset: SyntheticPreset
         vocabSize: 32064, contextLength: 131072, normEps: 1e-5,
         rope: { layout: "neox", base: 10000, dims: 96, scaling: { type: "none" }, attnFactor },
         longRope: lr, qkvBias: false, qkNorm: false, tiedEmbeddings: false,
+      };
+    }
+    case "gemma-3-1b": {
+      // google/gemma-3-1b-it's config.json: sliding window 512 on 5 of 6 layers (local RoPE
+      // base 10,000, global 1e6), query_pre_attn_scalar 256 = head_dim, no rope scaling.
+      const shape = { nLayers: 26, nEmbd: 1152, nHeads: 4, headDim: 256 };
+      return {
+        arch, name, ...shape, nKvHeads: 1, nFf: 6912, vocabSize: 262144, contextLength: 32768, normEps: 1e-6,
+        rope: { layout: "neox", base: 1e6, dims: 256, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: true, tiedEmbeddings: true,
+        ...familyScalars(arch, shape, { "attention.sliding_window": 512 }),
       };
     }
     case "gemma-2-2b": {
@@ -224,6 +236,19 @@ function tinyConfig(arch: Architecture, name: string): ModelConfig {
         rope: { layout: "neox", base: 10000, dims: 64, scaling: { type: "none" } },
         qkvBias: false, qkNorm: false, tiedEmbeddings: true,
         ...familyScalars(arch, shape, { "attention.sliding_window": 4, attn_logit_softcapping: 1.5, final_logit_softcapping: 15 }),
+      };
+    }
+    case "gemma3": {
+      // Three layers: 0 and 1 slide over 4 positions and rotate by the sliding base (10,000,
+      // llama.cpp's default, so the file does not name it), layer 2 sees all and rotates by
+      // the file's base (1e6), as gemma3's default pattern of 6 has it. Untied, unlike real
+      // Gemma 3, so that greedy continuations move (a tied synthetic model repeats its token).
+      const shape = { nLayers: 3, nEmbd: 256, nHeads: 4, headDim: 64 };
+      return {
+        ...common, ...shape, normEps: 1e-6,
+        rope: { layout: "neox", base: 1e6, dims: 64, scaling: { type: "none" } },
+        qkvBias: false, qkNorm: true, tiedEmbeddings: false,
+        ...familyScalars(arch, shape, { "attention.sliding_window": 4 }),
       };
     }
     case "smollm3":
@@ -345,6 +370,20 @@ const LOGIT_STD = 1.5;
 /** Weight of the embedding copy in each untied output row (the rest is independent noise). */
 const OUTPUT_BIGRAM = 0.8;
 
+/**
+ * Standard deviation of a model's token embeddings: {@link EMBEDDING_STD}, except for gemma3,
+ * whose embeddings enter the stream scaled by √nEmbd (16 in the tiny preset) and whose blocks
+ * add post-normed outputs of size ~1. At std 0.5 the scaled embedding (~8) drowned them: the
+ * top token held a mean probability of 1.000 and greedy tokens did not change when the
+ * sliding layers' RoPE base or pattern was wrong. At 1/√nEmbd (what the scaled embedding
+ * makes std 1, and the order of real Gemma 3's) the top token holds 0.42 and a wrong base
+ * or pattern changes most of 32 greedy tokens (measured on the tiny preset). gemma2 keeps
+ * 0.5, as its files were measured with.
+ */
+function syntheticEmbeddingStd(c: ModelConfig): number {
+  return c.arch === "gemma3" ? 1 / Math.sqrt(c.nEmbd) : EMBEDDING_STD;
+}
+
 /** One synthetic tensor: GGUF name, shape (`ne`, innermost first) and its f32 values on demand. */
 export interface SyntheticTensor {
   readonly name: string;
@@ -376,7 +415,8 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
   const norm = (name: string, n: number, gain = 1) => add(name, [n], (rng, len) => rng.normals(len, 0.1 * gain, gain));
   const bias = (name: string, n: number) => add(name, [n], (rng, len) => rng.normals(len, 0.3));
 
-  const embedding = (rng: SeededRandom, n: number) => rng.normals(n, EMBEDDING_STD);
+  const embeddingStd = syntheticEmbeddingStd(c);
+  const embedding = (rng: SeededRandom, n: number) => rng.normals(n, embeddingStd);
   add(GLOBAL_TENSOR_NAMES.embedding, [c.nEmbd, c.vocabSize], embedding);
   if (c.rope.scaling.type === "llama3") {
     // llama.cpp applies Llama 3 scaling only through this tensor, as its converter writes it.
@@ -399,7 +439,7 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
   }
   // logit = output row · (rmsnorm(x) * gain); rmsnorm(x) has norm √nEmbd, so rows of
   // standard deviation s give logits of standard deviation s · gain · √nEmbd.
-  const outputStd = c.tiedEmbeddings ? EMBEDDING_STD : 1;
+  const outputStd = c.tiedEmbeddings ? embeddingStd : 1;
   norm(GLOBAL_TENSOR_NAMES.outputNorm, c.nEmbd, LOGIT_STD / (outputStd * Math.sqrt(c.nEmbd)));
   if (!c.tiedEmbeddings) {
     add(GLOBAL_TENSOR_NAMES.output, [c.nEmbd, c.vocabSize], (rng, n) => {
@@ -407,7 +447,7 @@ export function syntheticTensors(c: ModelConfig, seed: number): SyntheticTensor[
       const e = embedding(stream(GLOBAL_TENSOR_NAMES.embedding), n);
       const next = permutation(c.vocabSize, stream("output-permutation"));
       const out = rng.normals(n, outputStd * Math.sqrt(1 - OUTPUT_BIGRAM * OUTPUT_BIGRAM));
-      const copy = (OUTPUT_BIGRAM * outputStd) / EMBEDDING_STD;
+      const copy = (OUTPUT_BIGRAM * outputStd) / embeddingStd;
       for (let t = 0; t < c.vocabSize; t++) {
         const row = next[t]! * c.nEmbd; // row π(t) ≈ embedding of t: token t predicts π(t)
         for (let i = 0; i < c.nEmbd; i++) out[row + i] = out[row + i]! + copy * e[t * c.nEmbd + i]!;
@@ -471,6 +511,8 @@ export function syntheticMetadata(c: ModelConfig, quant: QuantMix): [string, Met
     entries.push([`${a}.rope.scaling.original_context_length`, meta.u32(c.longRope.originalContextLength)]);
   }
   if (c.slidingWindow !== undefined) entries.push([`${a}.attention.sliding_window`, meta.u32(c.slidingWindow)]);
+  // gemma3's converter writes no local RoPE base (llama.cpp defaults it to 10,000): only another one is named.
+  if (c.slidingRopeBase !== undefined && c.slidingRopeBase !== 10000) entries.push([`${a}.rope.freq_base_swa`, meta.f32(c.slidingRopeBase)]);
   if (c.attentionSoftcap !== undefined) entries.push([`${a}.attn_logit_softcapping`, meta.f32(c.attentionSoftcap)]);
   if (c.finalLogitSoftcap !== undefined) entries.push([`${a}.final_logit_softcapping`, meta.f32(c.finalLogitSoftcap)]);
 
@@ -481,12 +523,32 @@ export function syntheticMetadata(c: ModelConfig, quant: QuantMix): [string, Met
 }
 
 /**
+ * Gemma's turns: llama.cpp's models/templates/google-gemma-2-2b-it.jinja (it keeps no Gemma 3
+ * template; Gemma 3's differs only in folding a system message into the first user turn),
+ * its two markers as control tokens, and `<end_of_turn>` as the end of sequence, so that a
+ * chat answer ends with its turn.
+ */
+const GEMMA_CHAT = {
+  specials: ["<start_of_turn>", "<end_of_turn>"],
+  eos: "<end_of_turn>",
+  chatTemplate:
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}" +
+    "{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}" +
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}" +
+    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}" +
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}" +
+    "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}",
+} as const;
+
+/**
  * Families whose files carry their own chat markers and template (the others get ChatML).
  * Phi-3's: llama.cpp's models/templates/microsoft-Phi-3.5-mini-instruct.jinja, and the
  * marker tokens it writes; llama.cpp also requires `<|endoftext|>` in a vocabulary whose
  * model name says phi3, and Phi-3.5's files name it the end of sequence.
  */
 const FAMILY_CHAT: Partial<Record<Architecture, { readonly specials: readonly string[]; readonly eos: string; readonly chatTemplate: string }>> = {
+  gemma2: GEMMA_CHAT,
+  gemma3: GEMMA_CHAT,
   phi3: {
     specials: ["<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"],
     eos: "<|endoftext|>",

@@ -93,8 +93,12 @@ export type LayerOp =
   | { readonly op: "qkv"; readonly bias: boolean }
   /** q, k = rmsnorm(each head of q) · q_norm, the same for k (qwen3) */
   | { readonly op: "qkNorm"; readonly over: "head" }
-  /** q, k rotated by position (the config's RoPE layout, dims and frequencies) */
-  | { readonly op: "rope" }
+  /**
+   * q, k rotated by position (the config's RoPE layout, dims and frequencies); with
+   * `frequencies: "sliding"` by the sliding-window layers' own table instead (gemma3's
+   * local layers: base `slidingRopeBase`, no frequency scaling)
+   */
+  | { readonly op: "rope"; readonly frequencies?: "sliding" }
   /**
    * k, v stored in the KV cache; att = softmax(q·Kᵀ · scale)·V, causal, grouped-query; the
    * scale and soft-cap are the config's ({@link ArchitectureScalars}); with `window` the
@@ -138,6 +142,11 @@ export interface ArchitectureScalars {
   readonly slidingWindow?: number;
   /** Per layer: whether it attends through the sliding window (llama.cpp's `is_swa`). */
   readonly slidingLayers?: readonly boolean[];
+  /**
+   * RoPE base of the sliding-window layers, which rotate with no frequency scaling
+   * (gemma3's `rope.freq_base_swa`, default 10,000, as llama.cpp's rope_freq_base_train_swa).
+   */
+  readonly slidingRopeBase?: number;
   /** Multiplies each block's output as it joins the residual stream (granite's `residual_scale`). */
   readonly residualScale?: number;
   /** Divides the logits (granite's `logit_scale`: llama.cpp multiplies by its f32 reciprocal). */

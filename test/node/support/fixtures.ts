@@ -22,6 +22,7 @@ const GENERATOR_SOURCES = [
   "src/model/synthetic.ts",
   "src/model/reference-rope.ts",
   "src/model/config.ts",
+  "src/model/arch", // each family's tensors and the constants its presets derive from metadata
   "src/gguf", // writer, quantizers, quant mixes, type table
   "src/tokenizer", // synthetic vocabularies: corpus, pre-tokenizers, BPE training
 ];

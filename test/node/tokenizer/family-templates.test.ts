@@ -49,6 +49,19 @@ describe.each(FAMILIES)("$arch chat template", ({ file, generationPrompt, system
   });
 });
 
+// llama.cpp keeps no Gemma 3 template: synthetic gemma3 files carry Gemma 2's (checked above).
+describe.each(["gemma2", "gemma3"] as const)("%s synthetic files", (arch) => {
+  it("carry Gemma 2's template as llama.cpp keeps it, its turn markers as control tokens, <end_of_turn> as EOS", () => {
+    const template = readFileSync(new URL("../../fixtures/chat-templates/google-gemma-2-2b-it.jinja", import.meta.url), "utf8");
+    const metadata = Object.fromEntries(syntheticMetadata(syntheticModelConfig(arch, "tiny"), "F32").map(([k, e]) => [k, e.value]));
+    expect(metadata["tokenizer.chat_template"]).toBe(template);
+    const tokens = metadata["tokenizer.ggml.tokens"] as string[];
+    const types = metadata["tokenizer.ggml.token_type"] as number[];
+    for (const marker of ["<start_of_turn>", "<end_of_turn>"]) expect(types[tokens.indexOf(marker)], marker).toBe(TokenType.Control);
+    expect(tokens[metadata["tokenizer.ggml.eos_token_id"] as number]).toBe("<end_of_turn>");
+  });
+});
+
 describe("phi3 synthetic files", () => {
   it("carry Phi-3.5's template as llama.cpp keeps it, and its markers as control tokens", () => {
     const template = readFileSync(new URL("../../fixtures/chat-templates/microsoft-Phi-3.5-mini-instruct.jinja", import.meta.url), "utf8");
