@@ -14,6 +14,7 @@ import { getArray, getBoolean, getInteger, getNumber, getNumberArray, getString,
 import { openGGUF } from "../../../src/gguf/reader.ts";
 import { encodeGGUF, type GGUFSpec, type MetaEntry, meta, writeGGUFFile } from "../../../src/gguf/writer.ts";
 import { type Architecture, modelConfigFromGGUF } from "../../../src/model/config.ts";
+import { syntheticMetadata, syntheticModelConfig, syntheticTensorSpecs } from "../../../src/model/synthetic.ts";
 import { loadLlamaCppModel } from "../support/llamacpp.ts";
 import { numericTensor, prng, type TinyModelOptions, tinyModelSpec } from "./fixtures.ts";
 
@@ -205,5 +206,33 @@ describe("typed metadata getters", () => {
         expect(err instanceof ModelConfigError && err.key).toBe(key);
       }
     }
+  });
+});
+
+describe("phi3 and granite metadata", () => {
+  const spec = (arch: "phi3" | "granite"): GGUFSpec => ({
+    metadata: syntheticMetadata(syntheticModelConfig(arch, "tiny"), "F32"),
+    tensors: syntheticTensorSpecs({ arch, preset: "tiny", quant: "F32" }),
+  });
+
+  it("phi3: LongRoPE from the factor tensors and rope.scaling.*, partial rotary from rope.dimension_count", async () => {
+    const c = await configOf(spec("phi3"));
+    expect(c.longRope).toEqual({ originalContextLength: 256 });
+    // The converter's √(1 + ln(512/256) / ln(256)), stored as f32.
+    expect(c.rope.attnFactor).toBe(Math.fround(Math.sqrt(1 + Math.log(2) / Math.log(256))));
+    expect([c.rope.dims, c.headDim, c.rope.layout]).toEqual([32, 64, "neox"]);
+  });
+
+  it("phi3 with only one of the LongRoPE factor tensors: ModelConfigError naming the missing one", async () => {
+    const err = await configError(withoutTensor(spec("phi3"), "rope_factors_short.weight"));
+    expect(err.key).toBe("rope_factors_short.weight");
+    expect(err.message).toMatch(/rope_factors_long\.weight and rope_factors_short\.weight/);
+  });
+
+  it("granite: its four scales, and logit_scale required", async () => {
+    const c = await configOf(spec("granite"));
+    expect([c.embeddingScale, c.attentionScale, c.residualScale, c.logitScale]).toEqual([3, 0.09375, 0.5, 2]);
+    const err = await configError(withMeta(spec("granite"), "granite.logit_scale", undefined));
+    expect(err.key).toBe("granite.logit_scale");
   });
 });
