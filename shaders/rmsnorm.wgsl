@@ -1,7 +1,7 @@
 // RMSNorm of rows: Y[r] = X[r] / sqrt(mean(X[r]²) + EPS) * W, one work-group per row.
 //
 // Defines: N (row width), EPS (a float literal), WG (threads, a power of two), X_RW (X is
-//   written: RESIDUAL without GATHER, or POST),
+//   written: RESIDUAL without GATHER, POST, or INPLACE),
 //   RESIDUAL  first add H to X (X[r] += H[r], or H[r]·RES_SCALE when that float literal is
 //             given: granite's residual_scale): the residual add of the previous block,
 //             fused here so the stream is read once;
@@ -9,6 +9,8 @@
 //             written compactly to Y; with RESIDUAL, X itself is left unchanged.
 //   POST      a post-norm: X[r] += H[r] / sqrt(mean(H[r]²) + EPS) * W (no Y): a block's
 //             output normed before it joins the residual (gemma, olmo2); not with the others.
+//   INPLACE   X[r] = X[r] / sqrt(mean(X[r]²) + EPS) * W (no H, no Y): olmo2's norms of the
+//             whole Q and K projections; not with the others.
 // Without GATHER the rows are the sub-step's tokens (S.n_tokens of them).
 #include "tokens.wgsl"
 
@@ -25,7 +27,7 @@ const EPS: f32 = {{EPS}};
 @group(0) @binding(1) var<storage, read> H: array<f32>;
 #endif
 @group(0) @binding(2) var<storage, read> W: array<f32>;
-#if !POST
+#if !POST && !INPLACE
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 #endif
 @group(0) @binding(4) var<uniform> S: StepInfo;
@@ -82,6 +84,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var i = lid; i < N; i += WG) {
 #if POST
     X[src + i] += H[src + i] * inv * W[i];
+#elif INPLACE
+    X[src + i] = X[src + i] * inv * W[i];
 #else
 #if RESIDUAL && !GATHER
     let v = X[src + i];

@@ -97,8 +97,10 @@ export type GpuLayerStep =
   | { readonly kind: "norm"; readonly weight: LayerTensorKey; readonly residual: boolean }
   /** x += rmsnorm(h) · weight (a post-norm: the block's output joins the residual normed) */
   | { readonly kind: "postNorm"; readonly weight: LayerTensorKey }
-  /** q, k, v = xb·Wᵀ (+ bias) */
-  | { readonly kind: "qkv"; readonly bias: boolean }
+  /** q, k, v = xb·Wᵀ (+ bias); `fromResidual`: x·Wᵀ (olmo2, no pre-norm) */
+  | { readonly kind: "qkv"; readonly bias: boolean; readonly fromResidual?: boolean }
+  /** q = rmsnorm(q) · q_norm, k = rmsnorm(k) · k_norm, each over its whole projection, in place (olmo2) */
+  | { readonly kind: "qkNormAll" }
   /**
    * q, k = rope([per-head norm of] q, k) and K, V written to the pool; without `rotate`
    * (a layer with no RoPE op, smollm3's) only the norm and the pool write; `slidingFrequencies`:
@@ -109,8 +111,8 @@ export type GpuLayerStep =
   | { readonly kind: "attention"; readonly window?: number }
   /** h = att·Woᵀ */
   | { readonly kind: "output" }
-  /** h = (act(xb·Wgateᵀ) ⊙ xb·Wupᵀ)·Wdownᵀ, act silu (SwiGLU) or gelu (GeGLU) */
-  | { readonly kind: "gatedFfn"; readonly activation: "silu" | "gelu" };
+  /** h = (act(xb·Wgateᵀ) ⊙ xb·Wupᵀ)·Wdownᵀ, act silu (SwiGLU) or gelu (GeGLU); `fromResidual`: of x */
+  | { readonly kind: "gatedFfn"; readonly activation: "silu" | "gelu"; readonly fromResidual?: boolean };
 
 /** The kernel steps of every layer (the last layer's residual add goes into the output norm). */
 export interface GpuLayerPlan {
@@ -151,6 +153,10 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
           steps.push({ kind: "postNorm", weight: op.weight });
           break;
         case "qkNorm":
+          if (op.over === "all") {
+            steps.push({ kind: "qkNormAll" });
+            break;
+          }
           if (!c.qkNorm) refuse(layer, op, "the config has no per-head Q/K norms");
           qkNormPending = true;
           break;
@@ -161,7 +167,7 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
           kvWritten = true;
           break;
         case "qkv":
-          steps.push({ kind: "qkv", bias: op.bias });
+          steps.push({ kind: "qkv", bias: op.bias, ...(op.input === "x" ? { fromResidual: true } : {}) });
           break;
         case "attention":
           if (!kvWritten) steps.push({ kind: "rope", qkNorm: qkNormPending, rotate: false });
@@ -172,7 +178,7 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
           steps.push({ kind: "output" });
           break;
         case "gatedFfn":
-          steps.push({ kind: "gatedFfn", activation: op.activation });
+          steps.push({ kind: "gatedFfn", activation: op.activation, ...(op.input === "x" ? { fromResidual: true } : {}) });
           break;
       }
     }
@@ -184,6 +190,7 @@ export function gpuLayerSteps(c: ModelConfig): GpuLayerPlan {
 /** Bind groups of one layer step (null for steps that are only matrix products). */
 type StepGroup =
   | { readonly kind: "norm" | "postNorm" | "rope" | "gatedFfn"; readonly group: GPUBindGroup }
+  | { readonly kind: "qkNormAll"; readonly q: GPUBindGroup; readonly k: GPUBindGroup }
   | { readonly kind: "attention"; readonly group: AttentionGroups }
   | null;
 
@@ -280,6 +287,8 @@ export class GpuForward {
   readonly addNorm: RmsNormKernel;
   /** x += rmsnorm(h) · weight, when a layer has a post-norm. */
   readonly postNorm: RmsNormKernel | null;
+  /** In-place norms of the whole Q and of the whole K projection (olmo2), or null. */
+  readonly qkNormAll: { readonly q: RmsNormKernel; readonly k: RmsNormKernel } | null;
   readonly finalNorm: RmsNormKernel;
   readonly rope: RopeKernel;
   /** The RoPE kernel with nothing rotated (K/V append only), when a layer has no RoPE op. */
@@ -378,6 +387,9 @@ export class GpuForward {
     this.finalNorm = new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: this.plan.finalResidual, gather: true, ...residualScale });
     const anyPostNorm = this.plan.layers.some((steps) => steps.some((s) => s.kind === "postNorm"));
     this.postNorm = anyPostNorm ? new RmsNormKernel(ctx, { width: c.nEmbd, eps: c.normEps, residual: false, gather: false, post: true }) : null;
+    const anyQkNormAll = this.plan.layers.some((steps) => steps.some((s) => s.kind === "qkNormAll"));
+    const inPlaceNorm = (width: number) => new RmsNormKernel(ctx, { width, eps: c.normEps, residual: false, gather: false, inPlace: true });
+    this.qkNormAll = anyQkNormAll ? { q: inPlaceNorm(c.nHeads * c.headDim), k: inPlaceNorm(c.nKvHeads * c.headDim) } : null;
     const ropeKey = {
       headDim: c.headDim,
       nHeads: c.nHeads,
@@ -456,6 +468,7 @@ export class GpuForward {
       ...[f.embed, f.historyKernel, f.norm, f.addNorm, f.finalNorm, f.rope, f.attention, f.swiglu].map((k) => k.prepare()),
       ...(f.kvAppend ? [f.kvAppend.prepare()] : []),
       ...(f.postNorm ? [f.postNorm.prepare()] : []),
+      ...(f.qkNormAll ? [f.qkNormAll.q.prepare(), f.qkNormAll.k.prepare()] : []),
       ...[...f.windowedAttention.values(), f.geglu, f.finalSoftcap, f.logitScale].flatMap((k) => (k ? [k.prepare()] : [])),
       sampler.prepare(),
     ]);
@@ -578,7 +591,7 @@ export class GpuForward {
     const a = this.act;
     const m = this.matrix;
     const bindGroup = (): GPUBindGroup => {
-      if (group?.kind !== s.kind || group.kind === "attention") throw new GpuError("GPU_VALIDATION", `no bind group for blk.${l} ${s.kind}`, { label: s.kind });
+      if (group?.kind !== s.kind || group.kind === "attention" || group.kind === "qkNormAll") throw new GpuError("GPU_VALIDATION", `no bind group for blk.${l} ${s.kind}`, { label: s.kind });
       return group.group;
     };
     switch (s.kind) {
@@ -588,9 +601,17 @@ export class GpuForward {
         return this.#postNormKernel().record(step, bindGroup(), nTokens);
       case "qkv": {
         const bias = (key: LayerTensorKey) => (s.bias ? { bias: layerVector(w, key, l) } : {});
-        m.matmul(step, layerMatrix(w, "q", l), a.xb, a.q, nTokens, bias("qBias"));
-        m.matmul(step, layerMatrix(w, "k", l), a.xb, a.k, nTokens, bias("kBias"));
-        m.matmul(step, layerMatrix(w, "v", l), a.xb, a.v, nTokens, bias("vBias"));
+        const input = s.fromResidual ? a.x : a.xb;
+        m.matmul(step, layerMatrix(w, "q", l), input, a.q, nTokens, bias("qBias"));
+        m.matmul(step, layerMatrix(w, "k", l), input, a.k, nTokens, bias("kBias"));
+        m.matmul(step, layerMatrix(w, "v", l), input, a.v, nTokens, bias("vBias"));
+        return;
+      }
+      case "qkNormAll": {
+        const kernels = this.#qkNormAllKernels();
+        if (group?.kind !== "qkNormAll") throw new GpuError("GPU_VALIDATION", `no bind group for blk.${l} qkNormAll`, { label: s.kind });
+        kernels.q.record(step, group.q, nTokens);
+        kernels.k.record(step, group.k, nTokens);
         return;
       }
       case "rope":
@@ -600,12 +621,14 @@ export class GpuForward {
         return this.#attentionKernel(s).record(step, group.group, nTokens, maxKeys);
       case "output":
         return m.matmul(step, layerMatrix(w, "o", l), a.att, a.h, nTokens);
-      case "gatedFfn":
-        m.matmul(step, layerMatrix(w, "gate", l), a.xb, a.gate, nTokens);
-        m.matmul(step, layerMatrix(w, "up", l), a.xb, a.up, nTokens);
+      case "gatedFfn": {
+        const input = s.fromResidual ? a.x : a.xb;
+        m.matmul(step, layerMatrix(w, "gate", l), input, a.gate, nTokens);
+        m.matmul(step, layerMatrix(w, "up", l), input, a.up, nTokens);
         this.#gateKernel(s).record(step, bindGroup(), nTokens);
         m.matmul(step, layerMatrix(w, "down", l), a.gate, a.h, nTokens);
         return;
+      }
     }
   }
 
@@ -622,6 +645,12 @@ export class GpuForward {
     if (s.activation === "silu") return this.swiglu;
     if (!this.geglu) throw new GpuError("GPU_VALIDATION", "no GeGLU kernel for a gelu feed-forward", { label: "geglu" });
     return this.geglu;
+  }
+
+  /** The in-place Q and K norms (made when the plan has a qkNormAll step). */
+  #qkNormAllKernels(): { readonly q: RmsNormKernel; readonly k: RmsNormKernel } {
+    if (!this.qkNormAll) throw new GpuError("GPU_VALIDATION", "no in-place Q/K norm kernels for a qkNormAll step", { label: "qkNormAll" });
+    return this.qkNormAll;
   }
 
   /** The post-norm kernel (made when the plan has a post-norm step). */
@@ -649,6 +678,12 @@ export class GpuForward {
             ? this.addNorm.bind({ x: a.x, h: a.h, weight, y: a.xb, step }, name)
             : this.norm.bind({ x: a.x, weight, y: a.xb, step }, name);
           return { kind: "norm", group };
+        }
+        case "qkNormAll": {
+          const kernels = this.#qkNormAllKernels();
+          const q = kernels.q.bind({ x: a.q, weight: layerVector(lw, "qNorm", l), step }, label(`blk.${l} q norm`));
+          const k = kernels.k.bind({ x: a.k, weight: layerVector(lw, "kNorm", l), step }, label(`blk.${l} k norm`));
+          return { kind: "qkNormAll", q, k };
         }
         case "postNorm": {
           const weight = layerVector(lw, s.weight, l);

@@ -354,17 +354,23 @@ export class ReferenceModel {
     switch (op.op) {
       case "norm":
         return rmsNorm(s.xb, s.x, need(w, op.weight, layer), c.normEps);
-      case "qkv":
-        matVec(s.q, need(w, "q", layer), s.xb);
-        matVec(s.k, need(w, "k", layer), s.xb);
-        matVec(s.v, need(w, "v", layer), s.xb);
+      case "qkv": {
+        const input = op.input === "x" ? s.x : s.xb;
+        matVec(s.q, need(w, "q", layer), input);
+        matVec(s.k, need(w, "k", layer), input);
+        matVec(s.v, need(w, "v", layer), input);
         if (op.bias) {
           addInPlace(s.q, need(w, "qBias", layer));
           addInPlace(s.k, need(w, "kBias", layer));
           addInPlace(s.v, need(w, "vBias", layer));
         }
         return;
+      }
       case "qkNorm":
+        if (op.over === "all") {
+          rmsNorm(s.q, s.q, need(w, "qNorm", layer), c.normEps);
+          return rmsNorm(s.k, s.k, need(w, "kNorm", layer), c.normEps);
+        }
         rmsNormPerHead(s.q, c.nHeads, c.headDim, need(w, "qNorm", layer), c.normEps);
         rmsNormPerHead(s.k, c.nKvHeads, c.headDim, need(w, "kNorm", layer), c.normEps);
         return;
@@ -386,7 +392,7 @@ export class ReferenceModel {
         rmsNorm(s.hb, s.hb, need(w, op.weight, layer), c.normEps);
         return addInPlace(s.x, s.hb);
       case "gatedFfn":
-        return this.#gatedFfn(w, layer, op.activation);
+        return this.#gatedFfn(w, layer, op.activation, op.input === "x" ? s.x : s.xb);
     }
   }
 
@@ -447,12 +453,12 @@ export class ReferenceModel {
     }
   }
 
-  /** hb = gated feed-forward of xb: SwiGLU (silu) or GeGLU (gelu). */
-  #gatedFfn(w: ReferenceLayerWeights, layer: number, activation: "silu" | "gelu"): void {
+  /** hb = gated feed-forward of `input` (xb, or x in olmo2): SwiGLU (silu) or GeGLU (gelu). */
+  #gatedFfn(w: ReferenceLayerWeights, layer: number, activation: "silu" | "gelu", input: Float32Array): void {
     const c = this.config;
     const s = this.#state;
-    matVec(s.gate, need(w, "gate", layer), s.xb);
-    matVec(s.up, need(w, "up", layer), s.xb);
+    matVec(s.gate, need(w, "gate", layer), input);
+    matVec(s.up, need(w, "up", layer), input);
     if (activation === "gelu") {
       geglu(s.gate, s.up);
       return matVec(s.hb, need(w, "down", layer), s.gate);

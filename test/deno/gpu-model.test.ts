@@ -26,7 +26,7 @@ import { slotPages } from "../../src/model/kv-pool.ts";
 
 /** The first three families run every check; the later ones (one file each in src/model/arch/) the issue's: F32, Q8_0, Q4_K_M. */
 const FIRST_ARCHS: readonly Architecture[] = ["llama", "qwen2", "qwen3"];
-const ARCHS: readonly Architecture[] = [...FIRST_ARCHS, "smollm3", "gemma2", "gemma3", "phi3", "granite"];
+const ARCHS: readonly Architecture[] = [...FIRST_ARCHS, "smollm3", "gemma2", "gemma3", "phi3", "granite", "olmo2"];
 const SIZES = { maxSlots: 4, maxBatchTokens: 48, contextLength: 160 } as const;
 /** The reference at the runners' context: tiny phi3's LongRoPE then takes its short factors on both. */
 const REF_OPTIONS = { contextLength: SIZES.contextLength } as const;
@@ -194,6 +194,7 @@ const GREEDY_CASES = [
   ["phi3", "F32"], ["phi3", "Q8_0"],
   // Tiny gemma3 is untied with small embeddings (see synthetic.ts), so its tokens move.
   ["gemma3", "F32"], ["gemma3", "Q8_0"],
+  ["olmo2", "F32"], ["olmo2", "Q8_0"],
   ["granite", "F32"], ["granite", "Q8_0"],
   // IQ4_XS through the decode (one-row) products; the prompt products are in the KL check above.
   ["qwen2", "IQ4_XS"],

@@ -9,6 +9,8 @@
  * norm.record(step, g, nTokens);    // x += h; y = rmsnorm(x) · weight, per token row
  * const post = new RmsNormKernel(ctx, { width: 2048, eps: 1e-6, residual: false, gather: false, post: true });
  * post.record(step, post.bind({ x, h, weight, step: info }), nTokens); // x += rmsnorm(h) · weight
+ * const inPlace = new RmsNormKernel(ctx, { width: 2048, eps: 1e-6, residual: false, gather: false, inPlace: true });
+ * inPlace.record(step, inPlace.bind({ x: q, weight, step: info }), nTokens); // q = rmsnorm(q) · weight
  * ```
  */
 import { InvalidArgumentError } from "../../errors.ts";
@@ -32,6 +34,11 @@ export interface RmsNormKey {
    * residual, gemma's and olmo2's); no `y`. Excludes `residual` and `gather`.
    */
   readonly post?: boolean;
+  /**
+   * x = rmsnorm(x) · weight in place (olmo2's norms of the whole Q and K projections); no
+   * `h`, no `y`. Excludes `residual`, `gather` and `post`.
+   */
+  readonly inPlace?: boolean;
   /** With `residual`: x += h · residualScale (granite's `residual_scale`); default 1. */
   readonly residualScale?: number;
 }
@@ -42,14 +49,18 @@ export function rmsNormVariant(key: RmsNormKey): KernelVariant {
     throw new InvalidArgumentError("post", "a post-norm variant neither adds a residual first nor gathers rows");
   }
   const post = key.post === true;
+  const inPlace = key.inPlace === true;
+  if (inPlace && (key.residual || key.gather || post)) {
+    throw new InvalidArgumentError("inPlace", "an in-place variant neither adds a residual, gathers rows nor post-norms");
+  }
   const wg = key.width >= 1024 ? 256 : 64;
   const eps = wgslFloat(key.eps);
   // 1 keeps the plain variant (and its name): multiplying by 1 changes nothing.
   const resScale = key.residual && key.residualScale !== undefined && key.residualScale !== 1 ? wgslFloat(key.residualScale) : "";
   return {
-    name: `rmsnorm_n${key.width}_e${eps}_wg${wg}${key.residual ? "_res" : ""}${resScale ? `x${resScale}` : ""}${key.gather ? "_gather" : ""}${post ? "_post" : ""}`,
+    name: `rmsnorm_n${key.width}_e${eps}_wg${wg}${key.residual ? "_res" : ""}${resScale ? `x${resScale}` : ""}${key.gather ? "_gather" : ""}${post ? "_post" : ""}${inPlace ? "_inplace" : ""}`,
     file: "rmsnorm.wgsl",
-    defines: { N: key.width, EPS: eps, WG: wg, RESIDUAL: key.residual, GATHER: key.gather, POST: post, X_RW: post || (key.residual && !key.gather), RES_SCALE: resScale },
+    defines: { N: key.width, EPS: eps, WG: wg, RESIDUAL: key.residual, GATHER: key.gather, POST: post, INPLACE: inPlace, X_RW: post || inPlace || (key.residual && !key.gather), RES_SCALE: resScale },
   };
 }
 
@@ -61,7 +72,7 @@ export interface RmsNormBindings {
   readonly h?: GPUBuffer;
   /** Norm weight, `width` values. */
   readonly weight: GPUBuffer;
-  /** Output rows (all variants but `post`, which writes into x). */
+  /** Output rows (all variants but `post` and `inPlace`, which write into x). */
   readonly y?: GPUBuffer;
   /** The sub-step's StepInfo. */
   readonly step: GPUBufferBinding;
@@ -82,7 +93,8 @@ export class RmsNormKernel extends ModelKernel {
   bind(b: RmsNormBindings, label = "rmsnorm"): GPUBindGroup {
     const post = this.key.post === true;
     const h = this.key.residual || post ? required(b.h, "h", this.variant) : null;
-    const list: BindingInput[] = [b.x, h, b.weight, post ? null : required(b.y, "y", this.variant), b.step];
+    const noY = post || this.key.inPlace === true;
+    const list: BindingInput[] = [b.x, h, b.weight, noY ? null : required(b.y, "y", this.variant), b.step];
     if (this.key.gather) list.push(required(b.rows, "rows", this.variant));
     return this.bindGroup(label, list);
   }

@@ -7,6 +7,7 @@ import { gemma2 } from "./gemma2.ts";
 import { gemma3 } from "./gemma3.ts";
 import { granite } from "./granite.ts";
 import { llama } from "./llama.ts";
+import { olmo2 } from "./olmo2.ts";
 import { phi3 } from "./phi3.ts";
 import { qwen2 } from "./qwen2.ts";
 import { qwen3 } from "./qwen3.ts";
@@ -16,7 +17,7 @@ import type { ArchitectureDef } from "./types.ts";
 export * from "./types.ts";
 
 /** Every architecture the runtime runs, by `general.architecture`. */
-export const ARCHITECTURES = { llama, qwen2, qwen3, smollm3, gemma2, gemma3, phi3, granite } as const satisfies Record<string, ArchitectureDef>;
+export const ARCHITECTURES = { llama, qwen2, qwen3, smollm3, gemma2, gemma3, phi3, granite, olmo2 } as const satisfies Record<string, ArchitectureDef>;
 
 /** Architectures the runtime runs. */
 export type Architecture = keyof typeof ARCHITECTURES;

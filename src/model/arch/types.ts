@@ -89,10 +89,17 @@ export interface LayerTensorDef {
 export type LayerOp =
   /** xb = rmsnorm(x) · weight */
   | { readonly op: "norm"; readonly weight: LayerTensorKey }
-  /** q, k, v = Wq·xb, Wk·xb, Wv·xb, plus the biases when `bias` */
-  | { readonly op: "qkv"; readonly bias: boolean }
-  /** q, k = rmsnorm(each head of q) · q_norm, the same for k (qwen3) */
-  | { readonly op: "qkNorm"; readonly over: "head" }
+  /**
+   * q, k, v = Wq·xb, Wk·xb, Wv·xb, plus the biases when `bias`; with `input: "x"` they read
+   * the residual stream itself (olmo2, which has no pre-norms)
+   */
+  | { readonly op: "qkv"; readonly bias: boolean; readonly input?: "x" }
+  /**
+   * q, k = rmsnorm(each head of q) · q_norm, the same for k (`head`: qwen3, gemma3), or
+   * rmsnorm(all of q) · q_norm over the whole projection (`all`: olmo2, weights of q's and
+   * k's full widths)
+   */
+  | { readonly op: "qkNorm"; readonly over: "head" | "all" }
   /**
    * q, k rotated by position (the config's RoPE layout, dims and frequencies); with
    * `frequencies: "sliding"` by the sliding-window layers' own table instead (gemma3's
@@ -114,8 +121,11 @@ export type LayerOp =
    * and gemma3's post-attention and post-FFN norms, olmo2's), in place of a plain `residual`
    */
   | { readonly op: "postNorm"; readonly weight: LayerTensorKey }
-  /** h = Wdown · (act(Wgate·xb) ⊙ (Wup·xb)): SwiGLU with silu, GeGLU with gelu (tanh approximation) */
-  | { readonly op: "gatedFfn"; readonly activation: "silu" | "gelu" };
+  /**
+   * h = Wdown · (act(Wgate·xb) ⊙ (Wup·xb)): SwiGLU with silu, GeGLU with gelu (tanh
+   * approximation); with `input: "x"` of the residual stream itself (olmo2)
+   */
+  | { readonly op: "gatedFfn"; readonly activation: "silu" | "gelu"; readonly input?: "x" };
 
 /** Per-layer flags an architecture decides from its file (the rest of the config is metadata). */
 export interface ArchitectureFeatures {
