@@ -14,6 +14,7 @@ import { createGpuContext } from "../../src/gpu/device.ts";
 import { AttentionKernel } from "../../src/gpu/kernels/attention.ts";
 import { ElementwiseKernel } from "../../src/gpu/kernels/elementwise.ts";
 import { MatrixKernels, weightRows } from "../../src/gpu/kernels/matmul.ts";
+import { RmsNormKernel } from "../../src/gpu/kernels/rmsnorm.ts";
 import { RopeKernel, ropeFreqTable } from "../../src/gpu/kernels/rope.ts";
 import { type StepInfo, stepInfoBinding, TOKEN_RECORD_BYTES, type TokenRecord, writeStepInfo, writeTokenRecord } from "../../src/gpu/kernels/tokens.ts";
 import { GpuStep, ParamArena } from "../../src/gpu/step.ts";
@@ -362,6 +363,8 @@ Deno.test({
         new ElementwiseKernel(dawn, { op: "softcap", width: 333, cap: 30 }).prepare(),
         new AttentionKernel(dawn, attention, { splitTokens: 4 }).prepare(),
         new RopeKernel(dawn, { headDim: 40, nHeads: 3, nKvHeads: 1, ropeDims: 24, neox: true, pool, kvF16: true, qkNormEps: null, attnFactor: 1.19 }).prepare(),
+        // olmo2's norms of the whole Q and K projections.
+        new RmsNormKernel(dawn, { width: 333, eps: 1e-6, residual: false, gather: false, inPlace: true }).prepare(),
       ]);
     } finally {
       await dawn.destroy();

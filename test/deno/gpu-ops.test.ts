@@ -252,6 +252,27 @@ Deno.test("rmsnorm: post-norm x += rmsnorm(h)·w over 3 of 4 rows, and the row g
   }
 });
 
+Deno.test("rmsnorm: in place x = rmsnorm(x)·w over 3 of 4 rows, the fourth untouched (width 256, 1100)", async () => {
+  for (const width of [256, 1100]) {
+    const rows = 4;
+    const nTokens = 3;
+    const eps = 1e-6;
+    const x = randomArray(rows * width, 7, 2, 0.3);
+    const w = randomArray(width, 8, 0.2, 1);
+    const xb = buffer("x", x);
+    const wb = buffer("w", w);
+    const info = stepInfos([{ nTokens, tokenBase: 0, nRows: 0, rowBase: 0 }]);
+    const inPlace = new RmsNormKernel(ctx, { width, eps, residual: false, gather: false, inPlace: true });
+    await inPlace.prepare();
+    await run("rmsnorm in place", (step) => inPlace.record(step, inPlace.bind({ x: xb, weight: wb, step: stepInfoBinding(info, 0, slotBytes) }), nTokens));
+    const got = await readF32(xb, rows * width);
+    const row = (a: ArrayLike<number>, r: number) => Float32Array.from(Array.from(a).slice(r * width, (r + 1) * width));
+    for (let r = 0; r < nTokens; r++) assertClose(`rmsnorm(x) row ${r}`, row(got, r), cpuRmsNorm(row(x, r), w, eps), 1e-5);
+    assertClose("row 3 (not a token)", row(got, 3), row(x, 3), 0);
+    destroyAll(xb, wb, info);
+  }
+});
+
 // ---------------------------------------------------------------------------------------
 // RoPE (+ qk norm + KV append).
 
