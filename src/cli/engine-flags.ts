@@ -101,7 +101,13 @@ export function engineFromFlags(
   // Checked beside the load, from the file's header: a refusal comes before the weights
   // are read, and rejecting `loaded` makes the command dispose the engine (ending its load).
   const contextFits = flags.context === undefined ? Promise.resolve() : checkContextFits(source, flags.context);
-  const loaded = Promise.all([engine.ready, contextFits]).then(() => {}).finally(progress.done);
+  // The engine refuses such a context too, by its option's name; when both fail, the
+  // user reads the flag's error (the check is one header read, so it is waited for).
+  const ready = engine.ready.catch(async (error: unknown) => {
+    await contextFits;
+    throw error;
+  });
+  const loaded = Promise.all([ready, contextFits]).then(() => {}).finally(progress.done);
   loaded.catch(() => {});
   return { engine, loaded };
 }
