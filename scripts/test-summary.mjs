@@ -22,7 +22,7 @@ if (existsSync(vitestFile)) {
 }
 
 // Deno ends with e.g. "ok | 12 passed (3 steps) | 0 failed (5s)"; so does scripts/deno-run-tests.ts.
-for (const [name, file] of [["deno", "deno.txt"], ["deno-dawn", "deno-dawn.txt"]]) {
+for (const [name, file] of [["deno", "deno.txt"], ["deno-dawn", "deno-dawn.txt"], ["deno-dawn-kernels", "deno-dawn-kernels.txt"]]) {
   const path = join(dir, file);
   if (!existsSync(path)) {
     suites.push({ name: `${name} (not run)`, passed: 0, failed: 1 });
@@ -30,7 +30,9 @@ for (const [name, file] of [["deno", "deno.txt"], ["deno-dawn", "deno-dawn.txt"]
   }
   const text = readFileSync(path, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
   const m = [...text.matchAll(/(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
-  if (m) suites.push({ name, passed: Number(m[1]), failed: Number(m[2]) });
+  // A suite that ran nothing (a filter or file list gone stale) is a failure, not a pass.
+  if (m && Number(m[1]) === 0 && Number(m[2]) === 0) suites.push({ name: `${name} (ran no tests)`, passed: 0, failed: 1 });
+  else if (m) suites.push({ name, passed: Number(m[1]), failed: Number(m[2]) });
   else suites.push({ name: `${name} (no summary)`, passed: 0, failed: 1 });
 }
 

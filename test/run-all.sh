@@ -4,7 +4,8 @@
 #   - typecheck: tsc (Node + browser code) and deno check (Deno entry points)
 #   - node:      vitest — GGUF, quants, tokenizers, CPU reference, llama.cpp cross-checks
 #   - deno:      deno test — WebGPU kernels, model, engine, CLI and server on Mesa lavapipe
-#   - deno-dawn: the engine and lookahead suites on Dawn (npm `webgpu`, SwiftShader here)
+#   - deno-dawn: the engine and lookahead suites on Dawn (npm `webgpu`, SwiftShader here),
+#                and the kernel variants whose tests need Dawn (Tint, subgroups)
 #   - browser:   Playwright — the demo page in Chromium (WebGPU on SwiftShader)
 #   - package:   the npm package packed, installed and used from Node, Deno and a browser page
 set -uo pipefail
@@ -38,6 +39,10 @@ fi
 echo "=== deno suites on Dawn (engine, lookahead; under deno run: Dawn starves under deno test)"
 DAWN_VK_ICD=$DAWN_ICD TEST_BACKENDS=webgpu-dawn deno run -A scripts/deno-run-tests.ts \
   test/deno/engine.test.ts test/deno/lookahead.test.ts 2>&1 | tee "$results/deno-dawn.txt"
+
+echo "=== kernel variants on Dawn (Tint's compiler, subgroups: the tests that run only when DAWN_VK_ICD is set)"
+DAWN_VK_ICD=$DAWN_ICD deno test -A --no-check=remote --filter "DAWN_VK_ICD is set" test/deno/gpu-matmul.test.ts test/deno/gpu-ops-families.test.ts 2>&1 \
+  | tee "$results/deno-dawn-kernels.txt"
 
 echo "=== browser suite (Playwright, Chromium, WebGPU on SwiftShader)"
 BROWSER_REPORT="$PWD/$results/browser.json" npm run test:browser
