@@ -13,19 +13,11 @@ import { GpuRunner } from "../../src/model/gpu-runner.ts";
 import type { Pooling } from "../../src/model/runner.ts";
 import { DEFAULT_MODEL_PATH } from "../../src/cli/default-model.ts";
 import { tokenizerFromMetadata } from "../../src/tokenizer/index.ts";
+import { cosine } from "../node/reference/compare.ts";
 
 const INPUTS = ["The meaning of life is", "A fortune cookie says: you will find your way home", "Hi"];
 const POOLINGS: readonly Pooling[] = ["mean", "cls", "last"];
 
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
 
 Deno.test("embeddings: the WebGPU runner's pooled states match the CPU reference's (cosine ≥ 0.9999)", async () => {
   const file = await openGGUF(DEFAULT_MODEL_PATH);

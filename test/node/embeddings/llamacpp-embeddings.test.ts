@@ -18,6 +18,7 @@ import { finishEmbedding, type Pooling, poolingTypeCode } from "../../../src/eng
 import { meta, writeGGUFFile } from "../../../src/gguf/writer.ts";
 import { syntheticMetadata, syntheticModelConfig, syntheticTensorSpecs } from "../../../src/model/synthetic.ts";
 import { loadLlamaCppModel } from "../support/llamacpp.ts";
+import { cosine } from "../reference/compare.ts";
 
 const EMBEDDED_F32 = fileURLToPath(new URL("../../../models/tiny-fortunes-f32.gguf", import.meta.url));
 const TEXTS = ["The meaning of life is", "hello hello hello world", "a"];
@@ -39,15 +40,6 @@ async function tinyModelWith(pooling: Pooling): Promise<string> {
   return path;
 }
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
 
 const CASES: readonly { name: string; pooling: Pooling; path: () => Promise<string> }[] = [
   { name: "tiny F32, pooling_type mean", pooling: "mean", path: () => tinyModelWith("mean") },
