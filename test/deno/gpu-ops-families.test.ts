@@ -23,6 +23,7 @@ import type { RopeConfig } from "../../src/model/config.ts";
 import { ropeFrequencies } from "../../src/model/reference-rope.ts";
 import { dawnIcd, primeDawn } from "../node/dawn/dawn-env.ts";
 import { attendHead, type AttentionScoring, geglu, longRopeDivisors, rotateHead, softcap, windowStart } from "../../src/model/reference-ops.ts";
+import { assertClose } from "./support/assert-close.ts";
 
 const ctx = await createGpuContext();
 const slotBytes = ctx.limits.minUniformBufferOffsetAlignment;
@@ -76,15 +77,6 @@ async function run(label: string, body: (step: GpuStep) => void): Promise<void> 
 
 async function readF32(b: GPUBuffer, count: number, offset = 0): Promise<Float32Array> {
   return new Float32Array(await ctx.allocator.readBuffer(b, offset * 4, count * 4));
-}
-
-/** Asserts |got − want| ≤ tol · scale elementwise (NaN fails). */
-function assertClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number, scale = 1): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < got.length; i++) {
-    const err = Math.abs(got[i]! - want[i]!);
-    if (!(err <= tol * scale)) assert.fail(`${what}[${i}] = ${got[i]}, expected ${want[i]} (|diff| ${err.toExponential(2)} > ${(tol * scale).toExponential(2)})`);
-  }
 }
 
 function destroyAll(...buffers: (GPUBuffer | GPUBufferBinding)[]): void {

@@ -34,6 +34,7 @@ import { destroyWeight, uploadWeight } from "../../src/gpu/weights.ts";
 import { GREEDY } from "../../src/sampling/sampler.ts";
 import type { RopeConfig } from "../../src/model/config.ts";
 import { ropeFrequencies } from "../../src/model/reference-rope.ts";
+import { assertClose } from "./support/assert-close.ts";
 
 const ctx = await createGpuContext();
 const slotBytes = ctx.limits.minUniformBufferOffsetAlignment;
@@ -101,15 +102,6 @@ async function readF32(b: GPUBuffer, count: number, offset = 0): Promise<Float32
 
 async function readU32(b: GPUBuffer, count: number, offset = 0): Promise<Uint32Array> {
   return new Uint32Array(await ctx.allocator.readBuffer(b, offset * 4, count * 4));
-}
-
-/** Asserts |got − want| ≤ tol · scale elementwise. */
-function assertClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number, scale = 1): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < got.length; i++) {
-    const err = Math.abs(got[i]! - want[i]!);
-    if (!(err <= tol * scale)) assert.fail(`${what}[${i}] = ${got[i]}, expected ${want[i]} (|diff| ${err.toExponential(2)} > ${(tol * scale).toExponential(2)})`);
-  }
 }
 
 function f16Round(values: Float32Array): Float32Array {
